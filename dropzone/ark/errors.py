@@ -19,6 +19,11 @@ Messages never include credentials; the client builds them only from the answer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dropzone.ark.models import Job
+
 THROTTLING_CODES = frozenset(
     {
         "FlowLimitExceeded",
@@ -69,13 +74,24 @@ class ArkError(Exception):
 
 
 class Duplicate(ArkError):
-    """The guard refused a second job and named the active one; it has been confirmed by Get."""
+    """The guard refused a second job and named the active one; it has been confirmed by Get.
+
+    ``job`` is the confirmed job as Get returned it, so the caller can tell its own earlier
+    job (same ``dropzone-input`` tag) from someone else's.
+    """
 
     def __init__(
-        self, existing_job_id: str, message: str, *, code: str = "", status: int | None = None
+        self,
+        existing_job_id: str,
+        message: str,
+        *,
+        job: Job | None = None,
+        code: str = "",
+        status: int | None = None,
     ) -> None:
         super().__init__(message, code=code, status=status)
         self.existing_job_id = existing_job_id
+        self.job = job
 
 
 class RetryableError(ArkError):

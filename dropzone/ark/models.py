@@ -108,6 +108,7 @@ class RequestCounts(WireModel):
 class Job(WireModel):
     id: str
     name: str | None = None
+    description: str | None = None
     project_name: str | None = None
     model_reference: ModelReference | None = None
     input_file_tos_location: TosLocation | None = None

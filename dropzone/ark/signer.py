@@ -62,7 +62,9 @@ def canonical_query(query: Iterable[tuple[str, str]]) -> str:
 def _canonical_host(value: str) -> str:
     # The official SDK drops a default port before signing; servers see the same Host.
     host, sep, port = value.rpartition(":")
-    if sep and port in {"80", "443"} and not host.endswith("]"):
+    # A bare IPv6 address has colons of its own: only "[addr]:port" carries a port.
+    bare_ipv6 = ":" in host and not host.endswith("]")
+    if sep and port in {"80", "443"} and not bare_ipv6:
         return host
     return value
 

@@ -1,0 +1,281 @@
+"""Ark batch-inference management client: signed calls over httpx, answers mapped to results.
+
+The client never retries: what to do after a failure (back off, reconcile, give up) is the
+caller's policy, persisted in the ledger. It only translates answers into values and the error
+tree of ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Protocol, Self
+from urllib.parse import urlsplit
+
+import httpx
+
+from dropzone.ark import errors, signer
+from dropzone.ark.models import (
+    API_VERSION,
+    CreateJobRequest,
+    Job,
+    JobPage,
+    ListFilter,
+    ListJobsRequest,
+    TagFilter,
+    find_job_id,
+)
+from dropzone.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+SERVICE = "ark"
+USER_AGENT = "dropzone/0.1"
+
+
+class CallObserver(Protocol):
+    """Told about every API call, for metrics: action, outcome label, seconds taken."""
+
+    def __call__(self, action: str, outcome: str, seconds: float) -> None: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A parsed API answer: the Result, or the error's fields."""
+
+    status: int
+    result: dict[str, Any] | None
+    code: str = ""
+    message: str = ""
+    request_id: str = ""
+
+
+def parse_answer(status: int, body: bytes) -> Answer:
+    """Read an answer body; a 200 carrying ``ResponseMetadata.Error`` is an error too."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        snippet = body[:200].decode("utf-8", "replace")
+        return Answer(status, None, "", f"answer is not JSON: {snippet!r}")
+    if not isinstance(document, dict):
+        return Answer(status, None, "", "answer is not a JSON object")
+    metadata = document.get("ResponseMetadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    request_id = str(metadata.get("RequestId", ""))
+    error = metadata.get("Error")
+    if isinstance(error, dict):
+        code = str(error.get("Code", ""))
+        return Answer(status, None, code, str(error.get("Message", "")), request_id)
+    if status >= 300:
+        return Answer(status, None, "", f"HTTP {status} without an error object", request_id)
+    result = document.get("Result")
+    return Answer(status, result if isinstance(result, dict) else {}, request_id=request_id)
+
+
+def error_for(answer: Answer, server_date: str | None, now: datetime) -> errors.ArkError:
+    """The error an unsuccessful answer stands for; measures clock skew for InvalidTimestamp."""
+    status = answer.status if answer.status >= 300 else 400
+    error = errors.classify(status, answer.code, answer.message, answer.request_id)
+    if isinstance(error, errors.AuthError) and answer.code == "InvalidTimestamp":
+        error.skew_s = measure_skew(server_date, now)
+    return error
+
+
+def measure_skew(server_date: str | None, now: datetime) -> float | None:
+    """Seconds the server's clock is ahead of ours (negative: behind), from a Date header."""
+    if not server_date:
+        return None
+    try:
+        server_now = parsedate_to_datetime(server_date)
+    except (TypeError, ValueError):
+        return None
+    if server_now.tzinfo is None:
+        server_now = server_now.replace(tzinfo=UTC)
+    return (server_now - now).total_seconds()
+
+
+def translate_transport_error(exc: httpx.TransportError) -> errors.Transient:
+    """Network failures, sorted by whether the request may have reached the server."""
+    never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    reason = type(exc).__name__
+    detail = str(exc) or "no detail"
+    return errors.Transient(
+        f"{reason}: {detail}", may_have_reached=not never_sent, code=reason, status=None
+    )
+
+
+class ArkClient:
+    """Create, get, list and stop batch inference jobs."""
+
+    def __init__(  # noqa: PLR0913 - every parameter is an independent, injected dependency
+        self,
+        *,
+        endpoint: str,
+        region: str,
+        credentials: signer.Credentials,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        max_requests_per_second: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        observer: CallObserver | None = None,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(f"Ark endpoint must be scheme://host[:port], got {endpoint!r}")
+        self._base = f"{parts.scheme}://{parts.netloc}/"
+        self._host = parts.netloc
+        self._region = region
+        self._credentials = credentials
+        self._clock = clock
+        self._observer = observer
+        self.limiter = RateLimiter(max_requests_per_second)
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    def __repr__(self) -> str:
+        return f"ArkClient(endpoint={self._base!r}, region={self._region!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def create(self, request: CreateJobRequest) -> str:
+        """Create a job and return its ID; raises Duplicate when the guard names an active job."""
+        try:
+            result = self.call("CreateBatchInferenceJob", request.wire())
+        except (errors.Rejected, errors.Transient) as exc:
+            if exc.status is None:
+                raise
+            named = find_job_id(exc.message)
+            if named is None:
+                raise
+            raise self._confirm_guard(named, request, exc) from exc
+        job_id = result.get("Id")
+        if not isinstance(job_id, str) or not job_id:
+            raise errors.Transient(
+                "Create answered without a job Id", may_have_reached=True, status=200
+            )
+        return job_id
+
+    def get(self, job_id: str) -> Job:
+        return Job.model_validate(self.call("GetBatchInferenceJob", {"Id": job_id}))
+
+    def list_jobs(self, request: ListJobsRequest) -> JobPage:
+        return JobPage.model_validate(self.call("ListBatchInferenceJobs", request.wire()))
+
+    def stop(self, job_id: str) -> None:
+        self.call("StopBatchInferenceJob", {"Id": job_id})
+
+    def iter_jobs(self, request: ListJobsRequest) -> Iterator[Job]:
+        """Every job matching ``request``, page after page."""
+        page_number = request.page_number
+        while True:
+            page = self.list_jobs(request.model_copy(update={"page_number": page_number}))
+            yield from page.items
+            if not page.items or page_number * page.page_size >= page.total_count:
+                return
+            page_number += 1
+
+    def find_by_tag(self, key: str, value: str, project_name: str | None) -> list[Job]:
+        """Jobs carrying tag ``key=value``, newest first."""
+        request = ListJobsRequest(
+            project_name=project_name,
+            tag_filters=(TagFilter(key=key, values=(value,)),),
+        )
+        return [job for job in self.iter_jobs(request) if job.tag(key) == value]
+
+    def get_many(self, job_ids: tuple[str, ...], project_name: str | None) -> list[Job]:
+        """Jobs by ID in one List call (at most 100 IDs)."""
+        request = ListJobsRequest(
+            project_name=project_name,
+            page_size=max(1, min(100, len(job_ids))),
+            filter=ListFilter(ids=job_ids),
+        )
+        return list(self.iter_jobs(request))
+
+    # --- the wire --------------------------------------------------------------------------
+
+    def call(self, action: str, payload: Mapping[str, object]) -> dict[str, Any]:
+        """One signed call; returns the Result object or raises from the error tree."""
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        query = (("Action", action), ("Version", API_VERSION))
+        self.limiter.acquire()
+        now = self._clock()
+        headers = signer.request_headers(
+            self._credentials,
+            host=self._host,
+            query=query,
+            body=body,
+            now=now,
+            region=self._region,
+            service=SERVICE,
+        )
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            response = self._send(query, headers, body)
+            answer = parse_answer(response.status_code, response.content)
+            outcome = str(response.status_code)
+        except errors.Transient:
+            outcome = "transport_error"
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer(action, outcome, time.monotonic() - started)
+        if answer.result is None:
+            raise error_for(answer, response.headers.get("Date"), self._clock())
+        return answer.result
+
+    def _send(
+        self, query: tuple[tuple[str, str], ...], headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        try:
+            return self._http.post(self._base, params=query, headers=headers, content=body)
+        except httpx.TransportError as exc:
+            raise translate_transport_error(exc) from exc
+
+    def _confirm_guard(
+        self, named: str, request: CreateJobRequest, original: errors.ArkError
+    ) -> errors.ArkError:
+        """Check the job the error names really holds this input before calling it a duplicate."""
+        try:
+            job = self.get(named)
+        except errors.Rejected:
+            return original
+        location = job.input_file_tos_location
+        same_input = location is not None and (
+            location.bucket_name == request.input_file_tos_location.bucket_name
+            and location.object_key == request.input_file_tos_location.object_key
+        )
+        if not same_input:
+            return original
+        if job.phase.is_active:
+            return errors.Duplicate(
+                named, original.message, job=job, code=original.code, status=original.status
+            )
+        # The guard named a job that has finished since: nothing was created, try again.
+        return errors.Transient(
+            f"the guard named {named}, which is now {job.phase}; submitting again is safe",
+            may_have_reached=False,
+            code=original.code,
+            status=original.status,
+        )

@@ -1,0 +1,1215 @@
+"""A local stand-in for the Ark batch inference management API, for development and trial.
+
+It speaks the wire format of ``ark/api.md`` (envelopes, error codes, Volcengine request signing)
+over plain HTTP on loopback, keeps jobs in memory and moves them through their phases by the
+time of an injectable clock. Faults are injected on demand (500s, 429s, latency, and "created but
+the answer was lost") so tests can prove that dropzone submits each input exactly once.
+
+Layers, from the inside out:
+
+- pure functions: request validation (``parse_create``, ``parse_list``), the lifecycle
+  (``phase_at``), list filtering (``job_matches``), the signature check (``authenticate``) and
+  the fault decision (``fault_for``); they take values, including ``now``, and return values;
+- ``JobBook``: the jobs and per-input Create counts, with no clock, randomness or I/O of its own;
+- ``_Engine``: one lock around the book, the fault dice and the keys; turns a received request
+  into a reply;
+- the stdlib HTTP server and ``Emulator``, which owns its lifetime; ``command`` for the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import os
+import random
+import re
+import signal
+import string
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+from dropzone.ark import signer
+from dropzone.ark.models import API_VERSION, Phase
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from types import FrameType
+
+Json = dict[str, object]
+
+SERVICE = "ark"
+DEFAULT_REGION = "cn-beijing"
+MAX_SKEW_S = 900.0
+STATE_PATH = "/_emulator/state"
+TOTAL_REQUESTS = 10
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+DEFAULT_COMPLETION_WINDOW = "28d"
+CREATED_BY_TAG = "sys:ark:createdBy"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REQUIRED_SIGNED = frozenset({"host", "x-date", "x-content-sha256"})
+# The platform's guard wording is unpublished; tests vary these to prove dropzone copes.
+GUARD_CODE = "OperationDenied.ActiveJobExists"
+GUARD_MESSAGE = "A batch inference job with the same input file is already active: {job_id}"
+BANNER = (
+    "dropzone Ark emulator: a local stand-in for development and trial, "
+    "not the real Ark service; listening on {url}"
+)
+
+CREATE = "CreateBatchInferenceJob"
+GET = "GetBatchInferenceJob"
+LIST = "ListBatchInferenceJobs"
+STOP = "StopBatchInferenceJob"
+
+_NAME = re.compile(r"[0-9A-Za-z_\u3400-\u4dbf\u4e00-\u9fff-]{1,200}")
+_WINDOW = re.compile(r"([1-9]|1[0-9]|2[0-8])d")
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_SIGNATURE_MESSAGE = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your Secret Access Key and signing method."
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer as the gateway or Ark would send it: HTTP status, Code and Message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _missing(field: str) -> ApiError:
+    return ApiError(400, f"MissingParameter.{field}", f"The parameter {field} is required.")
+
+
+def _invalid(field: str, why: str) -> ApiError:
+    return ApiError(400, f"InvalidParameter.{field}", f"The parameter {field} is invalid: {why}.")
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message)
+
+
+# --- configuration values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long a new job stays in each phase, in seconds of the emulator's clock."""
+
+    queue_s: float = 2.0
+    run_s: float = 10.0
+    stop_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The wording of the idempotency guard's refusal (the real one is unpublished)."""
+
+    status: int = 400
+    code: str = GUARD_CODE
+    message: str = GUARD_MESSAGE
+
+    def error(self, job_id: str) -> ApiError:
+        return ApiError(self.status, self.code, self.message.format(job_id=job_id))
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Rates (0 to 1) of injected faults, and latency added to every API request."""
+
+    fail_rate: float = 0.0
+    throttle_rate: float = 0.0
+    lose_answer_rate: float = 0.0
+    latency_ms: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("fail_rate", "throttle_rate", "lose_answer_rate"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {rate}")
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must not be negative, got {self.latency_ms}")
+
+
+# --- Create: validation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    bucket: str
+    key: str
+
+    def wire(self) -> Json:
+        return {"BucketName": self.bucket, "ObjectKey": self.key}
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    """A validated CreateBatchInferenceJob body."""
+
+    name: str
+    model_reference: Json
+    input: Location
+    output: Location
+    project: str
+    description: str | None
+    completion_window: str
+    tags: tuple[tuple[str, str], ...]
+    dry_run: bool
+
+
+def parse_create(body: Mapping[str, object]) -> CreateSpec:
+    """Validate a Create body, field by field in the documented order; raises ApiError."""
+    return CreateSpec(
+        name=_name(body.get("Name")),
+        model_reference=_model_reference(body.get("ModelReference")),
+        input=_location(body.get("InputFileTosLocation"), "InputFileTosLocation"),
+        output=_output_location(body.get("OutputDirTosLocation")),
+        project=_optional_text(body.get("ProjectName"), "ProjectName") or "default",
+        description=_description(body.get("Description")),
+        completion_window=_completion_window(body.get("CompletionWindow")),
+        tags=_tags(body.get("Tags")),
+        dry_run=body.get("DryRun") is True,
+    )
+
+
+def _required_text(value: object, field: str) -> str:
+    if value is None:
+        raise _missing(field)
+    if not isinstance(value, str) or not value:
+        raise _invalid(field, "must be a non-empty string")
+    return value
+
+
+def _optional_text(value: object, field: str) -> str | None:
+    return None if value is None else _required_text(value, field)
+
+
+def _object(value: object, field: str) -> dict[str, object]:
+    if value is None:
+        raise _missing(field)
+    if not isinstance(value, dict):
+        raise _invalid(field, "must be an object")
+    return value
+
+
+def _name(value: object) -> str:
+    if value is None:
+        raise _missing("Name")
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise _invalid("Name", "use 1 to 200 letters, digits, Chinese characters, '-' or '_'")
+    return value
+
+
+def _model_reference(value: object) -> Json:
+    reference = _object(value, "ModelReference")
+    foundation = reference.get("FoundationModel")
+    custom = reference.get("CustomModelId")
+    if (foundation is None) == (custom is None):
+        raise _invalid("ModelReference", "give exactly one of FoundationModel or CustomModelId")
+    if custom is not None:
+        return {"CustomModelId": _required_text(custom, "ModelReference.CustomModelId")}
+    model = _object(foundation, "ModelReference.FoundationModel")
+    wire: Json = {"Name": _required_text(model.get("Name"), "ModelReference.FoundationModel.Name")}
+    version = _optional_text(
+        model.get("ModelVersion"), "ModelReference.FoundationModel.ModelVersion"
+    )
+    if version is not None:
+        wire["ModelVersion"] = version
+    return {"FoundationModel": wire}
+
+
+def _location(value: object, field: str) -> Location:
+    location = _object(value, field)
+    return Location(
+        _required_text(location.get("BucketName"), f"{field}.BucketName"),
+        _required_text(location.get("ObjectKey"), f"{field}.ObjectKey"),
+    )
+
+
+def _output_location(value: object) -> Location:
+    location = _location(value, "OutputDirTosLocation")
+    if not location.key.endswith("/"):
+        raise _invalid("OutputDirTosLocation.ObjectKey", "must be a folder prefix ending in '/'")
+    return location
+
+
+def _description(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 300:
+        raise _invalid("Description", "must be 1 to 300 characters")
+    return value
+
+
+def _completion_window(value: object) -> str:
+    if value is None:
+        return DEFAULT_COMPLETION_WINDOW
+    if not isinstance(value, str) or not _WINDOW.fullmatch(value):
+        raise _invalid("CompletionWindow", "must be whole days from '1d' to '28d'")
+    return value
+
+
+def _tags(value: object) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _invalid("Tags", "must be a list of {Key, Value}")
+    tags = tuple(_tag(item) for item in value)
+    seen: set[str] = set()
+    for key, _ in tags:
+        if key in seen:
+            raise ApiError(400, "Duplicate.Tags.Key", f"The tag key {key!r} is repeated.")
+        seen.add(key)
+    return tags
+
+
+def _tag(item: object) -> tuple[str, str]:
+    tag = _object(item, "Tags")
+    key = _required_text(tag.get("Key"), "Tags.Key")
+    if key.startswith("sys:"):
+        raise _invalid("Tags.Key", "the 'sys:' prefix is reserved for the platform")
+    value = tag.get("Value", "")
+    if not isinstance(value, str):
+        raise _invalid("Tags.Value", "must be a string")
+    return key, value
+
+
+def named_input(body: Mapping[str, object]) -> str | None:
+    """``bucket/key`` of the input a Create body names, read leniently (even if it is invalid)."""
+    location = body.get("InputFileTosLocation")
+    if not isinstance(location, dict):
+        return None
+    bucket, key = location.get("BucketName"), location.get("ObjectKey")
+    if isinstance(bucket, str) and isinstance(key, str):
+        return f"{bucket}/{key}"
+    return None
+
+
+# --- the lifecycle -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    owner: str
+    seq: int
+    spec: CreateSpec
+    created_at: datetime
+    timing: Timing
+    stopped_at: datetime | None = None
+
+    @property
+    def queued_until(self) -> datetime:
+        return self.created_at + timedelta(seconds=self.timing.queue_s)
+
+    @property
+    def running_until(self) -> datetime:
+        return self.queued_until + timedelta(seconds=self.timing.run_s)
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.created_at + timedelta(days=int(self.spec.completion_window[:-1]))
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    phase: Phase
+    since: datetime
+    message: str
+    completed: int
+
+
+def progress(job: JobRecord, moment: datetime) -> int:
+    """Requests completed by ``moment``: none while queued, then evenly over the run."""
+    if moment >= job.running_until:
+        return TOTAL_REQUESTS
+    elapsed = (moment - job.queued_until).total_seconds()
+    if elapsed <= 0:
+        return 0
+    return min(TOTAL_REQUESTS, int(TOTAL_REQUESTS * elapsed / job.timing.run_s))
+
+
+def _interruption(job: JobRecord) -> tuple[datetime, str] | None:
+    """When and why the job leaves its natural course (a Stop or the completion window)."""
+    candidates = []
+    if job.stopped_at is not None:
+        candidates.append((job.stopped_at, "stopped by the user"))
+    if job.expires_at < job.running_until:
+        candidates.append((job.expires_at, "the completion window expired"))
+    return min(candidates, default=None)
+
+
+def phase_at(job: JobRecord, now: datetime) -> PhaseView:
+    """The job's phase at ``now``: Queued, Running, Completed, or Terminating then Terminated."""
+    interruption = _interruption(job)
+    if interruption is not None and now >= interruption[0]:
+        at, why = interruption
+        done = progress(job, at)
+        ended = at + timedelta(seconds=job.timing.stop_s)
+        if now < ended:
+            return PhaseView(Phase.TERMINATING, at, why, done)
+        return PhaseView(Phase.TERMINATED, ended, why, done)
+    if now < job.queued_until:
+        return PhaseView(Phase.QUEUED, job.created_at, "", 0)
+    if now < job.running_until:
+        return PhaseView(Phase.RUNNING, job.queued_until, "", progress(job, now))
+    return PhaseView(Phase.COMPLETED, job.running_until, "", TOTAL_REQUESTS)
+
+
+def job_view(job: JobRecord, now: datetime, *, detailed: bool = False) -> Json:
+    """The job object as Get (``detailed``) or List answers it."""
+    view = phase_at(job, now)
+    spec = job.spec
+    document: Json = {
+        "Id": job.id,
+        "Name": spec.name,
+        "Description": spec.description or "",
+        "ProjectName": spec.project,
+        "ModelReference": spec.model_reference,
+        "InputFileTosLocation": spec.input.wire(),
+        "OutputDirTosLocation": spec.output.wire(),
+        "CompletionWindow": spec.completion_window,
+        "Status": {
+            "Phase": view.phase.value,
+            "PhaseTime": rfc3339(view.since),
+            "Message": view.message,
+        },
+        "RequestCounts": {"Total": TOTAL_REQUESTS, "Completed": view.completed, "Failed": 0},
+        "Tags": [{"Key": key, "Value": value} for key, value in _all_tags(job)],
+        "CreateTime": rfc3339(job.created_at),
+        "UpdateTime": rfc3339(view.since),
+        "ExpireTime": rfc3339(job.expires_at),
+    }
+    if detailed:
+        error_dir = Location(spec.output.bucket, f"{spec.output.key}{job.id}/error/")
+        document["ErrorFileTosLocation"] = error_dir.wire()
+        document["TokenUsage"] = {"PromptTokens": 0, "CompletionTokens": 0, "TotalTokens": 0}
+    return document
+
+
+def _all_tags(job: JobRecord) -> tuple[tuple[str, str], ...]:
+    return (*job.spec.tags, (CREATED_BY_TAG, job.owner))
+
+
+# --- List: the query and its filters -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    project: str = "default"
+    page_number: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+    descending: bool = True
+    ids: frozenset[str] | None = None
+    name: str | None = None
+    phases: frozenset[Phase] | None = None
+    custom_model_ids: frozenset[str] | None = None
+    foundation_models: tuple[tuple[str, frozenset[str]], ...] | None = None
+    tag_filters: tuple[tuple[str, frozenset[str]], ...] = ()
+
+
+def parse_list(body: Mapping[str, object]) -> ListQuery:
+    """Validate a List body; raises ApiError."""
+    criteria = _list_filter(body.get("Filter"))
+    return ListQuery(
+        project=_optional_text(body.get("ProjectName"), "ProjectName") or "default",
+        page_number=_bounded_int(body.get("PageNumber"), "PageNumber", 1, None),
+        page_size=_bounded_int(body.get("PageSize"), "PageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        descending=_descending(body.get("SortBy"), body.get("SortOrder")),
+        ids=_text_set(criteria.get("Ids"), "Filter.Ids"),
+        name=_optional_text(criteria.get("Name"), "Filter.Name"),
+        phases=_phases(criteria.get("Phases")),
+        custom_model_ids=_text_set(criteria.get("CustomModelIds"), "Filter.CustomModelIds"),
+        foundation_models=_foundation_filters(criteria.get("FoundationModels")),
+        tag_filters=_tag_filters(body.get("TagFilters")),
+    )
+
+
+def _list_filter(value: object) -> dict[str, object]:
+    return {} if value is None else _object(value, "Filter")
+
+
+def _bounded_int(value: object, field: str, default: int, maximum: int | None) -> int:
+    if value is None:
+        return default
+    # bool is an int in Python, not in JSON.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _invalid(field, "must be a positive integer")
+    if maximum is not None and value > maximum:
+        raise _invalid(field, f"must be at most {maximum}")
+    return value
+
+
+def _descending(sort_by: object, sort_order: object) -> bool:
+    if sort_by not in {None, "CreateTime"}:
+        raise _invalid("SortBy", "only CreateTime is supported")
+    if sort_order not in {None, "Asc", "Desc"}:
+        raise _invalid("SortOrder", "must be Asc or Desc")
+    return sort_order != "Asc"
+
+
+def _text_list(value: object, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _invalid(field, "must be a list of strings")
+    return value
+
+
+def _text_set(value: object, field: str) -> frozenset[str] | None:
+    items = _text_list(value, field)
+    # An empty list filters nothing out, as an absent one.
+    return frozenset(items) if items else None
+
+
+def _phases(value: object) -> frozenset[Phase] | None:
+    names = _text_set(value, "Filter.Phases")
+    if names is None:
+        return None
+    known = {phase.value for phase in Phase}
+    unknown = sorted(names - known)
+    if unknown:
+        raise _invalid("Filter.Phases", f"unknown phase {unknown[0]!r}")
+    return frozenset(Phase(name) for name in names)
+
+
+def _key_values(item: object, field: str, names: tuple[str, str]) -> tuple[str, frozenset[str]]:
+    """A ``{Key, Values}``-like entry: ``names`` are its key and values field names."""
+    entry = _object(item, field)
+    key_name, values_name = names
+    key = _required_text(entry.get(key_name), f"{field}.{key_name}")
+    values = _text_list(entry.get(values_name), f"{field}.{values_name}") or []
+    return key, frozenset(values)
+
+
+def _foundation_filters(value: object) -> tuple[tuple[str, frozenset[str]], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _invalid("Filter.FoundationModels", "must be a list")
+    return (
+        tuple(
+            _key_values(item, "Filter.FoundationModels", ("Name", "ModelVersions"))
+            for item in value
+        )
+        or None
+    )
+
+
+def _tag_filters(value: object) -> tuple[tuple[str, frozenset[str]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _invalid("TagFilters", "must be a list of {Key, Values}")
+    return tuple(_key_values(item, "TagFilters", ("Key", "Values")) for item in value)
+
+
+def _tag_matches(tags: Iterable[tuple[str, str]], key: str, values: frozenset[str]) -> bool:
+    # Without Values, a tag filter asks only that the key be present.
+    return any(tag_key == key and (not values or value in values) for tag_key, value in tags)
+
+
+def _model_matches(reference: Json, query: ListQuery) -> bool:
+    custom = reference.get("CustomModelId")
+    if query.custom_model_ids is not None and custom not in query.custom_model_ids:
+        return False
+    if query.foundation_models is None:
+        return True
+    model = reference.get("FoundationModel")
+    if not isinstance(model, dict):
+        return False
+    name, version = model.get("Name"), model.get("ModelVersion")
+    return any(
+        name == wanted and (not versions or version in versions)
+        for wanted, versions in query.foundation_models
+    )
+
+
+def job_matches(job: JobRecord, phase: Phase, query: ListQuery) -> bool:
+    """Whether a job passes every filter of a List query."""
+    spec = job.spec
+    checks = (
+        spec.project == query.project,
+        query.ids is None or job.id in query.ids,
+        query.name is None or query.name in spec.name,
+        query.phases is None or phase in query.phases,
+        _model_matches(spec.model_reference, query),
+    )
+    tags = _all_tags(job)
+    return all(checks) and all(_tag_matches(tags, key, values) for key, values in query.tag_filters)
+
+
+def list_page(jobs: Iterable[JobRecord], query: ListQuery, now: datetime) -> Json:
+    """The List Result: matching jobs sorted by creation, one page of them."""
+    matching = [job for job in jobs if job_matches(job, phase_at(job, now).phase, query)]
+    matching.sort(key=lambda job: (job.created_at, job.seq), reverse=query.descending)
+    start = (query.page_number - 1) * query.page_size
+    items = matching[start : start + query.page_size]
+    return {
+        "TotalCount": len(matching),
+        "PageNumber": query.page_number,
+        "PageSize": query.page_size,
+        "Items": [job_view(job, now) for job in items],
+    }
+
+
+# --- the book of jobs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Created:
+    """Create's Result, and whether a job was really created (a dry run creates none)."""
+
+    result: Json
+    job_id: str | None
+
+
+class JobBook:
+    """The jobs and the Create calls per input.
+
+    No clock, randomness or I/O of its own: ``now`` comes with every call and job ID suffixes
+    from ``suffix``. Not thread-safe: the engine holds its lock around every call.
+    """
+
+    def __init__(self, timing: Timing, guard: Guard, suffix: Callable[[], str]) -> None:
+        self.timing = timing
+        self.guard = guard
+        self._suffix = suffix
+        self._jobs: dict[str, JobRecord] = {}
+        self._create_calls: dict[str, int] = {}
+
+    def count_create_call(self, body: Mapping[str, object]) -> None:
+        named = named_input(body)
+        if named is not None:
+            self._create_calls[named] = self._create_calls.get(named, 0) + 1
+
+    def create(self, owner: str, body: Mapping[str, object], now: datetime) -> Created:
+        spec = parse_create(body)
+        active = self._active_job(owner, spec, now)
+        if active is not None:
+            raise self.guard.error(active.id)
+        if spec.dry_run:
+            return Created({}, None)
+        job = JobRecord(self._new_id(now), owner, len(self._jobs), spec, now, self.timing)
+        self._jobs[job.id] = job
+        return Created({"Id": job.id}, job.id)
+
+    def get(self, owner: str, body: Mapping[str, object], now: datetime) -> Json:
+        return job_view(self._owned(owner, body), now, detailed=True)
+
+    def list(self, owner: str, body: Mapping[str, object], now: datetime) -> Json:
+        query = parse_list(body)
+        return list_page((job for job in self._jobs.values() if job.owner == owner), query, now)
+
+    def stop(self, owner: str, body: Mapping[str, object], now: datetime) -> Json:
+        job = self._owned(owner, body)
+        phase = phase_at(job, now).phase
+        if not phase.is_active:
+            raise ApiError(
+                403,
+                "OperationDenied.UnsupportedPhase",
+                f"The job {job.id} is {phase.value}; only Queued or Running jobs can be stopped.",
+            )
+        self._jobs[job.id] = replace(job, stopped_at=now)
+        return {}
+
+    def snapshot(self, now: datetime) -> Json:
+        jobs = sorted(self._jobs.values(), key=lambda job: job.seq)
+        return {
+            "jobs": [job_view(job, now, detailed=True) for job in jobs],
+            "create_calls": dict(self._create_calls),
+        }
+
+    def _active_job(self, owner: str, spec: CreateSpec, now: datetime) -> JobRecord | None:
+        holders = (job for job in self._jobs.values() if _same_input(job, owner, spec))
+        return next((job for job in holders if phase_at(job, now).phase.is_active), None)
+
+    def _new_id(self, now: datetime) -> str:
+        while True:
+            job_id = f"bi-{now.astimezone(UTC):%Y%m%d%H%M%S}-{self._suffix()}"
+            if job_id not in self._jobs:
+                return job_id
+
+    def _owned(self, owner: str, body: Mapping[str, object]) -> JobRecord:
+        job_id = _required_text(body.get("Id"), "Id")
+        job = self._jobs.get(job_id)
+        # Another account's job is as invisible as one that never existed.
+        if job is None or job.owner != owner:
+            raise ApiError(404, "NotFound.Id", f"The batch inference job {job_id} was not found.")
+        return job
+
+
+def _same_input(job: JobRecord, owner: str, spec: CreateSpec) -> bool:
+    """The guard's key: the same account, project, bucket and object key."""
+    return (job.owner, job.spec.project, job.spec.input) == (owner, spec.project, spec.input)
+
+
+def dispatch(
+    book: JobBook, owner: str, action: str, body: Mapping[str, object], now: datetime
+) -> Created:
+    """Run one authenticated action against the book; raises ApiError."""
+    if action == CREATE:
+        return book.create(owner, body, now)
+    handlers = {GET: book.get, LIST: book.list, STOP: book.stop}
+    handler = handlers.get(action)
+    if handler is None:
+        raise _unknown_action(action, API_VERSION)
+    return Created(handler(owner, body, now), None)
+
+
+def _unknown_action(action: str, version: str) -> ApiError:
+    return ApiError(
+        404,
+        "InvalidActionOrVersion",
+        f"Could not find operation {action or '(none)'} for version {version or '(none)'}.",
+    )
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """An HTTP request as it arrived: header names lower-cased, query pairs decoded."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    body: bytes
+
+    def query_value(self, name: str) -> str:
+        return next((value for key, value in self.query if key == name), "")
+
+
+def authenticate(request: Received, secrets: Mapping[str, str], now: datetime, region: str) -> str:
+    """Check a request's Volcengine signature; returns the access key or raises ApiError."""
+    auth = _parse_authorization(request.headers.get("authorization"))
+    secret = secrets.get(auth.access_key)
+    if secret is None:
+        raise _unauthorized("InvalidAccessKey", "The access key is not recognised.")
+    _check_signed_names(auth, request.headers)
+    x_date = _check_timestamp(request.headers, now)
+    _check_scope(auth, x_date, region)
+    _check_body_hash(request)
+    _check_signature(request, auth, secret)
+    return auth.access_key
+
+
+def _parse_authorization(value: str | None) -> signer.ParsedAuthorization:
+    if not value:
+        raise _unauthorized("MissingAuthenticationToken", "The request is not signed.")
+    try:
+        return signer.parse_authorization(value)
+    except ValueError as exc:
+        raise _unauthorized("InvalidAuthorization", f"Malformed Authorization: {exc}.") from exc
+
+
+def _check_signed_names(auth: signer.ParsedAuthorization, headers: Mapping[str, str]) -> None:
+    names = set(auth.signed_header_names)
+    required = set(REQUIRED_SIGNED)
+    if "x-security-token" in headers:
+        required.add("x-security-token")
+    missing = sorted(required - names)
+    if missing:
+        raise _unauthorized(
+            "InvalidAuthorization", f"SignedHeaders must include {', '.join(missing)}."
+        )
+    absent = sorted(name for name in names if name not in headers)
+    if absent:
+        raise _unauthorized("SignatureDoesNotMatch", f"Signed header {absent[0]} was not sent.")
+
+
+def _check_timestamp(headers: Mapping[str, str], now: datetime) -> str:
+    x_date = headers["x-date"]
+    try:
+        sent = signer.parse_x_date(x_date)
+    except ValueError as exc:
+        raise ApiError(400, "InvalidTimestamp", f"Malformed X-Date {x_date!r}.") from exc
+    if abs((sent - now).total_seconds()) > MAX_SKEW_S:
+        raise ApiError(
+            400,
+            "InvalidTimestamp",
+            f"The request time {x_date} is more than {MAX_SKEW_S:.0f} s from the server time "
+            f"{signer.format_x_date(now)}.",
+        )
+    return x_date
+
+
+def _check_scope(auth: signer.ParsedAuthorization, x_date: str, region: str) -> None:
+    expected = (x_date[:8], region, SERVICE)
+    if (auth.date, auth.region, auth.service) != expected:
+        raise _unauthorized(
+            "SignatureDoesNotMatch",
+            f"The credential scope {auth.date}/{auth.region}/{auth.service} does not match "
+            f"{'/'.join(expected)}.",
+        )
+
+
+def _check_body_hash(request: Received) -> None:
+    declared = request.headers["x-content-sha256"].strip().lower()
+    if not hmac.compare_digest(declared, signer.sha256_hex(request.body)):
+        raise _unauthorized("SignatureDoesNotMatch", "X-Content-Sha256 does not match the body.")
+
+
+def _check_signature(request: Received, auth: signer.ParsedAuthorization, secret: str) -> None:
+    signed = {name: request.headers[name] for name in auth.signed_header_names}
+    expected, _ = signer.signature(
+        signer.Credentials(auth.access_key, secret),
+        signer.SigningInput(
+            request.method, request.path, request.query, signed, request.body, auth.region, SERVICE
+        ),
+    )
+    if not hmac.compare_digest(expected, auth.signature.lower()):
+        raise _unauthorized("SignatureDoesNotMatch", _SIGNATURE_MESSAGE)
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+def fault_for(faults: Faults, draw: Callable[[], float]) -> ApiError | None:
+    """The injected error for one request, if any (throttling is drawn first)."""
+    if draw() < faults.throttle_rate:
+        return ApiError(429, "FlowLimitExceeded", "Request rate exceeded the flow limit.")
+    if draw() < faults.fail_rate:
+        return ApiError(500, "InternalError", "The service met an internal error.")
+    return None
+
+
+LOST_503 = ApiError(503, "ServiceUnavailableTemp", "The service is temporarily unavailable.")
+
+
+# --- the engine: state under one lock ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer to send; ``document`` None means close the connection without one."""
+
+    status: int
+    document: Json | None
+
+
+def _envelope(meta: Json, result: Json) -> Json:
+    return {"ResponseMetadata": meta, "Result": result}
+
+
+def _error_envelope(meta: Json, error: ApiError) -> Json:
+    return {"ResponseMetadata": {**meta, "Error": {"Code": error.code, "Message": error.message}}}
+
+
+class _Engine:
+    """Everything the HTTP handlers share: keys, faults, the book and the dice, under one lock."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        book_of: Callable[[Callable[[], str]], JobBook],
+        faults: Faults,
+        seed: int | None,
+        clock: Callable[[], datetime],
+        region: str,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._keys = dict(keys)
+        self._faults = faults
+        self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
+        self._clock = clock
+        self._region = region
+        self._requests = 0
+        self.book = book_of(self._suffix)
+
+    def now(self) -> datetime:
+        moment = self._clock()
+        if moment.tzinfo is None:
+            raise ValueError("the emulator's clock must return aware datetimes")
+        return moment.astimezone(UTC)
+
+    def add_key(self, access_key: str, secret_key: str) -> None:
+        with self._lock:
+            self._keys[access_key] = secret_key
+
+    def update_faults(self, change: Callable[[Faults], Faults]) -> Faults:
+        with self._lock:
+            self._faults = change(self._faults)
+            return self._faults
+
+    def state(self) -> Json:
+        now = self.now()
+        with self._lock:
+            return self.book.snapshot(now)
+
+    def api(self, request: Received) -> Reply:
+        """Answer one API request (any method and path other than the inspection endpoint)."""
+        with self._lock:
+            latency_ms = self._faults.latency_ms
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
+        now = self.now()
+        action, version = request.query_value("Action"), request.query_value("Version")
+        meta = self._metadata(now, action, version)
+        try:
+            created = self._answer(request, action, version, now)
+        except ApiError as error:
+            return Reply(error.status, _error_envelope(meta, error))
+        if created.job_id is not None and self._lose_answer():
+            return self._lost(meta)
+        return Reply(200, _envelope(meta, created.result))
+
+    def _answer(self, request: Received, action: str, version: str, now: datetime) -> Created:
+        if request.method != "POST" or request.path != "/" or version != API_VERSION:
+            raise _unknown_action(action, version)
+        if action not in {CREATE, GET, LIST, STOP}:
+            raise _unknown_action(action, version)
+        with self._lock:
+            keys = dict(self._keys)
+        owner = authenticate(request, keys, now, self._region)
+        body = _json_body(request.body)
+        with self._lock:
+            if action == CREATE:
+                self.book.count_create_call(body)
+            fault = fault_for(self._faults, self._random.random)
+            if fault is not None:
+                raise fault
+            return dispatch(self.book, owner, action, body, now)
+
+    def _lose_answer(self) -> bool:
+        with self._lock:
+            return self._random.random() < self._faults.lose_answer_rate
+
+    def _lost(self, meta: Json) -> Reply:
+        with self._lock:
+            as_503 = self._random.random() < 0.5
+        if as_503:
+            return Reply(LOST_503.status, _error_envelope(meta, LOST_503))
+        return Reply(0, None)
+
+    def _metadata(self, now: datetime, action: str, version: str) -> Json:
+        with self._lock:
+            self._requests += 1
+            number = self._requests
+        return {
+            # Shaped like the platform's: a timestamp, then 20 upper-case hex digits.
+            "RequestId": f"{now:%Y%m%d%H%M%S}{number:020X}",
+            "Action": action,
+            "Version": version,
+            "Service": SERVICE,
+            "Region": self._region,
+        }
+
+    def _suffix(self) -> str:
+        # Called by the book, so always under the lock already.
+        return "".join(self._random.choice(_ID_ALPHABET) for _ in range(5))
+
+
+def _json_body(body: bytes) -> dict[str, object]:
+    if not body.strip():
+        return {}
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise ApiError(400, "InvalidParameter", "The request body is not valid JSON.") from exc
+    if not isinstance(document, dict):
+        raise ApiError(400, "InvalidParameter", "The request body must be a JSON object.")
+    return document
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    # Handler threads must not keep a stopping process alive on an idle keep-alive connection.
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], engine: _Engine) -> None:
+        super().__init__(address, _Handler)
+        self.engine = engine
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 keeps connections alive, as clients with a pool expect.
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, each answer would wait for
+    # the client's delayed ACK (40 ms on Linux).
+    disable_nagle_algorithm = True
+    server_version = "dropzone-ark-emulator"
+    sys_version = ""
+    server: _Server
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == STATE_PATH:
+            self._write(Reply(200, self.server.engine.state()))
+        else:
+            self._write(self.server.engine.api(self._received(b"")))
+
+    def do_POST(self) -> None:
+        length = self.headers.get("Content-Length", "0")
+        body = self.rfile.read(int(length)) if length.isdigit() else b""
+        self._write(self.server.engine.api(self._received(body)))
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The client measures clock skew from Date: it must come from the emulator's clock.
+        del timestamp
+        return format_datetime(self.server.engine.now(), usegmt=True)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        """Requests are not logged: the inspection endpoint shows what happened."""
+
+    def _received(self, body: bytes) -> Received:
+        parts = urlsplit(self.path)
+        return Received(
+            method=self.command,
+            path=parts.path or "/",
+            query=tuple(parse_qsl(parts.query, keep_blank_values=True)),
+            headers={name.lower(): value for name, value in self.headers.items()},
+            body=body,
+        )
+
+    def _write(self, reply: Reply) -> None:
+        if reply.document is None:
+            # The lost answer: no status line at all, the connection just ends.
+            self.close_connection = True
+            return
+        data = json.dumps(reply.document, ensure_ascii=False).encode("utf-8")
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class Emulator:
+    """The emulator in-process: ``with Emulator("AK", "SK") as ark: ... ark.url ...``."""
+
+    def __init__(  # noqa: PLR0913 - one keyword per independent knob of the stand-in
+        self,
+        access_key: str,
+        secret_key: str,
+        *,
+        queue_s: float = 2.0,
+        run_s: float = 10.0,
+        fail_rate: float = 0.0,
+        throttle_rate: float = 0.0,
+        lose_answer_rate: float = 0.0,
+        latency_ms: int = 0,
+        seed: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        guard_status: int = 400,
+        guard_code: str = GUARD_CODE,
+        guard_message: str = GUARD_MESSAGE,
+        stop_s: float = 1.0,
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        timing = Timing(queue_s, run_s, stop_s)
+        guard = Guard(guard_status, guard_code, guard_message)
+        self._engine = _Engine(
+            {access_key: secret_key},
+            lambda suffix: JobBook(timing, guard, suffix),
+            Faults(fail_rate, throttle_rate, lose_answer_rate, latency_ms),
+            seed,
+            clock or _utc_now,
+            region,
+        )
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "not started"
+        return f"Emulator({where})"
+
+    def start(self) -> Self:
+        """Bind (port 0 picks a free port) and serve on a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("the emulator is already started")
+        self._server = _Server(self._address, self._engine)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            # A short poll keeps stop() quick; an idle emulator wakes 50 times a second.
+            kwargs={"poll_interval": 0.02},
+            name="ark-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def state(self) -> dict[str, Any]:
+        """What ``GET /_emulator/state`` answers: all jobs, and Create calls per input."""
+        return self._engine.state()
+
+    def set_faults(
+        self,
+        *,
+        fail_rate: float | None = None,
+        throttle_rate: float | None = None,
+        lose_answer_rate: float | None = None,
+        latency_ms: int | None = None,
+    ) -> Faults:
+        """Change fault rates while running; None leaves a setting as it is."""
+
+        def change(current: Faults) -> Faults:
+            return Faults(
+                current.fail_rate if fail_rate is None else fail_rate,
+                current.throttle_rate if throttle_rate is None else throttle_rate,
+                current.lose_answer_rate if lose_answer_rate is None else lose_answer_rate,
+                current.latency_ms if latency_ms is None else latency_ms,
+            )
+
+        return self._engine.update_faults(change)
+
+    def add_account(self, access_key: str, secret_key: str) -> None:
+        """Accept another key pair: a second account, which sees only its own jobs."""
+        self._engine.add_key(access_key, secret_key)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a rate is between 0 and 1, got {text}")
+    return value
+
+
+def _env_first(*names: str) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options to ``parser`` (the ``dropzone emulator`` sub-command)."""
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    add("--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)")
+    add(
+        "--access-key",
+        help="the access key to accept (default: $VOLCENGINE_ACCESS_KEY, else $VOLC_ACCESSKEY, "
+        "else 'emulator-ak')",
+    )
+    add(
+        "--secret-key",
+        help="its secret key (default: $VOLCENGINE_SECRET_KEY, else $VOLC_SECRETKEY, "
+        "else 'emulator-sk')",
+    )
+    add("--region", default=DEFAULT_REGION, help="signing region (default: %(default)s)")
+    add("--queue-s", type=float, default=2.0, help="seconds a job stays Queued (default: 2)")
+    add("--run-s", type=float, default=10.0, help="seconds a job stays Running (default: 10)")
+    add("--fail-rate", type=_rate, default=0.0, help="share of requests answered 500")
+    add("--throttle-rate", type=_rate, default=0.0, help="share of requests answered 429")
+    add(
+        "--lose-answer-rate",
+        type=_rate,
+        default=0.0,
+        help="share of Creates whose job is made but whose answer is lost (503 or a dropped "
+        "connection)",
+    )
+    add("--latency-ms", type=int, default=0, help="delay added to every API request")
+    add("--seed", type=int, default=None, help="seed for faults and job IDs (reproducible runs)")
+
+
+def _emulator_from(args: argparse.Namespace) -> Emulator:
+    access_key = args.access_key or _env_first("VOLCENGINE_ACCESS_KEY", "VOLC_ACCESSKEY")
+    secret_key = args.secret_key or _env_first("VOLCENGINE_SECRET_KEY", "VOLC_SECRETKEY")
+    return Emulator(
+        access_key or "emulator-ak",
+        secret_key or "emulator-sk",
+        queue_s=args.queue_s,
+        run_s=args.run_s,
+        fail_rate=args.fail_rate,
+        throttle_rate=args.throttle_rate,
+        lose_answer_rate=args.lose_answer_rate,
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        region=args.region,
+    )
+
+
+class _StopServing(Exception):
+    """Raised by the SIGTERM/SIGINT handler to leave the serving loop."""
+
+
+def _stop_serving(signum: int, frame: FrameType | None) -> None:
+    del frame
+    raise _StopServing(signum)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT; prints one line saying what this is and where it listens."""
+    emulator = _emulator_from(args)
+    # Python runs signal handlers in the main thread whichever thread the signal reached, so
+    # raising from the handler ends the wait below even with other threads running.
+    previous = {number: signal.signal(number, _stop_serving) for number in STOP_SIGNALS}
+    try:
+        with emulator:
+            sys.stdout.write(BANNER.format(url=emulator.url) + "\n")
+            sys.stdout.flush()
+            while True:
+                signal.pause()
+    except _StopServing:
+        return 0
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dropzone.ark.emulator",
+        description="A local stand-in for the Ark batch inference API, for development and trial.",
+    )
+    configure_parser(parser)
+    return command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Answer parsing and the error taxonomy, without any network."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from dropzone.ark import client, errors
+from dropzone.ark.models import find_job_id
+from dropzone.ratelimit import RateLimiter
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps(
+        {"ResponseMetadata": {"RequestId": "r1", "Error": {"Code": code, "Message": message}}}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, "FlowLimitExceeded", errors.Throttled),
+        (429, "", errors.Throttled),
+        (400, "QuotaExceeded", errors.Throttled),
+        (429, "APIAccountRpmRateLimitExceeded", errors.Throttled),
+        (401, "SignatureDoesNotMatch", errors.AuthError),
+        (401, "InvalidAccessKey", errors.AuthError),
+        (400, "InvalidTimestamp", errors.AuthError),
+        (403, "AccessDenied", errors.AuthError),
+        (500, "InternalError", errors.Transient),
+        (503, "ServiceUnavailableTemp", errors.Transient),
+        (504, "InternalServiceTimeout", errors.Transient),
+        (400, "InvalidParameter.Name", errors.Rejected),
+        (404, "NotFound.Id", errors.Rejected),
+        (403, "OperationDenied.ServiceNotOpen", errors.Rejected),
+    ],
+)
+def test_classify(status: int, code: str, expected: type[errors.ArkError]) -> None:
+    """Each documented status/code lands on the branch that tells the caller what to do."""
+    answer = client.parse_answer(status, _error_body(code, "m"))
+    error = client.error_for(answer, None, datetime.now(UTC))
+    assert type(error) is expected
+    assert error.code == code
+    assert error.request_id == "r1"
+    if isinstance(error, errors.Transient):
+        assert error.may_have_reached
+
+
+def test_200_with_error_is_an_error() -> None:
+    """A 200 carrying ResponseMetadata.Error is treated as an error, as the SDK does."""
+    answer = client.parse_answer(200, _error_body("InvalidParameter.Name", "bad name"))
+    assert answer.result is None
+    error = client.error_for(answer, None, datetime.now(UTC))
+    assert isinstance(error, errors.Rejected)
+    assert error.describe() == "InvalidParameter.Name HTTP 400: bad name"
+
+
+def test_non_json_answer() -> None:
+    """A gateway's HTML 502 becomes a Transient error that quotes the start of the body."""
+    answer = client.parse_answer(502, b"<html>Bad Gateway</html>")
+    error = client.error_for(answer, None, datetime.now(UTC))
+    assert isinstance(error, errors.Transient)
+    assert "Bad Gateway" in error.message
+
+
+def test_success_result() -> None:
+    """The Result object is returned from a success envelope."""
+    body = json.dumps({"ResponseMetadata": {"RequestId": "x"}, "Result": {"Id": "bi-1-a"}})
+    assert client.parse_answer(200, body.encode()).result == {"Id": "bi-1-a"}
+
+
+def test_invalid_timestamp_measures_skew() -> None:
+    """InvalidTimestamp reports how far the server's Date header is from our clock."""
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    answer = client.parse_answer(400, _error_body("InvalidTimestamp", "skew"))
+    error = client.error_for(answer, "Thu, 01 Jan 2026 12:20:00 GMT", now)
+    assert isinstance(error, errors.AuthError)
+    assert error.skew_s == pytest.approx(1200.0)
+
+
+@pytest.mark.parametrize("date", [None, "", "not a date"])
+def test_skew_unknown_without_usable_date(date: str | None) -> None:
+    """Without a usable Date header the skew is unknown, not zero."""
+    assert client.measure_skew(date, datetime.now(UTC)) is None
+
+
+def _transport_error_classes() -> list[type[httpx.TransportError]]:
+    found: list[type[httpx.TransportError]] = []
+    pending: list[type[httpx.TransportError]] = [httpx.TransportError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("cls", _transport_error_classes(), ids=lambda c: c.__name__)
+def test_every_transport_error_is_mapped(cls: type[httpx.TransportError]) -> None:
+    """Every httpx transport error becomes Transient, and only never-sent ones say so."""
+    error = client.translate_transport_error(cls("boom"))
+    assert isinstance(error, errors.Transient)
+    never_sent = {"ConnectError", "ConnectTimeout", "PoolTimeout"}
+    assert error.may_have_reached is (cls.__name__ not in never_sent)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "A job with the same input is already active: bi-20240918194641-r2nwq",
+            "bi-20240918194641-r2nwq",
+        ),
+        ("存在运行或排队中的任务bi-20240918194641-r2nwq，请勿重复提交", "bi-20240918194641-r2nwq"),  # noqa: RUF001 - Chinese text uses full-width commas
+        ("job (bi-2024-abc12) is running", "bi-2024-abc12"),
+        ("no id here", None),
+        ("abi-2024-abc is not an id", None),
+        ("bi-notdigits-abc", None),
+    ],
+)
+def test_find_job_id(message: str, expected: str | None) -> None:
+    """The job ID is found in English and Chinese messages, and not inside other words."""
+    assert find_job_id(message) == expected
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_calls() -> None:
+    """At 4 requests/s, ten back-to-back calls take 2.25 s: slots 0.25 s apart."""
+    clock = _FakeClock()
+    limiter = RateLimiter(4.0, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        limiter.acquire()
+    assert clock.now == pytest.approx(100.0 + 9 * 0.25)
+
+
+def test_rate_limiter_no_burst_credit_after_idle() -> None:
+    """An idle spell earns no burst: the call after it goes at once, the next waits."""
+    clock = _FakeClock()
+    limiter = RateLimiter(2.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    clock.now += 60
+    assert limiter.reserve() == 0
+    assert limiter.reserve() == pytest.approx(0.5)
+
+
+def test_rate_limiter_rejects_nonpositive() -> None:
+    """A zero rate is a configuration error, not an infinite wait."""
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(0)

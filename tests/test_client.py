@@ -1,0 +1,231 @@
+"""The Ark client against the emulator over loopback: every outcome of the taxonomy, for real."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from dropzone.ark import errors
+from dropzone.ark.client import ArkClient
+from dropzone.ark.emulator import Emulator
+from dropzone.ark.models import (
+    CreateJobRequest,
+    FoundationModel,
+    ModelReference,
+    Phase,
+    Tag,
+    TosLocation,
+)
+from dropzone.ark.signer import Credentials
+from tests.emulator_fixtures import FakeClock
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+AK = "AKLTclienttest"
+SK = "client-test-secret-key"
+
+
+def _request(key: str = "data/a.jsonl", tag: str = "t-a") -> CreateJobRequest:
+    return CreateJobRequest(
+        name="job-a",
+        model_reference=ModelReference(
+            foundation_model=FoundationModel(name="doubao-pro-32k", model_version="240615")
+        ),
+        input_file_tos_location=TosLocation(bucket_name="bkt", object_key=key),
+        output_dir_tos_location=TosLocation(bucket_name="bkt", object_key="output/a/"),
+        completion_window="1d",
+        tags=(Tag(key="dropzone-input", value=tag),),
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def emulator(clock: FakeClock) -> Iterator[Emulator]:
+    with Emulator(AK, SK, queue_s=2, run_s=10, clock=clock, seed=7) as ark:
+        yield ark
+
+
+def _client(ark: Emulator, clock: FakeClock, secret: str = SK, **kwargs: object) -> ArkClient:
+    return ArkClient(
+        endpoint=ark.url,
+        region="cn-beijing",
+        credentials=Credentials(AK, secret),
+        max_requests_per_second=1000,
+        clock=clock,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_create_get_list_stop(emulator: Emulator, clock: FakeClock) -> None:
+    """Create answers an ID; Get, List by tag and by IDs find it; Stop terminates it."""
+    with _client(emulator, clock) as client:
+        job_id = client.create(_request())
+        assert job_id.startswith("bi-")
+        job = client.get(job_id)
+        assert job.phase is Phase.QUEUED
+        assert job.input_file_tos_location is not None
+        assert job.input_file_tos_location.object_key == "data/a.jsonl"
+        assert [j.id for j in client.find_by_tag("dropzone-input", "t-a", "default")] == [job_id]
+        assert client.find_by_tag("dropzone-input", "other", "default") == []
+        assert [j.id for j in client.get_many((job_id,), "default")] == [job_id]
+        clock.advance(3)
+        assert client.get(job_id).phase is Phase.RUNNING
+        client.stop(job_id)
+        assert client.get(job_id).phase is Phase.TERMINATING
+        clock.advance(5)
+        assert client.get(job_id).phase is Phase.TERMINATED
+
+
+def test_guard_answer_is_a_confirmed_duplicate(emulator: Emulator, clock: FakeClock) -> None:
+    """A second Create for an input with an active job raises Duplicate naming that job."""
+    with _client(emulator, clock) as client:
+        first = client.create(_request())
+        with pytest.raises(errors.Duplicate) as caught:
+            client.create(_request(tag="another-tag"))
+        assert caught.value.existing_job_id == first
+        assert caught.value.job is not None
+        assert caught.value.job.tag("dropzone-input") == "t-a"
+        assert caught.value.status == 400
+        clock.advance(13)
+        assert client.get(first).phase is Phase.COMPLETED
+        second = client.create(_request())
+        assert second != first
+
+
+def test_guard_in_another_wording(clock: FakeClock) -> None:
+    """A 409 with a Chinese message is recognised by the job ID alone, not by code or words."""
+    message = "当前存在运行或排队中的相同输入任务：{job_id}，请勿重复提交"  # noqa: RUF001 - Chinese punctuation
+    with (
+        Emulator(
+            AK, SK, clock=clock, guard_status=409, guard_code="Conflict", guard_message=message
+        ) as ark,
+        _client(ark, clock) as client,
+    ):
+        first = client.create(_request())
+        with pytest.raises(errors.Duplicate) as caught:
+            client.create(_request())
+        assert caught.value.existing_job_id == first
+        assert caught.value.status == 409
+
+
+def test_unknown_id_is_rejected(emulator: Emulator, clock: FakeClock) -> None:
+    """Get of an ID the platform does not know is a permanent Rejected with NotFound."""
+    with _client(emulator, clock) as client, pytest.raises(errors.Rejected) as caught:
+        client.get("bi-20240101000000-zzzzz")
+    assert caught.value.code.startswith("NotFound")
+    assert caught.value.status == 404
+
+
+def test_invalid_request_is_rejected(emulator: Emulator, clock: FakeClock) -> None:
+    """A Create the platform refuses (bad Name) is Rejected with the platform's Code."""
+    bad = _request().model_copy(update={"name": "no spaces allowed"})
+    with _client(emulator, clock) as client, pytest.raises(errors.Rejected) as caught:
+        client.create(bad)
+    assert caught.value.code == "InvalidParameter.Name"
+
+
+def test_wrong_secret_is_an_auth_error(emulator: Emulator, clock: FakeClock) -> None:
+    """A wrong secret key is an AuthError, and the secret is in no message or repr."""
+    with _client(emulator, clock, secret="wrong-secret-value") as client:
+        with pytest.raises(errors.AuthError) as caught:
+            client.create(_request())
+        assert caught.value.code == "SignatureDoesNotMatch"
+        assert caught.value.status == 401
+        text = str(caught.value) + repr(caught.value) + repr(client) + caught.value.describe()
+        assert "wrong-secret-value" not in text
+
+
+def test_clock_skew_is_measured(emulator: Emulator, clock: FakeClock) -> None:
+    """A client clock 20 minutes behind gets InvalidTimestamp with the skew from Date."""
+    behind = FakeClock(clock() - timedelta(minutes=20))
+    with _client(emulator, behind) as client, pytest.raises(errors.AuthError) as caught:
+        client.create(_request())
+    assert caught.value.code == "InvalidTimestamp"
+    assert caught.value.skew_s == pytest.approx(1200, abs=2)
+
+
+def test_lost_answer_is_transient_but_the_job_exists(emulator: Emulator, clock: FakeClock) -> None:
+    """When the answer is lost, the error says it may have reached, and List by tag finds the job."""
+    emulator.set_faults(lose_answer_rate=1.0)
+    with _client(emulator, clock) as client:
+        with pytest.raises(errors.Transient) as caught:
+            client.create(_request())
+        assert caught.value.may_have_reached
+        emulator.set_faults(lose_answer_rate=0.0)
+        found = client.find_by_tag("dropzone-input", "t-a", "default")
+    assert len(found) == 1
+    assert emulator.state()["create_calls"] == {"bkt/data/a.jsonl": 1}
+
+
+def test_throttling_and_server_errors(emulator: Emulator, clock: FakeClock) -> None:
+    """429s are Throttled; 500s are Transient that may have reached the server."""
+    emulator.set_faults(throttle_rate=1.0)
+    with _client(emulator, clock) as client:
+        with pytest.raises(errors.Throttled) as throttled:
+            client.create(_request())
+        assert throttled.value.status == 429
+        emulator.set_faults(throttle_rate=0.0, fail_rate=1.0)
+        with pytest.raises(errors.Transient) as failed:
+            client.get("bi-20240101000000-aaaaa")
+        assert failed.value.status == 500
+        assert failed.value.may_have_reached
+
+
+def test_connection_refused_never_reached(clock: FakeClock) -> None:
+    """Nothing listening: Transient, and the request certainly did not reach a server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = ArkClient(
+        endpoint=f"http://127.0.0.1:{port}",
+        region="cn-beijing",
+        credentials=Credentials(AK, SK),
+        clock=clock,
+    )
+    with client, pytest.raises(errors.Transient) as caught:
+        client.create(_request())
+    assert not caught.value.may_have_reached
+    assert isinstance(caught.value.__cause__, Exception)
+
+
+def test_observer_sees_every_call(emulator: Emulator, clock: FakeClock) -> None:
+    """The metrics hook hears each call's action and status."""
+    seen: list[tuple[str, str]] = []
+    with _client(
+        emulator, clock, observer=lambda action, outcome, _s: seen.append((action, outcome))
+    ) as client:
+        job_id = client.create(_request())
+        client.get(job_id)
+        with pytest.raises(errors.Rejected):
+            client.get("bi-20240101000000-zzzzz")
+    assert seen == [
+        ("CreateBatchInferenceJob", "200"),
+        ("GetBatchInferenceJob", "200"),
+        ("GetBatchInferenceJob", "404"),
+    ]
+
+
+def test_session_token_is_signed_and_accepted(emulator: Emulator, clock: FakeClock) -> None:
+    """STS credentials work: the token is sent, signed, and accepted."""
+    client = ArkClient(
+        endpoint=emulator.url,
+        region="cn-beijing",
+        credentials=Credentials(AK, SK, "sts-token-value"),
+        clock=clock,
+    )
+    with client:
+        assert client.create(_request()).startswith("bi-")
+
+
+def test_bad_endpoint_is_refused_early() -> None:
+    """An endpoint without a scheme is a clear error at construction."""
+    with pytest.raises(ValueError, match="scheme"):
+        ArkClient(endpoint="open.volcengineapi.com", region="r", credentials=Credentials("a", "b"))

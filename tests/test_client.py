@@ -153,7 +153,7 @@ def test_clock_skew_is_measured(emulator: Emulator, clock: FakeClock) -> None:
 
 
 def test_lost_answer_is_transient_but_the_job_exists(emulator: Emulator, clock: FakeClock) -> None:
-    """When the answer is lost, the error says it may have reached, and List by tag finds the job."""
+    """A lost answer may have reached the server; List by tag then finds the job."""
     emulator.set_faults(lose_answer_rate=1.0)
     with _client(emulator, clock) as client:
         with pytest.raises(errors.Transient) as caught:

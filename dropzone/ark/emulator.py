@@ -40,7 +40,7 @@ from dropzone.ark import signer
 from dropzone.ark.models import API_VERSION, Phase
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Collection, Iterable, Mapping
     from types import FrameType
 
 Json = dict[str, object]
@@ -594,10 +594,17 @@ class JobBook:
     from ``suffix``. Not thread-safe: the engine holds its lock around every call.
     """
 
-    def __init__(self, timing: Timing, guard: Guard, suffix: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        timing: Timing,
+        guard: Guard,
+        suffix: Callable[[], str],
+        known_models: frozenset[str] | None = None,
+    ) -> None:
         self.timing = timing
         self.guard = guard
         self._suffix = suffix
+        self._known_models = known_models
         self._jobs: dict[str, JobRecord] = {}
         self._create_calls: dict[str, int] = {}
 
@@ -608,6 +615,7 @@ class JobBook:
 
     def create(self, owner: str, body: Mapping[str, object], now: datetime) -> Created:
         spec = parse_create(body)
+        self._check_model(spec.model_reference)
         active = self._active_job(owner, spec, now)
         if active is not None:
             raise self.guard.error(active.id)
@@ -616,6 +624,20 @@ class JobBook:
         job = JobRecord(self._new_id(now), owner, len(self._jobs), spec, now, self.timing)
         self._jobs[job.id] = job
         return Created({"Id": job.id}, job.id)
+
+    def _check_model(self, reference: Json) -> None:
+        # The platform refuses a foundation model it does not offer; an emulator given a
+        # catalogue does the same, so a permanent refusal can be shown end to end.
+        foundation = reference.get("FoundationModel")
+        if self._known_models is None or not isinstance(foundation, dict):
+            return
+        name = foundation.get("Name")
+        if name not in self._known_models:
+            raise ApiError(
+                404,
+                "NotFound.ModelReference.FoundationModel",
+                f"The foundation model {name} was not found.",
+            )
 
     def get(self, owner: str, body: Mapping[str, object], now: datetime) -> Json:
         return job_view(self._owned(owner, body), now, detailed=True)
@@ -1024,12 +1046,15 @@ class Emulator:
         guard_message: str = GUARD_MESSAGE,
         stop_s: float = 1.0,
         region: str = DEFAULT_REGION,
+        known_models: Collection[str] | None = None,
     ) -> None:
         timing = Timing(queue_s, run_s, stop_s)
         guard = Guard(guard_status, guard_code, guard_message)
         self._engine = _Engine(
             {access_key: secret_key},
-            lambda suffix: JobBook(timing, guard, suffix),
+            lambda suffix: JobBook(
+                timing, guard, suffix, None if known_models is None else frozenset(known_models)
+            ),
             Faults(fail_rate, throttle_rate, lose_answer_rate, latency_ms),
             seed,
             clock or _utc_now,

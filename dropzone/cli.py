@@ -1,0 +1,131 @@
+"""The ``dropzone`` command: a thin layer that parses arguments and calls the pieces.
+
+Exit codes: 0 ok; 1 the command ran and found problems; 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from dropzone import __version__, commands, log
+from dropzone.ark import emulator
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+EXIT_CONFIG = 2
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $DROPZONE_CONFIG, else /etc/dropzone/dropzone.toml)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="log rendering (default: console on a terminal, JSON lines otherwise)",
+    )
+
+
+def _watch_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--watch", metavar="W", help="only this watch")
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="the daemon: poll, submit, track")
+    _config_option(run)
+    run.add_argument(
+        "--once", action="store_true", help="scan every watch once, submit all that is due, exit"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the requests that would be sent; change nothing",
+    )
+
+
+def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="what the ledger knows, one entry per line")
+    _config_option(status)
+    _watch_option(status)
+    status.add_argument("--json", action="store_true", help="one JSON object per line")
+    status.add_argument("--state", metavar="S", help="only entries in this state")
+
+    submit = sub.add_parser("submit", help="submit one object now, through the ledger")
+    _config_option(submit)
+    _watch_option(submit)
+    submit.add_argument("url", metavar="tos://BUCKET/KEY")
+
+    backfill = sub.add_parser("backfill", help="baseline entries -> pending")
+    _config_option(backfill)
+    _watch_option(backfill)
+
+    retry = sub.add_parser("retry", help="rejected or invalid entries -> pending")
+    _config_option(retry)
+    retry.add_argument(
+        "--state", choices=["rejected", "invalid"], action="append", help="default: both"
+    )
+    retry.add_argument("keys", nargs="*", metavar="KEY")
+
+    forget = sub.add_parser("forget", help="drop entries (the objects will count as new)")
+    _config_option(forget)
+    _watch_option(forget)
+    forget.add_argument("keys", nargs="+", metavar="KEY")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dropzone",
+        description="Turns each new .jsonl in a TOS bucket or folder into one Ark batch job.",
+    )
+    parser.add_argument("--version", action="version", version=f"dropzone {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_ledger_commands(sub)
+
+    validate = sub.add_parser("validate", help="preflight JSONL files; exit 1 if any is invalid")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+
+    check = sub.add_parser("check", help="show the effective config and check credentials")
+    _config_option(check)
+    check.add_argument(
+        "--list", action="store_true", help="one trial listing per watch, writing nothing"
+    )
+
+    emu = sub.add_parser("emulator", help="a local stand-in of the Ark batch API")
+    emulator.configure_parser(emu)
+    return parser
+
+
+def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
+    return {
+        "run": commands.run,
+        "status": commands.status,
+        "submit": commands.submit,
+        "backfill": commands.backfill,
+        "retry": commands.retry,
+        "forget": commands.forget,
+        "validate": commands.validate,
+        "check": commands.check,
+        "emulator": emulator.command,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log.configure(getattr(args, "log_format", "auto"))
+    try:
+        return _dispatch()[args.command](args)
+    except commands.UsageError as exc:
+        print(f"dropzone {args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sys.stdout.flush()

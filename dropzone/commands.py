@@ -1,0 +1,346 @@
+"""The sub-commands behind ``dropzone``: each takes parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from dropzone import plan, runtime
+from dropzone.ledger import State
+from dropzone.runtime import UsageError
+from dropzone.scan import eligible, start_state
+from dropzone.sources.tos import SourceError, TosBucket
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
+
+    from dropzone.config import Settings, WatchRule
+    from dropzone.ledger import Entry, SqliteLedger
+
+__all__ = ["UsageError"]
+
+
+def _print_json(document: object) -> None:
+    print(json.dumps(document, ensure_ascii=False, default=str), flush=True)
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    if args.dry_run:
+        return dry_run(settings)
+    credentials = runtime.credentials_for(settings)
+    ledger = runtime.open_ledger(settings)
+    api = runtime.ark_client(settings, credentials)
+    try:
+        daemon = runtime.build_daemon(
+            settings, ledger=ledger, api=api, s3=runtime.s3_client(settings, credentials)
+        )
+
+        def stop(_signum: int, _frame: object) -> None:
+            daemon.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        return daemon.run_once() if args.once else daemon.run()
+    finally:
+        api.close()
+        ledger.close()
+
+
+def _known_etags(ledger: SqliteLedger | None, rule: WatchRule, key: str) -> set[str]:
+    if ledger is None:
+        return set()
+    return {entry.etag for entry in ledger.find(rule.name, rule.bucket, key)}
+
+
+def _dry_run_watch(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | None) -> int:
+    first_listing = ledger is None or not ledger.baseline_done(rule.name)
+    action = start_state(rule, first_listing=first_listing)
+    planned = 0
+    for page in bucket.pages(rule.prefix):
+        for obj in page.objects:
+            if not plan.is_candidate(rule, obj.key) or obj.etag in _known_etags(
+                ledger, rule, obj.key
+            ):
+                continue
+            ready = eligible(obj, page.server_time, rule.min_age_s)
+            record: dict[str, Any] = {"watch": rule.name, "key": obj.key, "etag": obj.etag}
+            if not ready:
+                record["action"] = "wait (younger than min_age_s)"
+            elif action is State.BASELINE:
+                record["action"] = "baseline (on_start = skip-existing)"
+            else:
+                record["action"] = "submit"
+                ref = plan.ObjectRef(rule.bucket, obj.key, obj.etag, obj.size)
+                record["request"] = plan.plan_request(ref, rule, runtime.utc_now()).wire()
+                planned += 1
+            _print_json(record)
+    return planned
+
+
+def dry_run(settings: Settings) -> int:
+    """Print what one scan would do; write nothing, call nothing but the listing."""
+    credentials = runtime.credentials_for(settings)
+    s3 = runtime.s3_client(settings, credentials)
+    ledger = runtime.open_ledger(settings, readonly=True) if settings.ledger.path.exists() else None
+    try:
+        for rule in settings.watches:
+            try:
+                planned = _dry_run_watch(rule, TosBucket(s3, rule.bucket), ledger)
+            except SourceError as exc:
+                print(f"watch {rule.name}: {exc}", file=sys.stderr)
+                return 1
+            print(f"watch {rule.name}: {planned} request(s) would be sent", file=sys.stderr)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return 0
+
+
+# --- the ledger ----------------------------------------------------------------------------
+
+
+def entry_record(entry: Entry) -> dict[str, object]:
+    return {
+        "watch": entry.watch,
+        "bucket": entry.bucket,
+        "key": entry.key,
+        "etag": entry.etag,
+        "size": entry.size,
+        "state": str(entry.state),
+        "job_id": entry.job_id,
+        "phase": entry.phase,
+        "attempts": entry.attempts,
+        "error": entry.error,
+        "output_dir": entry.output_dir,
+        "request_counts": dataclasses.asdict(entry.request_counts)
+        if entry.request_counts
+        else None,
+        "next_attempt_at": entry.next_attempt_at,
+        "first_seen_at": entry.first_seen_at,
+        "updated_at": entry.updated_at,
+    }
+
+
+def _state_option(value: str | None) -> State | None:
+    if value is None:
+        return None
+    try:
+        return State(value)
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise UsageError(f"--state {value!r} is not a state; states: {names}") from None
+
+
+def status(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    state = _state_option(args.state)
+    if not settings.ledger.path.exists():
+        print(f"no ledger yet at {settings.ledger.path}", file=sys.stderr)
+        return 0
+    ledger = runtime.open_ledger(settings, readonly=True)
+    try:
+        for entry in ledger.entries(state=state, watch=args.watch):
+            if args.json:
+                _print_json(entry_record(entry))
+            else:
+                job = entry.job_id or "-"
+                phase = entry.phase or "-"
+                line = f"{entry.watch}\t{entry.state}\t{job}\t{phase}\ttos://{entry.bucket}/{entry.key}"
+                print(f"{line}\t{entry.error}" if entry.error else line)
+    finally:
+        ledger.close()
+    return 0
+
+
+def _single_watch(settings: Settings, name: str | None) -> WatchRule | None:
+    if name is None:
+        return None
+    for rule in settings.watches:
+        if rule.name == name:
+            return rule
+    raise UsageError(f"--watch {name!r}: no such watch in the configuration")
+
+
+def backfill(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    rule = _single_watch(settings, args.watch)
+    ledger = runtime.open_ledger(settings)
+    try:
+        moved = ledger.backfill(rule.name if rule else None, runtime.utc_now())
+    finally:
+        ledger.close()
+    print(f"{moved} baseline entr{'y' if moved == 1 else 'ies'} -> pending")
+    return 0
+
+
+def retry(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    states = {State(s) for s in (args.state or ["rejected", "invalid"])}
+    ledger = runtime.open_ledger(settings)
+    try:
+        moved = ledger.retry(states, set(args.keys) or None, runtime.utc_now())
+    finally:
+        ledger.close()
+    print(f"{moved} entr{'y' if moved == 1 else 'ies'} -> pending")
+    return 0
+
+
+def forget(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    rule = _single_watch(settings, args.watch)
+    ledger = runtime.open_ledger(settings)
+    try:
+        removed = ledger.forget(rule.name if rule else None, set(args.keys))
+    finally:
+        ledger.close()
+    print(f"{removed} entr{'y' if removed == 1 else 'ies'} forgotten")
+    return 0
+
+
+def parse_tos_url(url: str) -> tuple[str, str]:
+    scheme, _, rest = url.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme != "tos" or not bucket or not key:
+        raise UsageError(f"{url!r} is not tos://BUCKET/KEY")
+    return bucket, key
+
+
+def _watch_for(settings: Settings, name: str | None, bucket: str, key: str) -> WatchRule:
+    chosen = _single_watch(settings, name)
+    if chosen is not None:
+        if chosen.bucket != bucket:
+            raise UsageError(
+                f"watch {chosen.name!r} watches bucket {chosen.bucket!r}, not {bucket!r}"
+            )
+        return chosen
+    matching = [r for r in settings.watches if r.bucket == bucket and key.startswith(r.prefix)]
+    if len(matching) != 1:
+        names = ", ".join(r.name for r in matching) or "none"
+        raise UsageError(
+            f"tos://{bucket}/{key}: {len(matching)} watches match ({names}); use --watch"
+        )
+    return matching[0]
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Record one object as pending and submit it now, with the same protocol as the daemon."""
+    settings = runtime.settings_from(args.config)
+    bucket_name, key = parse_tos_url(args.url)
+    rule = _watch_for(settings, args.watch, bucket_name, key)
+    credentials = runtime.credentials_for(settings)
+    bucket = TosBucket(runtime.s3_client(settings, credentials), bucket_name)
+    try:
+        stored = bucket.head(key)
+    except SourceError as exc:
+        raise UsageError(str(exc)) from exc
+    if stored is None:
+        print(f"tos://{bucket_name}/{key}: no such object", file=sys.stderr)
+        return 1
+    ledger = runtime.open_ledger(settings)
+    api = runtime.ark_client(settings, credentials)
+    try:
+        now = runtime.utc_now()
+        entry, created = ledger.add_object(
+            rule.name, bucket_name, key, stored.etag, stored.size, State.PENDING, now
+        )
+        if not created and entry.state is not State.PENDING:
+            _print_json(entry_record(entry))
+            print("already in the ledger; use `dropzone retry` or `forget` first", file=sys.stderr)
+            return 1
+        daemon = runtime.build_daemon(settings, ledger=ledger, api=api, s3=bucket.s3)
+        claimed = ledger.claim_one(entry.id, now)
+        if claimed is None:
+            print("the entry is being submitted by a running daemon", file=sys.stderr)
+            return 1
+        final = daemon.submitter.submit(claimed)
+        _print_json(entry_record(ledger.get(entry.id)))
+    finally:
+        api.close()
+        ledger.close()
+    return 1 if final in {State.REJECTED, State.INVALID} else 0
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def _trial_listing(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | None) -> str:
+    objects = matching = new = 0
+    for page in bucket.pages(rule.prefix):
+        for obj in page.objects:
+            objects += 1
+            if plan.is_candidate(rule, obj.key):
+                matching += 1
+                new += obj.etag not in _known_etags(ledger, rule, obj.key)
+    return f"{objects} objects, {matching} match, {new} new"
+
+
+def _check_lines(settings: Settings) -> Iterator[tuple[str, bool]]:
+    try:
+        credentials = runtime.credentials_for(settings)
+    except UsageError as exc:
+        yield f"credentials: {exc}", False
+        return
+    yield f"credentials: found (access key {credentials.access_key[:6]}...)", True
+    path = settings.ledger.path
+    if path.exists():
+        ledger = runtime.open_ledger(settings, readonly=True)
+        ledger.close()
+        yield f"ledger: {path} opens", True
+    else:
+        parent = next((p for p in path.parents if p.exists()), None)
+        writable = parent is not None and os.access(parent, os.W_OK)
+        yield (
+            f"ledger: {path} will be created ({'writable' if writable else 'NOT writable'})",
+            writable,
+        )
+
+
+def check(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    _print_json(settings.redacted())
+    ok = True
+    for line, good in _check_lines(settings):
+        print(line, file=sys.stderr)
+        ok = ok and good
+    if args.list and ok:
+        ok = _check_listings(settings)
+    return 0 if ok else 1
+
+
+def _check_listings(settings: Settings) -> bool:
+    credentials = runtime.credentials_for(settings)
+    s3 = runtime.s3_client(settings, credentials)
+    path = settings.ledger.path
+    ledger = runtime.open_ledger(settings, readonly=True) if path.exists() else None
+    ok = True
+    try:
+        for rule in settings.watches:
+            try:
+                summary = _trial_listing(rule, TosBucket(s3, rule.bucket), ledger)
+            except SourceError as exc:
+                summary, ok = f"FAILED: {exc}", False
+            print(
+                f"watch {rule.name}: tos://{rule.bucket}/{rule.prefix}: {summary}", file=sys.stderr
+            )
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return ok
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def validate(args: argparse.Namespace) -> int:
+    from dropzone.validate import command  # noqa: PLC0415 - keeps `dropzone run` start-up lean
+
+    return command(args.files, sys.stdout)

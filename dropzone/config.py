@@ -1,0 +1,694 @@
+"""Settings: one frozen, validated object built from a TOML file and the environment.
+
+``load_settings`` reads the file, lays the given environment over it and validates the result
+once, so that every problem is reported together, each naming the file and the setting. It
+never reads ``os.environ`` itself: the caller passes the environment, and tests pass a dict.
+
+Environment overrides (names are case-insensitive, keys are lower-cased):
+
+- ``DROPZONE_<SECTION>__<KEY>`` for the ``ark``, ``tos``, ``ledger`` and ``daemon`` sections,
+  e.g. ``DROPZONE_DAEMON__POLL_INTERVAL_S=5``;
+- ``DROPZONE_WATCH__<NAME>__<KEY>`` for the watch with that name, where ``-`` and ``.`` in the
+  name are written ``_`` (``DROPZONE_WATCH__TEAM_A__MIN_AGE_S`` sets watch ``team-a``). Deeper
+  keys address tables (``..._MODEL__VERSION``, ``..._TAGS__TEAM``); a whole list or table
+  (``ignore``, ``tags``, ``model``) is given as JSON; a name holding ``__`` cannot be
+  addressed. An empty value unsets a setting whose default is unset
+  (``DROPZONE_WATCH__CHAT__MODEL=`` plus ``..._CUSTOM_MODEL_ID=ep-...``).
+
+Environment wins over the file. pydantic-settings' own environment source is not used: it reads
+``os.environ`` and cannot address a watch by name. ``Settings`` takes its values from the
+constructor alone, so nothing (no ``.env`` file, no secrets directory) is read behind our back.
+
+Credentials never live in ``Settings``: :func:`load_credentials` finds them, at the moment
+they are needed, as a :class:`~dropzone.ark.signer.Credentials` whose repr hides the secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import re
+import tomllib
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dropzone import plan
+from dropzone.ark.signer import Credentials
+from dropzone.sources.local_files import DEFAULT_IGNORE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from pydantic.fields import FieldInfo
+    from pydantic_core import ErrorDetails
+
+DEFAULT_CONFIG_PATH = Path("/etc/dropzone/dropzone.toml")
+ENV_PREFIX = "DROPZONE_"
+CONFIG_ENV = "DROPZONE_CONFIG"
+SECTIONS = ("ark", "tos", "ledger", "daemon")
+MAX_TAGS = 20
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
+NO_WATCH = "at least one [[watch]] table is required"
+CREDENTIAL_FILE_NAMES = ("access_key", "secret_key", "session_token")
+_ENV_CREDENTIALS = (
+    (
+        "environment VOLCENGINE_*",
+        ("VOLCENGINE_ACCESS_KEY", "VOLCENGINE_SECRET_KEY", "VOLCENGINE_SESSION_TOKEN"),
+    ),
+    ("environment VOLC_*", ("VOLC_ACCESSKEY", "VOLC_SECRETKEY")),
+)
+
+Loc = tuple[str | int, ...]
+
+_WATCH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_COMPLETION_WINDOW = re.compile(r"([0-9]{1,2})d")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason found, not the first."""
+
+    def __init__(self, path: Path | None, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        super().__init__(*self.problems)
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path is not None else ""
+        return "\n".join(where + problem for problem in self.problems)
+
+
+# --- field checks ---------------------------------------------------------------------------
+
+
+def _check_endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    # Checked first: the other messages show the value, and this one must not.
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials; they come from the environment or files")
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{value!r} is not http(s)://host[:port]")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment:
+        raise ValueError("must be scheme://host[:port] with no path, query or fragment")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port: {exc}") from exc
+    return value.rstrip("/")
+
+
+def _check_listen(value: str) -> str:
+    if value == "":
+        return value
+    host, _, port = value.rpartition(":")
+    bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not host or bare_ipv6 or not _PORT.fullmatch(port) or int(port) > 65535:
+        raise ValueError(
+            f'{value!r} is not "host:port" (e.g. "127.0.0.1:9464", "[::1]:9464"); "" disables'
+        )
+    return value
+
+
+def _as_folder(value: str) -> str:
+    if value.startswith("/"):
+        raise ValueError("must not start with '/': object keys are relative to the bucket")
+    return value if not value or value.endswith("/") else value + "/"
+
+
+def default_output_prefix(prefix: str) -> str:
+    """Beside the watched folder: ``a/in/`` -> ``a/output/``; ``data/`` or ``""`` -> ``output/``."""
+    parent = prefix.rstrip("/").rpartition("/")[0]
+    return f"{parent}/output/" if parent else "output/"
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class ArkSettings(_Section):
+    endpoint: str = "https://open.volcengineapi.com"
+    region: NonEmpty = "cn-beijing"
+    timeout_s: PositiveSeconds = 30
+    connect_timeout_s: PositiveSeconds = 5
+    max_requests_per_second: Annotated[float, Field(gt=0)] = 5
+    access_key_file: Path | None = None
+    secret_key_file: Path | None = None
+    session_token_file: Path | None = None
+
+    _endpoint = field_validator("endpoint")(_check_endpoint)
+
+
+class TosSettings(_Section):
+    endpoint: str = "https://tos-s3-cn-beijing.volces.com"
+    region: NonEmpty = "cn-beijing"
+    addressing_style: Literal["virtual", "path", "auto"] = "virtual"
+
+    _endpoint = field_validator("endpoint")(_check_endpoint)
+
+
+class LedgerSettings(_Section):
+    path: Path = Path("/var/lib/dropzone/ledger.sqlite3")
+    retention_days: Annotated[int, Field(ge=1)] = 30
+
+
+class DaemonSettings(_Section):
+    poll_interval_s: PositiveSeconds = 30
+    track_interval_s: Seconds = 60
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    listen: str = "127.0.0.1:9464"
+    max_transient_attempts: Annotated[int, Field(ge=1)] = 10
+    drain_timeout_s: Seconds = 30
+    once_max_wait_s: Seconds = 300
+
+    _listen = field_validator("listen")(_check_listen)
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """(host, port) for a socket, brackets of an IPv6 host removed; None when disabled."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class ModelSpec(_Section):
+    name: NonEmpty
+    version: NonEmpty | None = None
+
+
+class WatchRule(_Section):
+    """One ``[[watch]]``: where inputs appear and how each becomes a job."""
+
+    name: str
+    bucket: NonEmpty
+    prefix: str = ""
+    pattern: NonEmpty = "*.jsonl"
+    # Filled from the prefix before validation when absent (see _fill_output_prefix).
+    output_prefix: str = "output/"
+    output_template: str = "{output_prefix}{relpath_stem}/"
+    name_template: str = "{stem}"
+    project_name: NonEmpty = "default"
+    custom_model_id: NonEmpty | None = None
+    # Declared after custom_model_id so that its check sees it, and reports at `.model`.
+    model: ModelSpec | None = Field(default=None, validate_default=True)
+    completion_window: str = "1d"
+    tags: dict[str, str] = Field(default_factory=dict)
+    on_start: Literal["skip-existing", "submit-existing"] = "skip-existing"
+    on_change: Literal["resubmit", "ignore"] = "resubmit"
+    # `validate` would shadow a BaseModel method; the TOML key stays `validate`.
+    preflight: bool = Field(default=False, alias="validate")
+    report: bool = False
+    min_age_s: Seconds = 5
+    local_dir: Path | None = None
+    local_mode: Literal["upload", "synced", "mounted"] = "upload"
+    settle_s: Seconds = 2
+    sync_timeout_s: PositiveSeconds = 300
+    ignore: tuple[NonEmpty, ...] = DEFAULT_IGNORE
+    max_active_jobs: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_output_prefix(cls, data: Any) -> Any:  # noqa: ANN401 - raw input of any shape
+        if isinstance(data, dict) and "output_prefix" not in data:
+            prefix = data.get("prefix", "")
+            if isinstance(prefix, str) and not prefix.startswith("/"):
+                return {**data, "output_prefix": default_output_prefix(_as_folder(prefix))}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _WATCH_NAME.fullmatch(value):
+            raise ValueError('must be 1-64 characters of letters, digits, "_", "." or "-"')
+        return value
+
+    @field_validator("prefix", "output_prefix")
+    @classmethod
+    def _check_folder(cls, value: str) -> str:
+        return _as_folder(value)
+
+    @field_validator("output_template", "name_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        problem = plan.template_error(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_one_model(cls, value: ModelSpec | None, info: ValidationInfo) -> ModelSpec | None:
+        if "custom_model_id" not in info.data:
+            return value  # custom_model_id has its own error
+        if (value is None) == (info.data["custom_model_id"] is None):
+            raise ValueError(
+                "set exactly one of model = { name = ..., version = ... } or custom_model_id"
+            )
+        return value
+
+    @field_validator("completion_window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        days = _COMPLETION_WINDOW.fullmatch(value)
+        if not days or not 1 <= int(days.group(1)) <= 28:
+            raise ValueError(f'{value!r}: must be whole days from "1d" to "28d"')
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [_tag_problem(k, v) for k, v in value.items()]
+        if len(value) > MAX_TAGS:
+            problems.append(f"at most {MAX_TAGS} tags")
+        found = [p for p in problems if p]
+        if found:
+            raise ValueError("; ".join(found))
+        return value
+
+    @model_validator(mode="after")
+    def _check_not_feeding_itself(self) -> Self:
+        reason = plan.feeds_itself(self)
+        if reason:
+            raise ValueError(reason)
+        return self
+
+
+def _tag_problem(key: str, value: str) -> str | None:
+    if key in plan.RESERVED_TAG_KEYS:
+        return f"tag key {key!r} is reserved: dropzone sets it on every job"
+    if key.startswith("sys:"):
+        return f"tag key {key!r}: keys starting with 'sys:' belong to the platform"
+    if not 1 <= len(key) <= MAX_TAG_KEY_CHARS:
+        return f"tag key {key!r} must be 1-{MAX_TAG_KEY_CHARS} characters"
+    if len(value) > MAX_TAG_VALUE_CHARS:
+        return f"tag {key!r}: the value must be at most {MAX_TAG_VALUE_CHARS} characters"
+    return None
+
+
+class Settings(BaseSettings):
+    """The effective configuration: frozen, validated, free of secrets."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    ark: ArkSettings = Field(default_factory=ArkSettings)
+    tos: TosSettings = Field(default_factory=TosSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    # Not min_length: pydantic would add "at least 1 item" to a list whose items are invalid.
+    watches: tuple[WatchRule, ...] = Field(alias="watch")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - the hook's fixed signature
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - deliberately unused
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - deliberately unused
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - deliberately unused
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @field_validator("watches")
+    @classmethod
+    def _check_watches(cls, value: tuple[WatchRule, ...]) -> tuple[WatchRule, ...]:
+        if not value:
+            raise ValueError(NO_WATCH)
+        first: dict[str, int] = {}
+        for index, rule in enumerate(value):
+            seen = first.setdefault(rule.name.lower(), index)
+            if seen != index:
+                raise ValueError(
+                    f"watch names must be unique (ignoring case): watch[{seen}] and "
+                    f"watch[{index}] are both named {rule.name!r}"
+                )
+        return value
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as JSON-ready data, any secret shown as ``[secure]``."""
+        plain = _redact(self.model_dump(by_alias=True))
+        assert isinstance(plain, dict)
+        return plain
+
+
+def _redact(value: object) -> object:
+    if isinstance(value, SecretStr | SecretBytes):
+        return "[secure]"
+    if isinstance(value, dict):
+        return {str(k): _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --- locating settings in the models --------------------------------------------------------
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_by_key(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    return {info.alias or name: info for name, info in model.model_fields.items()}
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model that holds the settings at ``loc`` (indexes of lists are stepped over)."""
+    model: type[BaseModel] | None = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = _fields_by_key(model).get(part) if model else None
+        model = _model_in(info.annotation) if info else None
+    return model
+
+
+def _field_at(loc: Loc) -> FieldInfo | None:
+    model = _model_at(loc[:-1])
+    return _fields_by_key(model).get(str(loc[-1])) if model else None
+
+
+def _is_structured(annotation: object) -> bool:
+    """Whether a setting holds a list or table (given as JSON in the environment)."""
+    if get_origin(annotation) in {Union, types.UnionType, Annotated}:
+        return any(_is_structured(arg) for arg in get_args(annotation))
+    return get_origin(annotation) in {dict, tuple, list} or _model_in(annotation) is not None
+
+
+# --- reading the file -----------------------------------------------------------------------
+
+
+def config_path(cli_value: str | None, env: Mapping[str, str]) -> Path:
+    """``-c FILE``, else ``$DROPZONE_CONFIG``, else /etc/dropzone/dropzone.toml."""
+    chosen = cli_value or env.get(CONFIG_ENV) or ""
+    return Path(chosen) if chosen else DEFAULT_CONFIG_PATH
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        problem = f"config file not found (give -c FILE or set {CONFIG_ENV})"
+        raise ConfigError(path, [problem]) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the config file: {exc.strerror}"]) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text (at byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
+
+
+# --- the environment ------------------------------------------------------------------------
+
+
+class _EnvProblem(Exception):
+    pass
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _env_name_form(name: str) -> str:
+    return re.sub(r"[^A-Z0-9_]", "_", name.upper())
+
+
+def _watch_index(data: dict[str, Any], name: str) -> int:
+    watches = data.get("watch")
+    items = watches if isinstance(watches, list) else []
+    names = [w.get("name") if isinstance(w, dict) else None for w in items]
+    hits = [i for i, n in enumerate(names) if isinstance(n, str) and _env_name_form(n) == name]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise _EnvProblem(f"the name {name} matches several watches: {[names[i] for i in hits]}")
+    known = ", ".join(str(n) for n in names) or "none"
+    raise _EnvProblem(f"no watch named {name.lower()!r} (watches: {known})")
+
+
+def _env_loc(data: dict[str, Any], upper_name: str) -> Loc:
+    section, _, rest = upper_name.removeprefix(ENV_PREFIX).partition("__")
+    parts = rest.split("__")
+    if not all(parts):
+        raise _EnvProblem("empty key between '__' separators")
+    section = section.lower()
+    if section in SECTIONS:
+        return (section, *(p.lower() for p in parts))
+    if section == "watch":
+        if len(parts) < 2:
+            raise _EnvProblem("name a watch and a key: DROPZONE_WATCH__<NAME>__<KEY>")
+        index = _watch_index(data, _env_name_form(parts[0]))
+        return ("watch", index, *(p.lower() for p in parts[1:]))
+    choices = [*SECTIONS, "watch"]
+    raise _EnvProblem(f"unknown section {section!r}{_suggest(section, choices)}")
+
+
+def _env_value(loc: Loc, raw: str) -> object:
+    info = _field_at(loc)
+    if info is None:
+        return raw  # an unknown setting: validation reports it with a suggestion
+    if raw == "" and info.default is None:
+        return None
+    if not _is_structured(info.annotation):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise _EnvProblem(f"{loc[-1]} takes a JSON list or table") from None
+
+
+def _place(data: dict[str, Any], loc: Loc, value: object) -> None:
+    node: Any = data
+    for part, following in itertools.pairwise(loc):
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+        if not isinstance(node, list if isinstance(following, int) else dict):
+            raise _EnvProblem(f"{part!r} in the config file has another shape")
+    node[loc[-1]] = value
+
+
+def _overrides(env: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    for name in sorted(env):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and "__" in upper:
+            yield name, upper
+
+
+def apply_environment(
+    data: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[Loc, str], list[str]]:
+    """(data with the overrides laid over it, env var name per overridden setting, problems)."""
+    data = copy.deepcopy(data)
+    origins: dict[Loc, str] = {}
+    problems: list[str] = []
+    for name, upper in _overrides(env):
+        try:
+            loc = _env_loc(data, upper)
+            _place(data, loc, _env_value(loc, env[name]))
+        except _EnvProblem as exc:
+            problems.append(f"environment {name}: {exc}")
+        else:
+            origins[loc] = name
+    return data, origins, problems
+
+
+# --- describing validation errors -----------------------------------------------------------
+
+
+def _setting_path(loc: Loc, data: dict[str, Any]) -> str:
+    text = ""
+    for depth, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+            if loc[:depth] == ("watch",):
+                text += _watch_label(data, part)
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _watch_label(data: dict[str, Any], index: int) -> str:
+    watches: Any = data.get("watch")
+    try:
+        name = watches[index]["name"]
+    except (TypeError, LookupError):
+        return ""
+    return f" (name {json.dumps(name, ensure_ascii=False)})" if isinstance(name, str) else ""
+
+
+def _origin(loc: Loc, origins: Mapping[Loc, str]) -> str:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in origins:
+            return f" (from environment {origins[loc[:end]]})"
+    return ""
+
+
+def _message(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        keys = list(_fields_by_key(model)) if model else []
+        return "unknown setting" + _suggest(str(loc[-1]), keys)
+    if error["type"] == "missing":
+        return NO_WATCH if loc == ("watch",) else "required setting is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    shown = error.get("input")
+    # pydantic's own messages do not show the value; ours (value_error) say what they need to.
+    if isinstance(shown, str | int | float | bool) and error["type"] != "value_error":
+        message += f" (got {json.dumps(shown, ensure_ascii=False)[:80]})"
+    return message
+
+
+def describe_errors(
+    exc: ValidationError, data: dict[str, Any], origins: Mapping[Loc, str]
+) -> list[str]:
+    """One line per validation error: ``setting.path (from environment X): what is wrong``."""
+    return [
+        f"{_setting_path(e['loc'], data)}{_origin(e['loc'], origins)}: {_message(e)}"
+        for e in exc.errors(include_url=False)
+    ]
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def _private_keys(data: dict[str, Any]) -> list[str]:
+    # A leading "_" would reach BaseSettings' constructor options (_env_file, _secrets_dir ...).
+    return [key for key in data if key.startswith("_")]
+
+
+def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
+    """The validated settings from ``path`` and ``env``; ConfigError lists every problem."""
+    data, origins, problems = apply_environment(_read_toml(path), env)
+    for key in _private_keys(data):
+        del data[key]
+        problems.append(f"{key}: unknown setting")
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(path, [*problems, *describe_errors(exc, data, origins)]) from None
+    if problems:
+        raise ConfigError(path, problems)
+    return settings
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialsFound:
+    """Credentials and where they came from (the repr hides the secrets)."""
+
+    credentials: Credentials
+    source: str
+
+
+def _pair(values: Sequence[str | None], names: Sequence[str]) -> Credentials | None:
+    """Credentials from (access key, secret key, token) or None; half a pair is an error."""
+    access_key, secret_key, token = values
+    if access_key and secret_key:
+        return Credentials(access_key, secret_key, token or None)
+    if not (access_key or secret_key or token):
+        return None
+    present = [n for n, v in zip(names, values, strict=True) if v]
+    missing = [n for n, v in zip(names[:2], values[:2], strict=True) if not v]
+    problem = f"{' and '.join(present)} set, but {' and '.join(missing)} missing or empty"
+    raise ConfigError(None, [f"incomplete credentials: {problem}"])
+
+
+def _from_env(env: Mapping[str, str], names: Sequence[str]) -> Credentials | None:
+    values = [(env.get(n) or "").strip() or None for n in names] + [None] * (3 - len(names))
+    return _pair(values, [*names, "session token"][:3])
+
+
+def _read_secret(path: Path, what: str, *, required: bool) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        if required:
+            raise ConfigError(path, [f"{what}: no such file"]) from None
+        return None
+    except OSError as exc:
+        raise ConfigError(path, [f"{what}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, [f"{what}: not UTF-8 text"]) from None
+    return text.strip() or None
+
+
+def _from_setting_files(ark: ArkSettings) -> CredentialsFound | None:
+    files = (ark.access_key_file, ark.secret_key_file, ark.session_token_file)
+    names = [f"[ark] {n}_file" for n in CREDENTIAL_FILE_NAMES]
+    values = [
+        _read_secret(p, n, required=True) if p else None for p, n in zip(files, names, strict=True)
+    ]
+    found = _pair(values, names)
+    shown = ", ".join(str(p) for p in files if p)
+    return CredentialsFound(found, f"files {shown}") if found else None
+
+
+def _from_directory(directory: Path) -> CredentialsFound | None:
+    paths = [directory / name for name in CREDENTIAL_FILE_NAMES]
+    values = [_read_secret(p, p.name, required=False) for p in paths]
+    found = _pair(values, [str(p) for p in paths])
+    shown = ", ".join(str(p) for p, v in zip(paths, values, strict=True) if v)
+    return CredentialsFound(found, f"files {shown}") if found else None
+
+
+def load_credentials(
+    ark: ArkSettings, env: Mapping[str, str], secret_dirs: Sequence[Path] = ()
+) -> CredentialsFound | None:
+    """The first complete credentials, in this order, or None when there are none at all.
+
+    ``VOLCENGINE_ACCESS_KEY``/``VOLCENGINE_SECRET_KEY``(/``VOLCENGINE_SESSION_TOKEN``); then
+    ``VOLC_ACCESSKEY``/``VOLC_SECRETKEY``; then the ``[ark] *_file`` settings; then files named
+    ``access_key``, ``secret_key``, ``session_token`` in ``$CREDENTIALS_DIRECTORY`` (systemd
+    ``LoadCredential=``) and then in each of ``secret_dirs``. A source that has half a pair is
+    an error, not a reason to look further: it is almost always a mistake worth knowing.
+    """
+    for source, names in _ENV_CREDENTIALS:
+        credentials = _from_env(env, names)
+        if credentials:
+            return CredentialsFound(credentials, source)
+    found = _from_setting_files(ark)
+    if found:
+        return found
+    systemd = env.get("CREDENTIALS_DIRECTORY", "")
+    directories = [Path(systemd)] if systemd else []
+    for directory in [*directories, *secret_dirs]:
+        found = _from_directory(directory)
+        if found:
+            return found
+    return None

@@ -1,0 +1,231 @@
+"""Wiring: the poll loop, the submit workers, reconciliation and a graceful drain.
+
+Threads: the main loop polls every watch and reconciles; ``concurrency`` workers claim due
+entries from the ledger and submit them. Nothing is handed between threads except through the
+ledger, so a crash anywhere leaves a state the next start knows how to finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dropzone.ledger import State
+from dropzone.log import get_logger
+from dropzone.sources.tos import SourceConfigError, SourceError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from dropzone.ledger import Ledger
+    from dropzone.scan import PollResult, WatchPoller
+    from dropzone.submitter import Submitter
+
+_IDLE_WAIT_S = 1.0
+
+
+@dataclass
+class RunTally:
+    """What happened to entries during this process's life (for ``run --once``'s exit code)."""
+
+    outcomes: Counter[State] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, state: State) -> None:
+        with self.lock:
+            self.outcomes[state] += 1
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes[State.REJECTED] + self.outcomes[State.INVALID]
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    poll_interval_s: float = 30.0
+    concurrency: int = 4
+    drain_timeout_s: float = 30.0
+    once_max_wait_s: float = 300.0
+    retention_days: int = 30
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        pollers: Sequence[WatchPoller],
+        submitter: Submitter,
+        options: DaemonOptions,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.ledger = ledger
+        self.pollers = list(pollers)
+        self.submitter = submitter
+        self.options = options
+        self._clock = clock
+        self.stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._in_flight: set[int] = set()
+        self._in_flight_lock = threading.Lock()
+        self.tally = RunTally()
+        self.last_poll: dict[str, PollResult] = {}
+        self._log = get_logger()
+
+    # --- the pieces ------------------------------------------------------------------------
+
+    def poll_all(self) -> bool:
+        """Poll every watch once; True when every watch was listed."""
+        ok = True
+        for poller in self.pollers:
+            if self.stop_event.is_set():
+                return False
+            try:
+                self.last_poll[poller.rule.name] = poller.poll()
+            except SourceConfigError as exc:
+                ok = False
+                self._log.error("poll.failed", watch=poller.rule.name, error=str(exc), fatal=True)
+            except SourceError as exc:
+                ok = False
+                self._log.warning("poll.failed", watch=poller.rule.name, error=str(exc))
+        self._wake.set()
+        return ok
+
+    def reconcile_stranded(self, *, all_of_them: bool) -> int:
+        """Settle ``submitting`` entries no worker holds: at start-up all, later the due ones."""
+        now = self._clock()
+        count = 0
+        for entry in list(self.ledger.in_state(State.SUBMITTING)):
+            if self.stop_event.is_set():
+                break
+            due = entry.next_attempt_at is not None and entry.next_attempt_at <= now
+            if not (all_of_them or due) or not self._hold(entry.id):
+                continue
+            try:
+                self.tally.add(self.submitter.reconcile(entry, reason="found in submitting"))
+                count += 1
+            finally:
+                self._release(entry.id)
+        return count
+
+    def submit_one(self) -> bool:
+        """Claim one due entry and submit it; False when nothing was due."""
+        claimed = self.ledger.claim_due(1, self._clock())
+        if not claimed:
+            return False
+        entry = claimed[0]
+        self._hold(entry.id)
+        try:
+            self.tally.add(self.submitter.submit(entry))
+        finally:
+            self._release(entry.id)
+        return True
+
+    def prune(self) -> int:
+        cutoff = self._clock() - timedelta(days=self.options.retention_days)
+        removed = self.ledger.prune(cutoff)
+        if removed:
+            self._log.info("ledger.pruned", entries=removed, gone_before=cutoff.isoformat())
+        return removed
+
+    # --- run -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """The daemon: poll, submit, reconcile, until ``stop_event``; then drain."""
+        self._log.info("daemon.started", watches=[p.rule.name for p in self.pollers])
+        self.reconcile_stranded(all_of_them=True)
+        workers = self._start_workers()
+        next_poll = time.monotonic()
+        while not self.stop_event.is_set():
+            if time.monotonic() >= next_poll:
+                self.poll_all()
+                self.prune()
+                next_poll = time.monotonic() + self.options.poll_interval_s
+            self.reconcile_stranded(all_of_them=False)
+            self.stop_event.wait(min(_IDLE_WAIT_S, max(0.0, next_poll - time.monotonic())))
+        return self._drain(workers)
+
+    def run_once(self) -> int:
+        """Scan once, submit all that is due (retrying within a bounded wait), then exit."""
+        self._log.info("daemon.started", watches=[p.rule.name for p in self.pollers], once=True)
+        self.reconcile_stranded(all_of_them=True)
+        polled = self.poll_all()
+        deadline = time.monotonic() + self.options.once_max_wait_s
+        workers = self._start_workers()
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            self.reconcile_stranded(all_of_them=False)
+            if self._settled():
+                break
+            self.stop_event.wait(min(_IDLE_WAIT_S, self._seconds_to_next_due()))
+        left = self._unsettled_count()
+        self.stop_event.set()
+        self._drain(workers)
+        if left:
+            self._log.warning("run.unfinished", entries=left, note="still due; a later run goes on")
+        return 1 if (self.tally.failed or left or not polled) else 0
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _start_workers(self) -> list[threading.Thread]:
+        workers = [
+            threading.Thread(target=self._work, name=f"submit-{i}", daemon=True)
+            for i in range(self.options.concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        return workers
+
+    def _work(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                busy = self.submit_one()
+            except Exception:  # noqa: BLE001 - a bug in one submission must not stop the worker
+                self._log.exception("worker.failed")
+                busy = False
+            if not busy:
+                self._wake.wait(min(_IDLE_WAIT_S, self._seconds_to_next_due()))
+                self._wake.clear()
+
+    def _drain(self, workers: list[threading.Thread]) -> int:
+        self.stop_event.set()
+        self._wake.set()
+        self._log.info("daemon.stopping", in_flight=len(self._in_flight))
+        deadline = time.monotonic() + self.options.drain_timeout_s
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        abandoned = len(self._in_flight)
+        if abandoned:
+            self._log.warning(
+                "daemon.abandoned",
+                entries=abandoned,
+                note="left in submitting; reconciled next start",
+            )
+        return 0
+
+    def _seconds_to_next_due(self) -> float:
+        due = self.ledger.next_due_at()
+        if due is None:
+            return _IDLE_WAIT_S
+        return max(0.0, min(_IDLE_WAIT_S, (due - self._clock()).total_seconds()))
+
+    def _settled(self) -> bool:
+        return self._unsettled_count() == 0
+
+    def _unsettled_count(self) -> int:
+        counts = self.ledger.counts()
+        return counts.get(State.PENDING, 0) + counts.get(State.SUBMITTING, 0)
+
+    def _hold(self, entry_id: int) -> bool:
+        with self._in_flight_lock:
+            if entry_id in self._in_flight:
+                return False
+            self._in_flight.add(entry_id)
+            return True
+
+    def _release(self, entry_id: int) -> None:
+        with self._in_flight_lock:
+            self._in_flight.discard(entry_id)

@@ -1,0 +1,180 @@
+"""What the ledger records, and the state machine it enforces: pure values, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum, StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened, read or written; the message names the file."""
+
+
+class LedgerLocked(LedgerError):
+    """Another process holds the ledger's lock."""
+
+
+class EntryNotFound(LedgerError):
+    def __init__(self, entry_id: int) -> None:
+        super().__init__(f"no ledger entry with id {entry_id}")
+        self.entry_id = entry_id
+
+
+class State(StrEnum):
+    BASELINE = "baseline"
+    WAITING = "waiting"
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    DUPLICATE = "duplicate"
+    INVALID = "invalid"
+    REJECTED = "rejected"
+
+
+class InvalidTransition(LedgerError):
+    def __init__(self, old: State, new: State, entry_id: int | None = None) -> None:
+        subject = f"entry {entry_id}: " if entry_id is not None else ""
+        super().__init__(f"{subject}{old} -> {new} is not an allowed transition")
+        self.old = old
+        self.new = new
+        self.entry_id = entry_id
+
+
+TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType(
+    {
+        # `dropzone backfill` (or `retry`) submits what was there before the first start.
+        State.BASELINE: frozenset({State.PENDING}),
+        # A local file became stable (or reached the bucket), or vanished before it did.
+        State.WAITING: frozenset({State.PENDING, State.REJECTED}),
+        # Claimed; found unusable by preflight; or the object was deleted before submission.
+        State.PENDING: frozenset({State.SUBMITTING, State.INVALID, State.REJECTED}),
+        # The Create call's outcomes; back to pending for a retry or a reconciled-not-found.
+        State.SUBMITTING: frozenset(
+            {State.SUBMITTED, State.DUPLICATE, State.REJECTED, State.INVALID, State.PENDING}
+        ),
+        # A job exists: only its phase changes from here on.
+        State.SUBMITTED: frozenset(),
+        State.DUPLICATE: frozenset(),
+        # Terminal until someone asks again on purpose (`dropzone retry`).
+        State.INVALID: frozenset({State.PENDING}),
+        State.REJECTED: frozenset({State.PENDING}),
+    }
+)
+
+
+def check_transition(old: State, new: State) -> None:
+    """Raise :class:`InvalidTransition` unless ``old -> new`` is in :data:`TRANSITIONS`."""
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(old, new)
+
+
+# A state-guarded UPDATE names its source states in this many placeholders, so its SQL is one
+# static statement whatever the number of sources (repeats fill the unused slots).
+SOURCE_SLOTS = 3
+
+
+@dataclass(frozen=True)
+class Move:
+    """A change an operation makes: from any of ``sources`` to ``target``, checked against
+    :data:`TRANSITIONS` when the move is defined, and again in SQL when it is applied."""
+
+    sources: frozenset[State]
+    target: State
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.sources) <= SOURCE_SLOTS:
+            raise ValueError(f"a move starts from 1 to {SOURCE_SLOTS} states")
+        for source in self.sources:
+            check_transition(source, self.target)
+
+    def slots(self) -> tuple[str, ...]:
+        names = sorted(self.sources)
+        return tuple(names + [names[-1]] * (SOURCE_SLOTS - len(names)))
+
+
+CLAIM = Move(frozenset({State.PENDING}), State.SUBMITTING)
+SUBMITTED = Move(frozenset({State.SUBMITTING}), State.SUBMITTED)
+DUPLICATE = Move(frozenset({State.SUBMITTING}), State.DUPLICATE)
+REJECTED = Move(frozenset({State.PENDING, State.SUBMITTING, State.WAITING}), State.REJECTED)
+INVALID = Move(frozenset({State.PENDING, State.SUBMITTING}), State.INVALID)
+REQUEUE = Move(frozenset({State.SUBMITTING}), State.PENDING)
+PROMOTE = Move(frozenset({State.WAITING}), State.PENDING)
+BACKFILL = Move(frozenset({State.BASELINE}), State.PENDING)
+
+START_STATES = frozenset({State.BASELINE, State.WAITING, State.PENDING})
+UNSUBMITTED = (State.WAITING, State.PENDING, State.SUBMITTING)
+
+# Ark job phases as the API spells them (dropzone.ark.models.Phase; a test keeps them equal).
+# The SQL spells them too, literally, because SQLite only uses a partial index for a query
+# whose WHERE repeats the index's terms.
+TERMINAL_PHASES = frozenset({"Completed", "Terminated", "Failed"})
+ACTIVE_PHASES = frozenset({"Queued", "Initializing", "Running"})
+
+
+class ScopeStatus(Enum):
+    """What ``begin_watch`` found; the caller logs a changed scope."""
+
+    FIRST_START = "first_start"
+    UNCHANGED = "unchanged"
+    CHANGED = "changed"
+
+
+OnChange = Literal["resubmit", "ignore"]
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    total: int
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One version of one object, as a watch saw it, and where its submission stands.
+
+    ``updated_at`` is the last change to the submission record; ``claimed_at`` the start of
+    the latest attempt (any Create call of that attempt was sent after it); ``gone_since``
+    when the version was last found missing from a listing (None while it is present).
+    """
+
+    id: int
+    watch: str
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    state: State
+    attempts: int
+    next_attempt_at: datetime | None
+    error: str | None
+    job_id: str | None
+    phase: str | None
+    output_dir: str | None
+    input_tag: str | None
+    request_counts: RequestCounts | None
+    first_seen_at: datetime
+    updated_at: datetime
+    claimed_at: datetime | None
+    gone_since: datetime | None
+
+
+def to_text(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC: sorts as text in the order of the instants it names."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment!r}: the ledger takes aware UTC times")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def from_text(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def from_optional_text(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

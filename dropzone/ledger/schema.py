@@ -1,0 +1,108 @@
+"""The SQLite schema as an ordered list of migrations; its version is ``PRAGMA user_version``.
+
+Each migration is frozen text that moves a ledger from version N to N + 1. A released migration
+is never edited: a change is a new migration appended to :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dropzone.ledger.model import LedgerError
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+    from pathlib import Path
+
+Migration = tuple[str, ...]
+
+_V1_INITIAL: Migration = (
+    """
+    CREATE TABLE watches (
+        name TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        baseline_done INTEGER NOT NULL DEFAULT 0 CHECK (baseline_done IN (0, 1)),
+        scope_since TEXT NOT NULL
+    )
+    """,
+    # AUTOINCREMENT: an id is never reused after forget/prune, so an id in a log line or in a
+    # worker's hands always means the same entry.
+    """
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        watch TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('baseline', 'waiting', 'pending', 'submitting',
+                                             'submitted', 'duplicate', 'invalid', 'rejected')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        error TEXT,
+        job_id TEXT,
+        phase TEXT,
+        output_dir TEXT,
+        input_tag TEXT,
+        requests_total INTEGER,
+        requests_completed INTEGER,
+        requests_failed INTEGER,
+        first_seen_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        claimed_at TEXT,
+        gone_since TEXT
+    )
+    """,
+    # The identity; its (watch, bucket, key) prefix also serves the listing diff's range reads.
+    "CREATE UNIQUE INDEX entries_identity ON entries (watch, bucket, key, etag)",
+    # Claims walk pending entries oldest first; counts and the backlog age use it too.
+    "CREATE INDEX entries_state ON entries (state, first_seen_at)",
+    "CREATE INDEX entries_schedule ON entries (state, next_attempt_at)",
+    # Jobs still worth polling (and counting against a watch's cap) are few among many
+    # finished ones.
+    """
+    CREATE INDEX entries_tracking ON entries (watch, updated_at)
+    WHERE job_id IS NOT NULL
+      AND (phase IS NULL OR phase NOT IN ('Completed', 'Terminated', 'Failed'))
+    """,
+    "CREATE INDEX entries_gone ON entries (gone_since) WHERE gone_since IS NOT NULL",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(
+    conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
+) -> None:
+    """Bring the file up to ``len(migrations)``, one committed transaction per version.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``): the transactions are
+    explicit, so that a failed step leaves the file at the previous version.
+    """
+    version = user_version(conn)
+    if version > len(migrations):
+        raise LedgerError(
+            f"ledger {path} has schema version {version}, newer than this dropzone understands"
+            f" ({len(migrations)}); upgrade dropzone or use another ledger.path"
+        )
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        # Adding our tables to somebody else's database would be a poor surprise.
+        raise LedgerError(f"{path} is an SQLite database but not a dropzone ledger")
+    for target in range(version + 1, len(migrations) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migrations[target - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,262 @@
+"""From a stored object and the watch rule that saw it to the CreateBatchInferenceJob request.
+
+Pure: no I/O, no clock (the caller passes ``now``), no environment. What is decided here:
+
+- which keys a watch takes as input (:func:`is_candidate`);
+- where a job writes its results (:func:`output_dir`) and what it is called (:func:`job_name`);
+- the ``dropzone-input`` tag that lets a restarted daemon find the job it may already have
+  created (:func:`input_tag`);
+- whether a watch would take its own results for new input (:func:`feeds_itself`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import string
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+from dropzone.ark.models import (
+    CreateJobRequest,
+    FoundationModel,
+    ModelReference,
+    Tag,
+    TosLocation,
+)
+
+if TYPE_CHECKING:
+    from dropzone.config import WatchRule
+
+INPUT_TAG_KEY = "dropzone-input"
+WATCH_TAG_KEY = "dropzone-watch"
+RESERVED_TAG_KEYS = frozenset({INPUT_TAG_KEY, WATCH_TAG_KEY})
+REPORT_SUFFIX = ".dropzone-error.json"
+TEMPLATE_FIELDS = (
+    "bucket",
+    "key",
+    "prefix",
+    "relpath",
+    "relpath_stem",
+    "stem",
+    "date",
+    "output_prefix",
+)
+NAME_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 300
+FALLBACK_NAME = "dropzone-job"
+_NAME_HASH_HEX = 8
+
+# The console's Name rule is "letters, digits, Chinese characters, - and _"; the API's own rule
+# is unpublished. Letters and digits are ASCII only: str.isalnum() would also let through Greek,
+# Arabic-Indic digits and thousands of other code points that the console may refuse. "Chinese
+# characters" is read as U+4E00..U+9FA5, the range Chinese web forms check (`[\u4e00-\u9fa5]`):
+# it holds the common ideographs, and keeping inside it means a name is never refused for an
+# ideograph added to Unicode later than that validator was written.
+_NAME_DISALLOWED = re.compile(r"[^A-Za-z0-9_\u4e00-\u9fa5-]+")
+_DASH_RUNS = re.compile(r"-{2,}")
+_SLASH_RUNS = re.compile(r"/{2,}")
+
+# Where Ark writes a job's files under OutputDir (one copy of the guide says output/errors.jsonl,
+# so both spellings are checked), and a job ID of the documented shape.
+_SAMPLE_JOB_ID = "bi-20240918194641-r2nwq"
+_RESULT_FILES = ("output/results.jsonl", "error/errors.jsonl", "output/errors.jsonl")
+_SAMPLE_RELPATHS = ("input.jsonl", "team/input.jsonl", "a/b/input.jsonl")
+_SAMPLE_NOW = datetime(2024, 9, 18, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One version of one object: what a job is planned for."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int | None = None
+
+
+def relative_key(rule: WatchRule, key: str) -> str | None:
+    """The key below the watch's prefix, or None when the key is not under it."""
+    if not key.startswith(rule.prefix):
+        return None
+    return key[len(rule.prefix) :]
+
+
+def _matches_pattern(rule: WatchRule, key: str) -> bool:
+    """Under the prefix, a file (not a folder marker, not a report) and matching the pattern."""
+    relpath = relative_key(rule, key)
+    if not relpath or key.endswith(("/", REPORT_SUFFIX)):
+        return False
+    return fnmatchcase(relpath, rule.pattern)
+
+
+def _in_output_area(rule: WatchRule, key: str) -> bool:
+    # Only an output prefix strictly inside the watched prefix is skipped: one equal to the
+    # prefix would otherwise hide every input.
+    output = rule.output_prefix
+    return output != rule.prefix and output.startswith(rule.prefix) and key.startswith(output)
+
+
+def is_candidate(rule: WatchRule, key: str) -> bool:
+    """Whether the watch takes this key as input."""
+    return _matches_pattern(rule, key) and not _in_output_area(rule, key)
+
+
+def template_fields(rule: WatchRule, key: str, now: datetime) -> dict[str, str]:
+    """The values a template may use, for a key under the watch's prefix."""
+    relpath = relative_key(rule, key)
+    if relpath is None:
+        raise ValueError(f"key {key!r} is not under the prefix {rule.prefix!r}")
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return {
+        "bucket": rule.bucket,
+        "key": key,
+        "prefix": rule.prefix,
+        "relpath": relpath,
+        "relpath_stem": posixpath.splitext(relpath)[0],
+        "stem": posixpath.splitext(posixpath.basename(relpath))[0],
+        "date": now.astimezone(UTC).strftime("%Y%m%d"),
+        "output_prefix": rule.output_prefix,
+    }
+
+
+def template_error(template: str) -> str | None:
+    """What is wrong with a template string, or None when it renders."""
+    try:
+        parsed = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template)]
+    except ValueError as exc:
+        return f"malformed template {template!r}: {exc}"
+    if any(spec and "{" in spec for _, spec in parsed):
+        return f"template {template!r}: fields inside a format spec are not supported"
+    unknown = [name for name, _ in parsed if name is not None and name not in TEMPLATE_FIELDS]
+    if unknown:
+        allowed = ", ".join(TEMPLATE_FIELDS)
+        return f"unknown field {{{unknown[0]}}} in {template!r}; fields: {allowed}"
+    try:
+        template.format(**dict.fromkeys(TEMPLATE_FIELDS, "x"))
+    except (ValueError, TypeError) as exc:
+        return f"template {template!r} does not render: {exc}"
+    return None
+
+
+def output_dir(rule: WatchRule, key: str, now: datetime) -> str:
+    """The job's OutputDir: the rendered output_template as a folder, ``a/b/`` shaped."""
+    rendered = rule.output_template.format(**template_fields(rule, key, now))
+    folder = _SLASH_RUNS.sub("/", rendered).strip("/")
+    if not folder:
+        raise ValueError(f"output_template {rule.output_template!r} renders an empty folder")
+    return folder + "/"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_NAME_HASH_HEX]
+
+
+def sanitize_name(text: str, key: str) -> str:
+    """A Name the console accepts; ``key`` keeps names that had to be cut distinct."""
+    # NFKC first, so full-width letters and digits (common in CJK file names) stay readable.
+    name = _NAME_DISALLOWED.sub("-", unicodedata.normalize("NFKC", text))
+    name = _DASH_RUNS.sub("-", name).strip("-")
+    if len(name) > NAME_MAX_CHARS:
+        head = name[: NAME_MAX_CHARS - _NAME_HASH_HEX - 1].rstrip("-")
+        name = f"{head}-{_short_hash(key)}"
+    return name or FALLBACK_NAME
+
+
+def job_name(rule: WatchRule, key: str, now: datetime) -> str:
+    """The job's Name: the rendered name_template, sanitized to the console's rule."""
+    return sanitize_name(rule.name_template.format(**template_fields(rule, key, now)), key)
+
+
+def _cut_utf16(text: str, limit: int) -> str:
+    # The console counts characters the JavaScript way (UTF-16 units): an emoji counts twice.
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[: max(index - 1, 0)] + "…"
+    return text
+
+
+def description(obj: ObjectRef) -> str:
+    return _cut_utf16(f"dropzone: tos://{obj.bucket}/{obj.key}", DESCRIPTION_MAX_CHARS)
+
+
+def input_tag(bucket: str, key: str, etag: str) -> str:
+    """The ``dropzone-input`` tag value: 32 hex digits naming one version of one object.
+
+    Reconciliation finds jobs by this value, so it must never change between versions of
+    dropzone: a different hash would make every job created before an upgrade unfindable, and an
+    input whose Create outcome was unknown would be submitted a second time.
+    Each part is length-prefixed (netstring style) so that no two triples share an encoding.
+    """
+    encoded = b"dropzone-input/1\n"
+    for part in (bucket, key, etag):
+        data = part.encode("utf-8", "surrogatepass")
+        encoded += b"%d:%s," % (len(data), data)
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+def model_reference(rule: WatchRule) -> ModelReference:
+    if rule.model is not None:
+        return ModelReference(
+            foundation_model=FoundationModel(name=rule.model.name, model_version=rule.model.version)
+        )
+    return ModelReference(custom_model_id=rule.custom_model_id)
+
+
+def job_tags(rule: WatchRule, obj: ObjectRef) -> tuple[Tag, ...]:
+    own = {INPUT_TAG_KEY: input_tag(obj.bucket, obj.key, obj.etag), WATCH_TAG_KEY: rule.name}
+    return tuple(Tag(key=k, value=v) for k, v in {**rule.tags, **own}.items())
+
+
+def plan_request(obj: ObjectRef, rule: WatchRule, now: datetime) -> CreateJobRequest:
+    """The CreateBatchInferenceJob request for one object version seen by one watch."""
+    return CreateJobRequest(
+        name=job_name(rule, obj.key, now),
+        description=description(obj),
+        model_reference=model_reference(rule),
+        input_file_tos_location=TosLocation(bucket_name=obj.bucket, object_key=obj.key),
+        output_dir_tos_location=TosLocation(
+            bucket_name=obj.bucket, object_key=output_dir(rule, obj.key, now)
+        ),
+        project_name=rule.project_name,
+        completion_window=rule.completion_window,
+        tags=job_tags(rule, obj),
+    )
+
+
+def _sample_relpaths(pattern: str) -> list[str]:
+    derived = [re.sub(r"\*+|\?", filler, pattern) for filler in ("x", "team/x")]
+    return [*derived, *_SAMPLE_RELPATHS]
+
+
+def feeds_itself(rule: WatchRule) -> str | None:
+    """Why the watch would take its own results for input, or None when it would not.
+
+    Checked on the rendered output folder of representative input keys (output_template can
+    put results anywhere, not only under output_prefix), against the prefix and the pattern
+    alone. The output-prefix skip in :func:`is_candidate` is deliberately not counted: it only
+    covers the *current* output_prefix, so after an edit of output_prefix or output_template
+    every earlier result file would become new input. Only a pattern that excludes the results
+    makes such a layout safe, as the design's contract says.
+    """
+    samples = [rule.prefix + relpath for relpath in _sample_relpaths(rule.pattern)]
+    inputs = [key for key in samples if _matches_pattern(rule, key)] or samples
+    for key in inputs:
+        folder = output_dir(rule, key, _SAMPLE_NOW)
+        for result in _RESULT_FILES:
+            produced = f"{folder}{_SAMPLE_JOB_ID}/{result}"
+            if _matches_pattern(rule, produced):
+                return (
+                    f"output_template/output_prefix put results under the watched prefix "
+                    f"{rule.prefix!r} where the pattern {rule.pattern!r} matches them "
+                    f"(input {key!r} -> result {produced!r}): the watch would submit its own "
+                    f"results; set output_prefix outside the prefix or narrow the pattern"
+                )
+    return None

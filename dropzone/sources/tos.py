@@ -1,0 +1,179 @@
+"""TOS through its S3 API (boto3): page-by-page listings, object heads, bodies and reports.
+
+The source only reports what it sees; it knows nothing of the ledger or the Ark API. botocore
+exceptions are translated here, chained, into two kinds the daemon acts on differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mypy_boto3_s3 import S3Client
+
+    from dropzone.ark.signer import Credentials
+
+# Answers that no retry fixes: the operator must change the configuration or the bucket.
+_PERMANENT_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "InvalidBucketName",
+        "PermanentRedirect",
+    }
+)
+
+
+class SourceError(Exception):
+    """The store could not be read this time (network, 5xx); the next poll tries again."""
+
+
+class SourceConfigError(SourceError):
+    """The store refused us for a reason only configuration fixes (no bucket, no access)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    """One ListObjectsV2 page: its objects, the raw key range, and the server's clock."""
+
+    objects: tuple[StoredObject, ...]
+    last_key: str | None
+    is_last: bool
+    server_time: datetime
+
+
+def make_s3_client(
+    *,
+    endpoint: str,
+    region: str,
+    addressing_style: str,
+    credentials: Credentials | None,
+    timeout_s: float = 30.0,
+) -> S3Client:
+    """A boto3 S3 client for TOS: SigV4, the configured addressing style, bounded retries."""
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=min(timeout_s, 10.0),
+        read_timeout=timeout_s,
+        # botocore >= 1.36 adds CRC checksums to every upload by default; S3-compatible stores
+        # (TOS among them) do not all accept them, so send them only where S3 requires them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    keys: dict[str, Any] = {}
+    if credentials is not None:
+        keys = {
+            "aws_access_key_id": credentials.access_key,
+            "aws_secret_access_key": credentials.secret_key,
+            "aws_session_token": credentials.session_token,
+        }
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
+
+
+def translate(exc: Exception, what: str) -> SourceError:
+    """Map a botocore exception to the source's two kinds, naming what was being done."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "")) or code
+        kind = SourceConfigError if code in _PERMANENT_CODES else SourceError
+        return kind(f"{what}: {code}: {message}")
+    return SourceError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def server_time(response: Any) -> datetime:  # noqa: ANN401 - a boto3 response dict
+    """The server's clock, from the answer's Date header (ages use it, never our clock)."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    date = headers.get("date")
+    if date:
+        try:
+            parsed = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+def _stored(item: Any) -> StoredObject:  # noqa: ANN401 - a boto3 listing entry
+    return StoredObject(
+        key=item["Key"],
+        etag=str(item.get("ETag", "")).strip('"'),
+        size=int(item.get("Size", 0)),
+        last_modified=item["LastModified"],
+    )
+
+
+class TosBucket:
+    """One bucket, read (and for reports and uploads, written) through the S3 API."""
+
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def pages(self, prefix: str, page_size: int = 1000) -> Iterator[ListingPage]:
+        """The listing under ``prefix``, one page at a time, never the whole of it in memory."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                response = self.s3.list_objects_v2(**kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise translate(exc, f"listing s3://{self.bucket}/{prefix}") from exc
+            objects = tuple(_stored(item) for item in response.get("Contents", ()))
+            token = response.get("NextContinuationToken")
+            is_last = not response.get("IsTruncated") or not token
+            last_key = objects[-1].key if objects else None
+            yield ListingPage(objects, last_key, is_last, server_time(response))
+            if is_last:
+                return
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object's current version, or None when it does not exist."""
+        try:
+            response = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise translate(exc, f"reading s3://{self.bucket}/{key}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"reading s3://{self.bucket}/{key}") from exc
+        return StoredObject(
+            key=key,
+            etag=str(response.get("ETag", "")).strip('"'),
+            size=int(response.get("ContentLength", 0)),
+            last_modified=response["LastModified"],
+        )
+
+    def put_text(self, key: str, text: str, content_type: str = "application/json") -> None:
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"writing s3://{self.bucket}/{key}") from exc

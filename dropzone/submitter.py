@@ -1,0 +1,241 @@
+"""One claimed ledger entry -> one CreateBatchInferenceJob call, and the outcome recorded.
+
+The protocol (design section 2): the entry is already committed as ``submitting`` when it gets
+here, and the request carries the ``dropzone-input`` tag. When the outcome is unknown (the call
+may have reached the server), the entry is reconciled through List by tag before anything else;
+a job found is adopted. The platform's guard is the second line of defence: its answer is
+confirmed and recorded as ``duplicate``, or adopted when the named job is our own.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from dropzone import plan
+from dropzone.ark import errors
+from dropzone.ledger import Entry, State
+from dropzone.log import get_logger
+from dropzone.policy import Action, RetryPolicy, decide, transient_retry
+from dropzone.sources.tos import SourceError, StoredObject
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from structlog.typing import FilteringBoundLogger
+
+    from dropzone.ark.models import CreateJobRequest, Job
+    from dropzone.config import WatchRule
+    from dropzone.ledger import Ledger
+
+# A job created by this attempt has a CreateTime no earlier than the claim, give or take the
+# clock skew the platform accepts in a signature.
+_ADOPT_WINDOW = timedelta(seconds=900)
+
+
+class JobApi(Protocol):
+    """The part of ArkClient the submitter needs (the tests' fakes implement it too)."""
+
+    def create(self, request: CreateJobRequest) -> str: ...
+
+    def find_by_tag(self, key: str, value: str, project_name: str | None) -> list[Job]: ...
+
+
+class ObjectLookup(Protocol):
+    """Where an entry's object is now: its current version, or None when it is gone."""
+
+    def __call__(self, key: str) -> StoredObject | None: ...
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A watch rule with the object lookup its source provides (None: trust the listing)."""
+
+    rule: WatchRule
+    lookup: ObjectLookup | None = None
+
+
+def _created_at(job: Job) -> datetime | None:
+    if not job.create_time:
+        return None
+    try:
+        return datetime.fromisoformat(job.create_time)
+    except ValueError:
+        return None
+
+
+def adoptable(job: Job, claimed_at: datetime) -> bool:
+    """Whether a job found by our tag can be this attempt's (or still holds the input)."""
+    if job.phase.is_active:
+        return True
+    created = _created_at(job)
+    return created is not None and created >= claimed_at - _ADOPT_WINDOW
+
+
+class Submitter:
+    """Submits claimed entries and reconciles ambiguous ones; safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        api: JobApi,
+        watches: Mapping[str, Watch],
+        clock: Callable[[], datetime],
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._api = api
+        self._watches = dict(watches)
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._log = get_logger()
+
+    def replace_watches(self, watches: Mapping[str, Watch]) -> None:
+        self._watches = dict(watches)
+
+    # --- submit ----------------------------------------------------------------------------
+
+    def submit(self, entry: Entry) -> State:
+        """Handle one entry claimed as ``submitting``; returns the state it ends in."""
+        log = self._bind(entry)
+        watch = self._watches.get(entry.watch)
+        if watch is None:
+            return self._reject(entry, f"watch {entry.watch!r} is no longer configured")
+        problem = self._object_problem(entry, watch)
+        if problem is not None:
+            return problem
+        request = plan.plan_request(
+            plan.ObjectRef(entry.bucket, entry.key, entry.etag, entry.size),
+            watch.rule,
+            self._clock(),
+        )
+        try:
+            job_id = self._api.create(request)
+        except errors.Duplicate as exc:
+            return self._duplicate(entry, request, exc)
+        except errors.ArkError as exc:
+            return self._failed(entry, request, exc)
+        output_dir = request.output_dir_tos_location.object_key
+        self._ledger.record_submitted(entry.id, job_id, output_dir, self._clock())
+        log.info("job.submitted", job_id=job_id, output_dir=output_dir, attempt=entry.attempts)
+        return State.SUBMITTED
+
+    def _object_problem(self, entry: Entry, watch: Watch) -> State | None:
+        """Refuse to submit a version that is no longer the object's (deleted or replaced)."""
+        if watch.lookup is None:
+            return None
+        try:
+            current = watch.lookup(entry.key)
+        except SourceError as exc:
+            decision = transient_retry(entry.attempts, self._policy, self._rng.random(), str(exc))
+            return self._apply_retry(entry, decision.delay_s, decision.reason, decision.action)
+        if current is None:
+            return self._reject(entry, "the object was deleted before it was submitted")
+        if current.etag != entry.etag:
+            return self._reject(
+                entry,
+                f"the object changed before it was submitted (now ETag {current.etag}); "
+                "the new version is an entry of its own",
+            )
+        return None
+
+    def _duplicate(self, entry: Entry, request: CreateJobRequest, exc: errors.Duplicate) -> State:
+        log = self._bind(entry)
+        output_dir = request.output_dir_tos_location.object_key
+        own_tag = request.tag(plan.INPUT_TAG_KEY)
+        if (
+            exc.job is not None
+            and own_tag is not None
+            and exc.job.tag(plan.INPUT_TAG_KEY) == own_tag
+        ):
+            # Our own earlier attempt created it (its answer was lost): that is this entry's job.
+            self._ledger.record_submitted(entry.id, exc.existing_job_id, output_dir, self._clock())
+            log.info("job.reconciled", job_id=exc.existing_job_id, found_by="guard")
+            return State.SUBMITTED
+        self._ledger.record_duplicate(entry.id, exc.existing_job_id, output_dir, self._clock())
+        log.info("job.duplicate", existing_job_id=exc.existing_job_id, code=exc.code)
+        return State.DUPLICATE
+
+    def _failed(self, entry: Entry, request: CreateJobRequest, exc: errors.ArkError) -> State:
+        decision = decide(exc, entry.attempts, self._policy, self._rng.random())
+        if decision.action is Action.RECONCILE:
+            return self.reconcile(entry, request.project_name, reason=decision.reason)
+        if isinstance(exc, errors.AuthError):
+            self._bind(entry).error(
+                "ark.auth_failed",
+                code=exc.code,
+                message=exc.message,
+                clock_skew_s=exc.skew_s,
+                hint="check the credentials and the system clock",
+            )
+        if decision.action is Action.REJECT:
+            self._bind(entry).warning(
+                "job.rejected", code=exc.code, message=exc.message, status=exc.status
+            )
+            return self._reject(entry, decision.reason, logged=True)
+        return self._apply_retry(entry, decision.delay_s, decision.reason, decision.action)
+
+    # --- reconcile -------------------------------------------------------------------------
+
+    def reconcile(
+        self, entry: Entry, project_name: str | None = None, *, reason: str = ""
+    ) -> State:
+        """Settle an entry whose Create outcome is unknown: adopt our job, or submit again."""
+        log = self._bind(entry)
+        watch = self._watches.get(entry.watch)
+        project = project_name or (watch.rule.project_name if watch else None)
+        tag = plan.input_tag(entry.bucket, entry.key, entry.etag)
+        try:
+            jobs = self._api.find_by_tag(plan.INPUT_TAG_KEY, tag, project)
+        except errors.ArkError as exc:
+            # Unknown still: keep the entry in `submitting` and look again later. Submitting
+            # again now could start a second job once the first has finished.
+            delay = self._policy.base_s * 2 + self._rng.random() * self._policy.base_s * 2
+            self._ledger.defer_reconcile(
+                entry.id, self._clock() + timedelta(seconds=delay), exc.describe(), self._clock()
+            )
+            log.warning("job.reconcile_deferred", reason=exc.describe(), delay_s=round(delay, 3))
+            return State.SUBMITTING
+        claimed_at = entry.claimed_at or entry.updated_at
+        found = [job for job in jobs if adoptable(job, claimed_at)]
+        if found:
+            job = found[0]
+            output_dir = (
+                job.output_dir_tos_location.object_key if job.output_dir_tos_location else None
+            )
+            self._ledger.record_submitted(entry.id, job.id, output_dir, self._clock())
+            log.info("job.reconciled", job_id=job.id, phase=job.phase, found_by="tag")
+            return State.SUBMITTED
+        self._ledger.release(entry.id, self._clock())
+        log.info(
+            "job.reconciled", job_id=None, outcome="not created; submitting again", reason=reason
+        )
+        return State.PENDING
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _apply_retry(self, entry: Entry, delay_s: float, reason: str, action: Action) -> State:
+        if action is Action.REJECT:
+            return self._reject(entry, reason)
+        now = self._clock()
+        self._ledger.schedule_retry(entry.id, now + timedelta(seconds=delay_s), reason, now)
+        self._bind(entry).info(
+            "job.retry", attempt=entry.attempts, delay_s=round(delay_s, 3), reason=reason
+        )
+        return State.PENDING
+
+    def _reject(self, entry: Entry, reason: str, *, logged: bool = False) -> State:
+        self._ledger.record_rejected(entry.id, reason, self._clock())
+        if not logged:
+            self._bind(entry).warning("job.rejected", reason=reason)
+        return State.REJECTED
+
+    def _bind(self, entry: Entry) -> FilteringBoundLogger:
+        return self._log.bind(
+            watch=entry.watch, bucket=entry.bucket, key=entry.key, etag=entry.etag
+        )

@@ -1,0 +1,97 @@
+"""Job tracking: entries with a job and a non-terminal phase, refreshed by List-by-Ids batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from typing import TYPE_CHECKING, Protocol
+
+from dropzone.ark import errors
+from dropzone.ledger import RequestCounts
+from dropzone.log import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
+
+    from dropzone.ark.models import Job
+    from dropzone.ledger import Entry, Ledger
+
+BATCH = 100
+TRACK_LIMIT = 5000
+
+
+class JobLister(Protocol):
+    def get_many(self, job_ids: tuple[str, ...], project_name: str | None) -> list[Job]: ...
+
+
+def counts_of(job: Job) -> RequestCounts | None:
+    counts = job.request_counts
+    if counts is None:
+        return None
+    return RequestCounts(counts.total, counts.completed, counts.failed)
+
+
+class Tracker:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        api: JobLister,
+        projects: Mapping[str, str],
+        clock: Callable[[], datetime],
+        on_phase: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._api = api
+        self._projects = dict(projects)
+        self._clock = clock
+        self._on_phase = on_phase
+        self._log = get_logger()
+
+    def replace_projects(self, projects: Mapping[str, str]) -> None:
+        self._projects = dict(projects)
+
+    def track_once(self) -> int:
+        """Refresh every tracked entry once; returns how many changed phase."""
+        by_project: dict[str | None, list[Entry]] = defaultdict(list)
+        for entry in self._ledger.tracking(TRACK_LIMIT):
+            by_project[self._projects.get(entry.watch)].append(entry)
+        changed = 0
+        for project, entries in by_project.items():
+            for start in range(0, len(entries), BATCH):
+                changed += self._refresh(project, entries[start : start + BATCH])
+        return changed
+
+    def _refresh(self, project: str | None, entries: list[Entry]) -> int:
+        ids = tuple(sorted({e.job_id for e in entries if e.job_id}))
+        try:
+            jobs = {job.id: job for job in self._api.get_many(ids, project)}
+        except errors.ArkError as exc:
+            self._log.warning("track.failed", error=exc.describe(), jobs=len(ids))
+            return 0
+        changed = 0
+        for entry in entries:
+            job = jobs.get(entry.job_id or "")
+            if job is None:
+                continue
+            counts = counts_of(job)
+            if job.phase.value == entry.phase and counts == entry.request_counts:
+                continue
+            self._ledger.record_phase(entry.id, job.phase.value, counts, self._clock())
+            if job.phase.value != entry.phase:
+                changed += 1
+                self._log.info(
+                    "job.phase",
+                    watch=entry.watch,
+                    bucket=entry.bucket,
+                    key=entry.key,
+                    etag=entry.etag,
+                    job_id=job.id,
+                    phase=job.phase.value,
+                    previous=entry.phase,
+                    counts=dataclasses.asdict(counts) if counts else None,
+                )
+                if self._on_phase is not None:
+                    self._on_phase(entry.watch, job.phase.value)
+        return changed

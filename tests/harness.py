@@ -1,0 +1,200 @@
+"""Real local stand-ins for daemon tests: a moto S3 server, the Ark emulator, config files.
+
+Nothing here patches dropzone's own network calls: the daemon talks S3 to moto and the Ark
+API to the emulator over loopback, exactly as it would talk to TOS and Ark.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
+
+    from mypy_boto3_s3 import S3Client
+
+    from dropzone.ark.emulator import Emulator
+
+ACCESS_KEY = "AKLTdaemontest"
+SECRET_KEY = "daemon-test-secret-0123456789"
+_bucket_numbers = itertools.count()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def s3_client(endpoint: str) -> S3Client:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def new_bucket(s3: S3Client, stem: str = "dz") -> str:
+    name = f"{stem}-{os.getpid()}-{next(_bucket_numbers)}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def jsonl(n: int = 2, tag: str = "x") -> bytes:
+    lines = [
+        json.dumps(
+            {"custom_id": f"{tag}-{i}", "body": {"messages": [{"role": "user", "content": "hi"}]}}
+        )
+        for i in range(n)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass
+class Stage:
+    """A test's world: a bucket on moto, an emulator, a ledger path, and a config writer."""
+
+    tmp: Path
+    s3_endpoint: str
+    emulator: Emulator
+    s3: S3Client
+    bucket: str
+    prefix: str = "batch-inference-job/dataset/"
+    watch: dict[str, Any] = field(default_factory=dict)
+    daemon: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.tmp / "state" / "ledger.sqlite3"
+
+    def put(self, relpath: str, body: bytes | None = None) -> str:
+        key = self.prefix + relpath
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body if body is not None else jsonl())
+        return key
+
+    def config_text(self) -> str:
+        watch = {
+            "name": "chat",
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "model": {"name": "doubao-pro-32k", "version": "240615"},
+            "on_start": "submit-existing",
+            "min_age_s": 0,
+            **self.watch,
+        }
+        daemon = {
+            "poll_interval_s": 0.3,
+            "track_interval_s": 0,
+            "concurrency": 4,
+            "listen": "",
+            "once_max_wait_s": 60,
+            **self.daemon,
+        }
+        sections: dict[str, dict[str, Any]] = {
+            "ark": {"endpoint": self.emulator.url, "max_requests_per_second": 500, "timeout_s": 5},
+            "tos": {
+                "endpoint": self.s3_endpoint,
+                "region": "us-east-1",
+                "addressing_style": "path",
+            },
+            "ledger": {"path": str(self.ledger_path)},
+            "daemon": daemon,
+        }
+        lines: list[str] = []
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
+        lines.append("[[watch]]")
+        lines.extend(f"{k} = {_toml(v)}" for k, v in watch.items())
+        return "\n".join(lines) + "\n"
+
+    def write_config(self) -> Path:
+        path = self.tmp / "dropzone.toml"
+        path.write_text(self.config_text(), encoding="utf-8")
+        return path
+
+    def env(self) -> dict[str, str]:
+        return {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("VOLC", "AWS_", "DROPZONE_"))
+            },
+            "VOLCENGINE_ACCESS_KEY": ACCESS_KEY,
+            "VOLCENGINE_SECRET_KEY": SECRET_KEY,
+            "DROPZONE_CONFIG": str(self.write_config()),
+        }
+
+    def dropzone(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the real command line in a child process."""
+        return subprocess.run(
+            [sys.executable, "-m", "dropzone", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dropzone", *args],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def status(self) -> list[dict[str, Any]]:
+        done = self.dropzone("status", "--json")
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.emulator.state()["jobs"])
+
+    def create_calls(self) -> Mapping[str, int]:
+        calls: Mapping[str, int] = self.emulator.state()["create_calls"]
+        return calls
+
+    def jobs_by_input(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for job in self.jobs():
+            location = job["InputFileTosLocation"]
+            found.setdefault(location["ObjectKey"], []).append(job["Id"])
+        return found
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def log_events(text: str) -> Iterator[dict[str, Any]]:
+    for line in text.splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from dropzone import __version__, commands, log
+from dropzone import __version__, commands, demo, log
 from dropzone.ark import emulator
 
 if TYPE_CHECKING:
@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     emu = sub.add_parser("emulator", help="a local stand-in of the Ark batch API")
     emulator.configure_parser(emu)
+
+    trial = sub.add_parser("demo", help="a self-contained trial: emulator + local folder")
+    trial.add_argument("--dir", metavar="DIR", help="demo folder (default: a new temporary one)")
+    trial.add_argument(
+        "--quick", action="store_true", help="tell the story once and exit (used by the tests)"
+    )
     return parser
 
 
@@ -114,6 +120,7 @@ def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
         "validate": commands.validate,
         "check": commands.check,
         "emulator": emulator.command,
+        "demo": demo.demo,
     }
 
 

@@ -21,9 +21,11 @@ from dropzone.sources.tos import SourceConfigError, SourceError
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from dropzone.folder import FolderWatch
     from dropzone.ledger import Ledger
     from dropzone.scan import PollResult, WatchPoller
     from dropzone.submitter import Submitter
+    from dropzone.tracker import Tracker
 
 _IDLE_WAIT_S = 1.0
 
@@ -51,6 +53,7 @@ class DaemonOptions:
     drain_timeout_s: float = 30.0
     once_max_wait_s: float = 300.0
     retention_days: int = 30
+    track_interval_s: float = 60.0
 
 
 class Daemon:
@@ -74,7 +77,13 @@ class Daemon:
         self._in_flight_lock = threading.Lock()
         self.tally = RunTally()
         self.last_poll: dict[str, PollResult] = {}
+        self.folders: list[FolderWatch] = []
+        self.tracker: Tracker | None = None
         self._log = get_logger()
+
+    def wake(self) -> None:
+        """New work is due: let an idle worker look now rather than at its next tick."""
+        self._wake.set()
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -92,8 +101,23 @@ class Daemon:
             except SourceError as exc:
                 ok = False
                 self._log.warning("poll.failed", watch=poller.rule.name, error=str(exc))
+        for folder in self.folders:
+            folder.check_waiting()
         self._wake.set()
         return ok
+
+    def track(self) -> None:
+        if self.tracker is None:
+            return
+        try:
+            self.tracker.track_once()
+        except Exception:  # noqa: BLE001 - tracking is best effort; the next round tries again
+            self._log.exception("track.failed")
+
+    def start_folders(self) -> bool:
+        """Start every folder watch; True once each has recorded its first full scan."""
+        started = [folder.start() for folder in self.folders]  # every one, even after a failure
+        return all(started)
 
     def reconcile_stranded(self, *, all_of_them: bool) -> int:
         """Settle ``submitting`` entries no worker holds: at start-up all, later the due ones."""
@@ -136,28 +160,37 @@ class Daemon:
 
     def run(self) -> int:
         """The daemon: poll, submit, reconcile, until ``stop_event``; then drain."""
-        self._log.info("daemon.started", watches=[p.rule.name for p in self.pollers])
+        self._log.info("daemon.started", watches=self._watch_names())
         self.reconcile_stranded(all_of_them=True)
         workers = self._start_workers()
-        next_poll = time.monotonic()
+        self.start_folders()
+        next_poll = next_track = time.monotonic()
         while not self.stop_event.is_set():
             if time.monotonic() >= next_poll:
                 self.poll_all()
                 self.prune()
                 next_poll = time.monotonic() + self.options.poll_interval_s
+            if self.options.track_interval_s > 0 and time.monotonic() >= next_track:
+                self.track()
+                next_track = time.monotonic() + self.options.track_interval_s
             self.reconcile_stranded(all_of_them=False)
             self.stop_event.wait(min(_IDLE_WAIT_S, max(0.0, next_poll - time.monotonic())))
         return self._drain(workers)
 
+    def _watch_names(self) -> list[str]:
+        return [p.rule.name for p in self.pollers] + [f.rule.name for f in self.folders]
+
     def run_once(self) -> int:
         """Scan once, submit all that is due (retrying within a bounded wait), then exit."""
-        self._log.info("daemon.started", watches=[p.rule.name for p in self.pollers], once=True)
+        self._log.info("daemon.started", watches=self._watch_names(), once=True)
         self.reconcile_stranded(all_of_them=True)
-        polled = self.poll_all()
+        polled = self.start_folders() and self.poll_all()
         deadline = time.monotonic() + self.options.once_max_wait_s
         workers = self._start_workers()
         while not self.stop_event.is_set() and time.monotonic() < deadline:
             self.reconcile_stranded(all_of_them=False)
+            for folder in self.folders:
+                folder.check_waiting()
             if self._settled():
                 break
             self.stop_event.wait(min(_IDLE_WAIT_S, self._seconds_to_next_due()))
@@ -193,6 +226,8 @@ class Daemon:
     def _drain(self, workers: list[threading.Thread]) -> int:
         self.stop_event.set()
         self._wake.set()
+        for folder in self.folders:
+            folder.stop()
         self._log.info("daemon.stopping", in_flight=len(self._in_flight))
         deadline = time.monotonic() + self.options.drain_timeout_s
         for worker in workers:
@@ -217,7 +252,8 @@ class Daemon:
 
     def _unsettled_count(self) -> int:
         counts = self.ledger.counts()
-        return counts.get(State.PENDING, 0) + counts.get(State.SUBMITTING, 0)
+        unsettled = (State.WAITING, State.PENDING, State.SUBMITTING)
+        return sum(counts.get(state, 0) for state in unsettled)
 
     def _hold(self, entry_id: int) -> bool:
         with self._in_flight_lock:

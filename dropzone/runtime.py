@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
 from dropzone.daemon import Daemon, DaemonOptions
+from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger
 from dropzone.log import register_secrets
 from dropzone.policy import RetryPolicy
 from dropzone.scan import WatchPoller
 from dropzone.sources.tos import TosBucket, make_s3_client
 from dropzone.submitter import Submitter, Watch
+from dropzone.tracker import Tracker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -93,20 +95,26 @@ def open_ledger(settings: Settings, *, readonly: bool = False) -> SqliteLedger:
         raise UsageError(str(exc)) from exc
 
 
-def bucket_watches(settings: Settings, s3: S3Client) -> dict[str, tuple[Watch, TosBucket]]:
+def watches_for(settings: Settings, s3: S3Client) -> dict[str, tuple[Watch, TosBucket]]:
+    """Each watch with its bucket; bucket watches look objects up by HEAD before submitting."""
     watches: dict[str, tuple[Watch, TosBucket]] = {}
     for rule in settings.watches:
         bucket = TosBucket(s3, rule.bucket)
-        watches[rule.name] = (Watch(rule, bucket.head), bucket)
+        mounted = rule.local_dir is not None and rule.local_mode == "mounted"
+        # A mounted file is the object: its watcher already saw it complete, and HEAD through
+        # S3 may not even be reachable (the demo has no S3 at all).
+        watches[rule.name] = (Watch(rule, None if mounted else bucket.head), bucket)
     return watches
 
 
 def build_daemon(
     settings: Settings, *, ledger: SqliteLedger, api: ArkClient, s3: S3Client
 ) -> Daemon:
-    watches = bucket_watches(settings, s3)
+    watches = watches_for(settings, s3)
     pollers = [
-        WatchPoller(watch.rule, bucket.pages, ledger, utc_now) for watch, bucket in watches.values()
+        WatchPoller(watch.rule, bucket.pages, ledger, utc_now)
+        for watch, bucket in watches.values()
+        if watch.rule.local_dir is None
     ]
     submitter = Submitter(
         ledger=ledger,
@@ -121,7 +129,27 @@ def build_daemon(
         drain_timeout_s=settings.daemon.drain_timeout_s,
         once_max_wait_s=settings.daemon.once_max_wait_s,
         retention_days=settings.ledger.retention_days,
+        track_interval_s=settings.daemon.track_interval_s,
     )
-    return Daemon(
+    daemon = Daemon(
         ledger=ledger, pollers=pollers, submitter=submitter, options=options, clock=utc_now
     )
+    daemon.folders = [
+        FolderWatch(
+            rule=watch.rule,
+            ledger=ledger,
+            bucket=bucket,
+            clock=utc_now,
+            poll_interval_s=settings.daemon.poll_interval_s,
+            on_new=daemon.wake,
+        )
+        for watch, bucket in watches.values()
+        if watch.rule.local_dir is not None
+    ]
+    daemon.tracker = Tracker(
+        ledger=ledger,
+        api=api,
+        projects={rule.name: rule.project_name for rule in settings.watches},
+        clock=utc_now,
+    )
+    return daemon

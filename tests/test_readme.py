@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pytest
+
+from dropzone.config import ArkSettings, DaemonSettings, LedgerSettings, TosSettings, WatchRule
 from tests.conftest import REPO
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
 
 
 def _shell_blocks(text: str) -> list[str]:
@@ -26,3 +36,55 @@ def test_readme_opens_with_the_trial_command() -> None:
     first = _shell_blocks(readme)[0]
     assert first.startswith("python3 -m venv .venv")
     assert "dropzone " in first
+
+
+def _reference_tables(text: str) -> dict[str, dict[str, str]]:
+    """README section heading (`[ark]`, `[[watch]]`, ...) -> {key: default column}."""
+    tables: dict[str, dict[str, str]] = {}
+    section = ""
+    for line in text.splitlines():
+        heading = re.match(r"### `(\[\[?\w+\]\]?)`", line)
+        if heading:
+            section = heading.group(1)
+            tables[section] = {}
+            continue
+        row = re.match(r"\| `(\w+)` \| (.+?) \| .+ \|$", line)
+        if row and section:
+            tables[section][row.group(1)] = row.group(2)
+    return tables
+
+
+def _default_of(field: FieldInfo) -> object:
+    if field.default_factory is not None:
+        return field.default_factory()  # type: ignore[call-arg]
+    return field.default
+
+
+@pytest.mark.parametrize(
+    ("section", "model"),
+    [
+        ("[ark]", ArkSettings),
+        ("[tos]", TosSettings),
+        ("[ledger]", LedgerSettings),
+        ("[daemon]", DaemonSettings),
+        ("[[watch]]", WatchRule),
+    ],
+)
+def test_configuration_reference_matches_the_models(section: str, model: type[BaseModel]) -> None:
+    """Every setting is documented with its true default, and nothing undocumented exists."""
+    documented = _reference_tables((REPO / "README.md").read_text(encoding="utf-8"))[section]
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    assert set(documented) == set(fields)
+    for key, shown in documented.items():
+        field = fields[key]
+        if shown == "required":
+            assert field.is_required(), key
+        elif shown == "unset":
+            assert _default_of(field) is None, key
+        elif shown != "derived":
+            value = tomllib.loads(f"v = {shown.strip('`')}")["v"]
+            default = _default_of(field)
+            expected = str(default) if isinstance(default, Path) else default
+            if isinstance(expected, tuple):
+                expected = list(expected)
+            assert value == expected, key

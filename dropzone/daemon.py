@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from dropzone.folder import FolderWatch
-    from dropzone.ledger import Ledger
+    from dropzone.ledger import Entry, Ledger
     from dropzone.scan import PollResult, WatchPoller
     from dropzone.submitter import Submitter
     from dropzone.tracker import Tracker
@@ -79,6 +79,8 @@ class Daemon:
         self.last_poll: dict[str, PollResult] = {}
         self.folders: list[FolderWatch] = []
         self.tracker: Tracker | None = None
+        self.caps: dict[str, int] = {}  # max_active_jobs per watch
+        self._cap_lock = threading.Lock()
         self._log = get_logger()
 
     def wake(self) -> None:
@@ -138,16 +140,41 @@ class Daemon:
 
     def submit_one(self) -> bool:
         """Claim one due entry and submit it; False when nothing was due."""
-        claimed = self.ledger.claim_due(1, self._clock())
-        if not claimed:
+        entry = self._claim()
+        if entry is None:
             return False
-        entry = claimed[0]
         self._hold(entry.id)
         try:
             self.tally.add(self.submitter.submit(entry))
         finally:
             self._release(entry.id)
         return True
+
+    def _claim(self) -> Entry | None:
+        now = self._clock()
+        if not self.caps:
+            claimed = self.ledger.claim_due(1, now)
+            return claimed[0] if claimed else None
+        # With a cost guard, claim per watch, checking the cap and claiming under one lock so
+        # that workers racing for the last free slot cannot overshoot it.
+        with self._cap_lock:
+            for watch in self._claimable_watches():
+                claimed = self.ledger.claim_due(1, now, watch=watch)
+                if claimed:
+                    return claimed[0]
+        return None
+
+    def _claimable_watches(self) -> list[str]:
+        names = [p.rule.name for p in self.pollers] + [f.rule.name for f in self.folders]
+        free: list[str] = []
+        for name in names:
+            cap = self.caps.get(name)
+            if cap is not None:
+                busy = self.ledger.active_jobs(name) + self.ledger.counts(name)[State.SUBMITTING]
+                if busy >= cap:
+                    continue
+            free.append(name)
+        return free
 
     def prune(self) -> int:
         cutoff = self._clock() - timedelta(days=self.options.retention_days)

@@ -146,6 +146,11 @@ def build_daemon(
         for watch, bucket in watches.values()
         if watch.rule.local_dir is not None
     ]
+    daemon.caps = {
+        rule.name: rule.max_active_jobs
+        for rule in settings.watches
+        if rule.max_active_jobs is not None
+    }
     daemon.tracker = Tracker(
         ledger=ledger,
         api=api,

@@ -237,3 +237,30 @@ def test_secrets_never_printed_or_stored(stage: Stage) -> None:
         assert SECRET_KEY not in done.stdout + done.stderr
     for path in stage.ledger_path.parent.iterdir():
         assert SECRET_KEY.encode() not in path.read_bytes()
+
+
+def test_max_active_jobs_caps_the_queue(tmp_path: Path, moto_endpoint: str) -> None:
+    """With max_active_jobs = 2, never more than two jobs are active; all files get theirs."""
+    s3 = s3_client(moto_endpoint)
+    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.3, run_s=0.6) as ark:
+        stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
+        stage.watch["max_active_jobs"] = 2
+        stage.daemon["track_interval_s"] = 0.2
+        keys = [stage.put(f"capped-{i}.jsonl") for i in range(6)]
+        process = stage.spawn("run")
+        peak = 0
+
+        def all_submitted() -> bool:
+            nonlocal peak
+            jobs = stage.jobs()
+            active = [j for j in jobs if j["Status"]["Phase"] in {"Queued", "Running"}]
+            peak = max(peak, len(active))
+            return len(jobs) == len(keys)
+
+        try:
+            wait_for(all_submitted, timeout=60, what="every file to get its job")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+        assert 1 <= peak <= 2
+        assert {k: len(v) for k, v in stage.jobs_by_input().items()} == dict.fromkeys(keys, 1)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dropzone import plan, runtime
 from dropzone.ledger import State
+from dropzone.log import get_logger
 from dropzone.runtime import UsageError
 from dropzone.scan import eligible, start_state
 from dropzone.sources.tos import SourceError, TosBucket
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator
 
+    from mypy_boto3_s3 import S3Client
+
     from dropzone.config import Settings, WatchRule
+    from dropzone.daemon import Daemon
     from dropzone.ledger import Entry, SqliteLedger
 
 __all__ = ["UsageError"]
@@ -40,19 +44,49 @@ def run(args: argparse.Namespace) -> int:
     ledger = runtime.open_ledger(settings)
     api = runtime.ark_client(settings, credentials)
     try:
-        daemon = runtime.build_daemon(
-            settings, ledger=ledger, api=api, s3=runtime.s3_client(settings, credentials)
-        )
+        s3 = runtime.s3_client(settings, credentials)
+        daemon = runtime.build_daemon(settings, ledger=ledger, api=api, s3=s3)
+        daemon.reload_hook = lambda: _reload(args.config, settings, daemon, ledger, s3)
 
         def stop(_signum: int, _frame: object) -> None:
             daemon.stop_event.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, lambda _n, _f: daemon.reload_requested.set())
         return daemon.run_once() if args.once else daemon.run()
     finally:
         api.close()
         ledger.close()
+
+
+def _reload(
+    config: str | None,
+    running: Settings,
+    daemon: Daemon,
+    ledger: SqliteLedger,
+    s3: S3Client,
+) -> None:
+    """Re-read the config; a bad one is refused with one clear line and the old one kept."""
+    logger = get_logger()
+    try:
+        fresh = runtime.settings_from(config)
+    except UsageError as exc:
+        logger.error(  # noqa: TRY400 - a bad config is not a bug: its message says it all
+            "config.reload_refused", error=str(exc), note="the previous config stays"
+        )
+        return
+    restart_only = [
+        section
+        for section in ("ark", "tos", "ledger", "daemon")
+        if getattr(fresh, section) != getattr(running, section)
+    ]
+    runtime.apply_watches(daemon, fresh, ledger=ledger, s3=s3)
+    logger.info(
+        "config.reloaded",
+        watches=[rule.name for rule in fresh.watches],
+        needs_restart=restart_only or None,
+    )
 
 
 def _known_etags(ledger: SqliteLedger | None, rule: WatchRule, key: str) -> set[str]:

@@ -80,6 +80,9 @@ class Daemon:
         self.folders: list[FolderWatch] = []
         self.tracker: Tracker | None = None
         self.caps: dict[str, int] = {}  # max_active_jobs per watch
+        self.reload_requested = threading.Event()
+        self.reload_hook: Callable[[], None] | None = None
+        self._started_folders: set[int] = set()
         self._cap_lock = threading.Lock()
         self._log = get_logger()
 
@@ -117,9 +120,19 @@ class Daemon:
             self._log.exception("track.failed")
 
     def start_folders(self) -> bool:
-        """Start every folder watch; True once each has recorded its first full scan."""
-        started = [folder.start() for folder in self.folders]  # every one, even after a failure
+        """Start folder watches not yet running; True once each has its first full scan."""
+        fresh = [f for f in self.folders if id(f) not in self._started_folders]
+        self._started_folders.update(id(f) for f in fresh)
+        started = [folder.start() for folder in fresh]  # every one, even after a failure
         return all(started)
+
+    def reload(self) -> None:
+        """Apply a new configuration between two rounds of the main loop (SIGHUP)."""
+        if self.reload_hook is None:
+            return
+        self.reload_hook()
+        self.start_folders()
+        self._wake.set()
 
     def reconcile_stranded(self, *, all_of_them: bool) -> int:
         """Settle ``submitting`` entries no worker holds: at start-up all, later the due ones."""
@@ -193,6 +206,10 @@ class Daemon:
         self.start_folders()
         next_poll = next_track = time.monotonic()
         while not self.stop_event.is_set():
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+                next_poll = time.monotonic()
             if time.monotonic() >= next_poll:
                 self.poll_all()
                 self.prune()

@@ -110,16 +110,10 @@ def watches_for(settings: Settings, s3: S3Client) -> dict[str, tuple[Watch, TosB
 def build_daemon(
     settings: Settings, *, ledger: SqliteLedger, api: ArkClient, s3: S3Client
 ) -> Daemon:
-    watches = watches_for(settings, s3)
-    pollers = [
-        WatchPoller(watch.rule, bucket.pages, ledger, utc_now)
-        for watch, bucket in watches.values()
-        if watch.rule.local_dir is None
-    ]
     submitter = Submitter(
         ledger=ledger,
         api=api,
-        watches={name: watch for name, (watch, _) in watches.items()},
+        watches={},
         clock=utc_now,
         policy=RetryPolicy(max_transient_attempts=settings.daemon.max_transient_attempts),
     )
@@ -131,11 +125,37 @@ def build_daemon(
         retention_days=settings.ledger.retention_days,
         track_interval_s=settings.daemon.track_interval_s,
     )
-    daemon = Daemon(
-        ledger=ledger, pollers=pollers, submitter=submitter, options=options, clock=utc_now
-    )
-    daemon.folders = [
-        FolderWatch(
+    daemon = Daemon(ledger=ledger, pollers=[], submitter=submitter, options=options, clock=utc_now)
+    daemon.tracker = Tracker(ledger=ledger, api=api, projects={}, clock=utc_now)
+    apply_watches(daemon, settings, ledger=ledger, s3=s3)
+    return daemon
+
+
+def apply_watches(
+    daemon: Daemon, settings: Settings, *, ledger: SqliteLedger, s3: S3Client
+) -> None:
+    """Give the daemon the watches of ``settings``: at start, and again on SIGHUP.
+
+    Folder watches whose rule is unchanged keep running (their settle state and first-scan
+    status with them); others are stopped and new ones built. In-flight submissions finish
+    with the rules they were claimed under.
+    """
+    watches = watches_for(settings, s3)
+    daemon.pollers = [
+        WatchPoller(watch.rule, bucket.pages, ledger, utc_now)
+        for watch, bucket in watches.values()
+        if watch.rule.local_dir is None
+    ]
+    kept = {folder.rule.name: folder for folder in daemon.folders}
+    folders: list[FolderWatch] = []
+    for watch, bucket in watches.values():
+        if watch.rule.local_dir is None:
+            continue
+        same = kept.get(watch.rule.name)
+        if same is not None and same.rule == watch.rule:
+            folders.append(kept.pop(watch.rule.name))
+            continue
+        folder = FolderWatch(
             rule=watch.rule,
             ledger=ledger,
             bucket=bucket,
@@ -143,18 +163,15 @@ def build_daemon(
             poll_interval_s=settings.daemon.poll_interval_s,
             on_new=daemon.wake,
         )
-        for watch, bucket in watches.values()
-        if watch.rule.local_dir is not None
-    ]
+        folders.append(folder)
+    for stale in kept.values():
+        stale.stop()
+    daemon.folders = folders
+    daemon.submitter.replace_watches({name: watch for name, (watch, _) in watches.items()})
     daemon.caps = {
         rule.name: rule.max_active_jobs
         for rule in settings.watches
         if rule.max_active_jobs is not None
     }
-    daemon.tracker = Tracker(
-        ledger=ledger,
-        api=api,
-        projects={rule.name: rule.project_name for rule in settings.watches},
-        clock=utc_now,
-    )
-    return daemon
+    if daemon.tracker is not None:
+        daemon.tracker.replace_projects({r.name: r.project_name for r in settings.watches})

@@ -264,3 +264,33 @@ def test_max_active_jobs_caps_the_queue(tmp_path: Path, moto_endpoint: str) -> N
             process.communicate(timeout=30)
         assert 1 <= peak <= 2
         assert {k: len(v) for k, v in stage.jobs_by_input().items()} == dict.fromkeys(keys, 1)
+
+
+def test_sighup_reloads_watches_and_refuses_a_bad_config(stage: Stage) -> None:
+    """SIGHUP adds a new watch without a restart; a broken config is refused, the old one runs."""
+    first = stage.put("before.jsonl")
+    process = stage.spawn("run")
+    try:
+        wait_for(lambda: first in stage.jobs_by_input(), what="the first job")
+        second_bucket = new_bucket(stage.s3)
+        config = stage.write_config()
+        extra = (
+            '\n[[watch]]\nname = "second"\nbucket = "' + second_bucket + '"\nprefix = "in/"\n'
+            'model = { name = "doubao-pro-32k", version = "240615" }\n'
+            'on_start = "submit-existing"\nmin_age_s = 0\n'
+        )
+        config.write_text(config.read_text(encoding="utf-8") + extra, encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        stage.s3.put_object(Bucket=second_bucket, Key="in/new.jsonl", Body=b"{}")
+        wait_for(lambda: "in/new.jsonl" in stage.jobs_by_input(), what="the new watch's job")
+        config.write_text("this is [not toml", encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        later = stage.put("after.jsonl")
+        wait_for(lambda: later in stage.jobs_by_input(), what="a job after the refused reload")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+    events = [e["event"] for e in log_events(out)]
+    assert "config.reloaded" in events
+    assert "config.reload_refused" in events
+    assert process.returncode == 0

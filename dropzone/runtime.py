@@ -18,6 +18,7 @@ from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger
 from dropzone.log import register_secrets
 from dropzone.policy import RetryPolicy
+from dropzone.preflight import BucketPreflight, FolderPreflight
 from dropzone.scan import WatchPoller
 from dropzone.sources.tos import TosBucket, make_s3_client
 from dropzone.submitter import Submitter, Watch
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
+    from dropzone.submitter import Preflight
 
 CONTAINER_SECRETS = Path("/run/secrets")
 
@@ -103,7 +105,13 @@ def watches_for(settings: Settings, s3: S3Client) -> dict[str, tuple[Watch, TosB
         mounted = rule.local_dir is not None and rule.local_mode == "mounted"
         # A mounted file is the object: its watcher already saw it complete, and HEAD through
         # S3 may not even be reachable (the demo has no S3 at all).
-        watches[rule.name] = (Watch(rule, None if mounted else bucket.head), bucket)
+        lookup = None if mounted else bucket.head
+        preflight: Preflight = (
+            BucketPreflight(bucket)
+            if rule.local_dir is None
+            else FolderPreflight(rule.local_dir, rule.prefix)
+        )
+        watches[rule.name] = (Watch(rule, lookup, preflight), bucket)
     return watches
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from dropzone.ark.models import CreateJobRequest, Job
     from dropzone.config import WatchRule
     from dropzone.ledger import Ledger
+    from dropzone.validate import Report
 
 # A job created by this attempt has a CreateTime no earlier than the claim, give or take the
 # clock skew the platform accepts in a signature.
@@ -49,12 +50,22 @@ class ObjectLookup(Protocol):
     def __call__(self, key: str) -> StoredObject | None: ...
 
 
+class Preflight(Protocol):
+    """Validates an entry's file (streamed) and, when asked, leaves a report beside it."""
+
+    def check(self, entry: Entry) -> Report: ...
+
+    def write_report(self, entry: Entry, report: Report) -> str: ...
+
+
 @dataclass(frozen=True)
 class Watch:
-    """A watch rule with the object lookup its source provides (None: trust the listing)."""
+    """A watch rule with what its source provides: the object lookup (None: trust the
+    listing) and the preflight reader (None: the watch does not validate)."""
 
     rule: WatchRule
     lookup: ObjectLookup | None = None
+    preflight: Preflight | None = None
 
 
 def _created_at(job: Job) -> datetime | None:
@@ -106,7 +117,7 @@ class Submitter:
         watch = self._watches.get(entry.watch)
         if watch is None:
             return self._reject(entry, f"watch {entry.watch!r} is no longer configured")
-        problem = self._object_problem(entry, watch)
+        problem = self._object_problem(entry, watch) or self._preflight(entry, watch)
         if problem is not None:
             return problem
         request = plan.plan_request(
@@ -143,6 +154,33 @@ class Submitter:
                 "the new version is an entry of its own",
             )
         return None
+
+    def _preflight(self, entry: Entry, watch: Watch) -> State | None:
+        """Refuse an unusable file before it costs a job: ``invalid``, no API call."""
+        if watch.preflight is None or not watch.rule.preflight:
+            return None
+        try:
+            report = watch.preflight.check(entry)
+        except SourceError as exc:
+            decision = transient_retry(entry.attempts, self._policy, self._rng.random(), str(exc))
+            return self._apply_retry(entry, decision.delay_s, decision.reason, decision.action)
+        if report.valid:
+            return None
+        log = self._bind(entry)
+        where = None
+        if watch.rule.report:
+            try:
+                where = watch.preflight.write_report(entry, report)
+            except SourceError as exc:
+                log.warning("object.report_failed", error=str(exc))
+        self._ledger.record_invalid(entry.id, report.summary(), self._clock())
+        log.warning(
+            "object.invalid",
+            problems=[str(p) for p in report.problems[:5]],
+            total_problems=report.total_problems,
+            report=where,
+        )
+        return State.INVALID
 
     def _duplicate(self, entry: Entry, request: CreateJobRequest, exc: errors.Duplicate) -> State:
         log = self._bind(entry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from typing import TYPE_CHECKING
 
@@ -294,3 +295,31 @@ def test_sighup_reloads_watches_and_refuses_a_bad_config(stage: Stage) -> None:
     assert "config.reloaded" in events
     assert "config.reload_refused" in events
     assert process.returncode == 0
+
+
+def test_preflight_refuses_a_malformed_dataset_without_a_call(stage: Stage) -> None:
+    """validate = true: a bad file ends `invalid` with line numbers, a report beside it, no call."""
+    stage.watch.update({"validate": True, "report": True})
+    good = stage.put("good.jsonl")
+    bad = stage.put(
+        "bad.jsonl", b'{"custom_id":"a","body":{}}\n{"custom_id":"a","body":{}}\nnot json\n'
+    )
+    done = stage.dropzone("run", "--once")
+    assert done.returncode == 1
+    assert stage.create_calls() == {f"{stage.bucket}/{good}": 1}
+    states = {r["key"]: (r["state"], r["error"]) for r in stage.status()}
+    assert states[good][0] == "submitted"
+    assert states[bad] == (
+        "invalid",
+        'invalid: 2 problems, first: line 2: custom_id "a" already used on line 1',
+    )
+    report = json.loads(
+        stage.s3.get_object(Bucket=stage.bucket, Key=bad + ".dropzone-error.json")["Body"].read()
+    )
+    assert [p["line"] for p in report["problems"]] == [2, 3]
+    assert report["etag"] == next(r["etag"] for r in stage.status() if r["key"] == bad)
+    invalid = [e for e in log_events(done.stdout) if e["event"] == "object.invalid"]
+    assert [e["key"] for e in invalid] == [bad]
+    again = stage.dropzone("run", "--once")
+    assert again.returncode == 0
+    assert sum(stage.create_calls().values()) == 1

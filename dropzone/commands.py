@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dropzone import plan, runtime
@@ -29,8 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["UsageError"]
 
 
+def _json_default(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def _print_json(document: object) -> None:
-    print(json.dumps(document, ensure_ascii=False, default=str), flush=True)
+    print(json.dumps(document, ensure_ascii=False, default=_json_default), flush=True)
 
 
 # --- run -----------------------------------------------------------------------------------

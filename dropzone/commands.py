@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dropzone import plan, runtime
 from dropzone.ledger import State
 from dropzone.log import get_logger
+from dropzone.ops import Metrics
 from dropzone.runtime import UsageError
 from dropzone.scan import eligible, start_state
 from dropzone.sources.tos import SourceError, TosBucket
@@ -47,11 +48,15 @@ def run(args: argparse.Namespace) -> int:
         return dry_run(settings)
     credentials = runtime.credentials_for(settings)
     ledger = runtime.open_ledger(settings)
-    api = runtime.ark_client(settings, credentials)
+    metrics = Metrics([rule.name for rule in settings.watches])
+    api = runtime.ark_client(settings, credentials, observer=metrics.api_call)
+    server = None
     try:
         s3 = runtime.s3_client(settings, credentials)
         daemon = runtime.build_daemon(settings, ledger=ledger, api=api, s3=s3)
         daemon.reload_hook = lambda: _reload(args.config, settings, daemon, ledger, s3)
+        if not args.once:
+            server = runtime.attach_ops(daemon, settings, metrics, os.environ)
 
         def stop(_signum: int, _frame: object) -> None:
             daemon.stop_event.set()
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, lambda _n, _f: daemon.reload_requested.set())
         return daemon.run_once() if args.once else daemon.run()
     finally:
+        if server is not None:
+            server.stop()
         api.close()
         ledger.close()
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from dropzone.folder import FolderWatch
     from dropzone.ledger import Entry, Ledger
+    from dropzone.ops_daemon import DaemonOps
     from dropzone.scan import PollResult, WatchPoller
     from dropzone.submitter import Submitter
     from dropzone.tracker import Tracker
@@ -83,6 +84,7 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.reload_hook: Callable[[], None] | None = None
         self._started_folders: set[int] = set()
+        self.ops: DaemonOps | None = None
         self._cap_lock = threading.Lock()
         self._log = get_logger()
 
@@ -99,7 +101,9 @@ class Daemon:
             if self.stop_event.is_set():
                 return False
             try:
-                self.last_poll[poller.rule.name] = poller.poll()
+                result = self.last_poll[poller.rule.name] = poller.poll()
+                if self.ops is not None:
+                    self.ops.polled(poller.rule.name, result)
             except SourceConfigError as exc:
                 ok = False
                 self._log.error("poll.failed", watch=poller.rule.name, error=str(exc), fatal=True)
@@ -108,6 +112,11 @@ class Daemon:
                 self._log.warning("poll.failed", watch=poller.rule.name, error=str(exc))
         for folder in self.folders:
             folder.check_waiting()
+            root = folder.rule.local_dir
+            if self.ops is not None and root is not None and root.is_dir():
+                self.ops.polled(folder.rule.name, None)
+        if self.ops is not None:
+            self.ops.ready_when_polled(self._watch_names())
         self._wake.set()
         return ok
 
@@ -145,7 +154,9 @@ class Daemon:
             if not (all_of_them or due) or not self._hold(entry.id):
                 continue
             try:
-                self.tally.add(self.submitter.reconcile(entry, reason="found in submitting"))
+                self._outcome(
+                    entry.watch, self.submitter.reconcile(entry, reason="found in submitting")
+                )
                 count += 1
             finally:
                 self._release(entry.id)
@@ -158,10 +169,15 @@ class Daemon:
             return False
         self._hold(entry.id)
         try:
-            self.tally.add(self.submitter.submit(entry))
+            self._outcome(entry.watch, self.submitter.submit(entry))
         finally:
             self._release(entry.id)
         return True
+
+    def _outcome(self, watch: str, state: State) -> None:
+        self.tally.add(state)
+        if self.ops is not None:
+            self.ops.outcome(watch, state)
 
     def _claim(self) -> Entry | None:
         now = self._clock()
@@ -218,6 +234,8 @@ class Daemon:
                 self.track()
                 next_track = time.monotonic() + self.options.track_interval_s
             self.reconcile_stranded(all_of_them=False)
+            if self.ops is not None:
+                self.ops.tick()
             self.stop_event.wait(min(_IDLE_WAIT_S, max(0.0, next_poll - time.monotonic())))
         return self._drain(workers)
 
@@ -270,6 +288,8 @@ class Daemon:
     def _drain(self, workers: list[threading.Thread]) -> int:
         self.stop_event.set()
         self._wake.set()
+        if self.ops is not None:
+            self.ops.stopping()
         for folder in self.folders:
             folder.stop()
         self._log.info("daemon.stopping", in_flight=len(self._in_flight))

@@ -7,6 +7,7 @@ clock), so each piece can be tested with real local stand-ins.
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,8 +16,17 @@ from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
 from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.folder import FolderWatch
-from dropzone.ledger import SqliteLedger
+from dropzone.ledger import SqliteLedger, State
 from dropzone.log import register_secrets
+from dropzone.ops import (
+    Heartbeat,
+    ListenError,
+    OpsServer,
+    SystemdNotifier,
+    health_probe,
+    watchdog_interval_s,
+)
+from dropzone.ops_daemon import DaemonOps, ledger_writable
 from dropzone.policy import RetryPolicy
 from dropzone.preflight import BucketPreflight, FolderPreflight
 from dropzone.scan import WatchPoller
@@ -29,8 +39,10 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
+    from dropzone.ark.client import CallObserver
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
+    from dropzone.ops import Metrics
     from dropzone.submitter import Preflight
 
 CONTAINER_SECRETS = Path("/run/secrets")
@@ -79,7 +91,9 @@ def s3_client(settings: Settings, credentials: Credentials | None) -> S3Client:
     )
 
 
-def ark_client(settings: Settings, credentials: Credentials) -> ArkClient:
+def ark_client(
+    settings: Settings, credentials: Credentials, observer: CallObserver | None = None
+) -> ArkClient:
     return ArkClient(
         endpoint=settings.ark.endpoint,
         region=settings.ark.region,
@@ -87,7 +101,43 @@ def ark_client(settings: Settings, credentials: Credentials) -> ArkClient:
         timeout_s=settings.ark.timeout_s,
         connect_timeout_s=settings.ark.connect_timeout_s,
         max_requests_per_second=settings.ark.max_requests_per_second,
+        observer=observer,
     )
+
+
+def attach_ops(
+    daemon: Daemon, settings: Settings, metrics: Metrics, env: Mapping[str, str]
+) -> OpsServer | None:
+    """Metrics, /healthz and systemd notify for a running daemon; the server if ``listen``."""
+    names = [rule.name for rule in settings.watches]
+    heartbeat = Heartbeat(watchdog_interval_s=watchdog_interval_s(env), watches=names)
+    daemon.ops = DaemonOps(
+        metrics=metrics,
+        heartbeat=heartbeat,
+        notifier=SystemdNotifier(env),
+        ledger=daemon.ledger,
+        clock=utc_now,
+    )
+    address = settings.daemon.listen_address
+    if address is None:
+        return None
+
+    def due() -> dict[str, int]:
+        return {name: daemon.ledger.counts(name)[State.PENDING] for name in names}
+
+    probe = health_probe(
+        heartbeat=heartbeat,
+        poll_interval_s=settings.daemon.poll_interval_s,
+        started_at=time.time(),
+        due=due,
+        ledger_writable=ledger_writable(settings.ledger.path),
+    )
+    server = OpsServer(address, metrics, probe)
+    try:
+        server.start()
+    except ListenError as exc:
+        raise UsageError(str(exc)) from exc
+    return server
 
 
 def open_ledger(settings: Settings, *, readonly: bool = False) -> SqliteLedger:

@@ -1,0 +1,62 @@
+"""Operations: Prometheus metrics, the ``/healthz`` verdict, the HTTP endpoint, systemd notify.
+
+The pieces live in small modules; import them from here:
+
+- :mod:`dropzone.ops_metrics`: :class:`Metrics` (a dedicated registry, ``dropzone_*`` series)
+  and :func:`observe_ledger` (ledger gauges after a poll);
+- :mod:`dropzone.ops_health`: :class:`Heartbeat` (the one record of progress, read by the
+  watchdog ping and ``/healthz``) and the pure :func:`health_report`;
+- :mod:`dropzone.ops_http`: :class:`OpsServer` serving ``/metrics`` and ``/healthz``;
+- :mod:`dropzone.ops_systemd`: :class:`SystemdNotifier` and :func:`watchdog_interval_s`.
+
+Wiring, in the daemon's terms::
+
+    metrics = Metrics(watches)                   # ArkClient(observer=metrics.api_call)
+    heartbeat = Heartbeat(watchdog_interval_s=watchdog_interval_s(env), watches=watches)
+    notifier = SystemdNotifier(env)
+    probe = health_probe(heartbeat=heartbeat, poll_interval_s=..., started_at=time.time(),
+                         due=..., ledger_writable=...)
+    with OpsServer(listen, metrics, probe):
+        notifier.ready()
+        # each loop turn: heartbeat.pulse(notifier)
+        # each poll:      heartbeat.polled(watch, t); metrics.poll_completed(watch, d, t);
+        #                 observe_ledger(metrics, ledger, watch, now)
+        notifier.stopping()
+"""
+
+from dropzone.ops_health import (
+    STALE_AFTER_INTERVALS,
+    HealthBody,
+    Heartbeat,
+    WatchHealth,
+    health_probe,
+    health_report,
+)
+from dropzone.ops_http import ListenError, OpsServer
+from dropzone.ops_metrics import (
+    SUBMISSION_OUTCOMES,
+    Metrics,
+    SubmissionOutcome,
+    observe_ledger,
+    submission_outcome,
+)
+from dropzone.ops_systemd import SystemdNotifier, notify_address, watchdog_interval_s
+
+__all__ = [
+    "STALE_AFTER_INTERVALS",
+    "SUBMISSION_OUTCOMES",
+    "HealthBody",
+    "Heartbeat",
+    "ListenError",
+    "Metrics",
+    "OpsServer",
+    "SubmissionOutcome",
+    "SystemdNotifier",
+    "WatchHealth",
+    "health_probe",
+    "health_report",
+    "notify_address",
+    "observe_ledger",
+    "submission_outcome",
+    "watchdog_interval_s",
+]

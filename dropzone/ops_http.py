@@ -1,0 +1,142 @@
+"""The ops endpoint: ``/metrics`` and ``/healthz`` on ``daemon.listen``, stdlib HTTP only.
+
+It runs on daemon threads, so a stuck scrape can never hold the process up at exit.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Self
+from urllib.parse import urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from dropzone.log import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+    from dropzone.ops_metrics import Metrics
+
+    HealthCheck = Callable[[], tuple[bool, Mapping[str, object]]]
+
+_JSON = "application/json"
+_STOP_JOIN_S = 5.0
+# Scrapers keep connections alive; one that vanished must not hold a thread for ever.
+_IDLE_CONNECTION_S = 60.0
+
+
+class ListenError(Exception):
+    """The ops endpoint cannot listen on the configured address (``daemon.listen``)."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
+        # An IPv6 host ("::1", from "[::1]:9464") needs an IPv6 socket; the class default is IPv4.
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.metrics = metrics
+        self.health = health
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = _IDLE_CONNECTION_S
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, self.server.metrics.render())
+        elif path == "/healthz":
+            ok, body = self._health()
+            status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+            self._send(status, _JSON, json.dumps(body).encode("utf-8"))
+        else:
+            self._send(HTTPStatus.NOT_FOUND, _JSON, b'{"error": "not found"}')
+
+    def _health(self) -> tuple[bool, Mapping[str, object]]:
+        try:
+            return self.server.health()
+        except Exception as exc:  # noqa: BLE001 - a failing probe means unhealthy, not a dropped connection
+            get_logger().exception("ops.health_failed")
+            return False, {"ok": False, "error": f"health check failed: {type(exc).__name__}"}
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        # The stdlib writes every request to stderr; scrapes every few seconds are noise.
+        get_logger().debug("ops.request", client=self.address_string(), line=fmt % args)
+
+
+class OpsServer:
+    """Serves ``/metrics`` and ``/healthz``; anything else is 404.
+
+    ``health`` returns ``(ok, body)``: 200 with the JSON body when ok, 503 otherwise. Port 0
+    binds a free port; :attr:`port` tells which once started.
+    """
+
+    def __init__(self, listen: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
+        self._listen = listen
+        self._metrics = metrics
+        self._health = health
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve; raises :class:`ListenError` naming the address when it cannot."""
+        if self._server is not None:
+            return
+        host, port = self._listen
+        try:
+            server = _Server(self._listen, self._metrics, self._health)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port} (daemon.listen): {exc}") from exc
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="ops-http", daemon=True
+        )
+        self._thread.start()
+        get_logger().info("ops.listening", host=host, port=self.port)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(_STOP_JOIN_S)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the ops server is not started")
+        return int(self._server.server_address[1])
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,196 @@
+"""Prometheus metrics: one registry per daemon and small methods the daemon calls.
+
+The registry is dedicated (never ``prometheus_client.REGISTRY``): each daemon, and each test,
+owns its series, and a second ``Metrics`` never collides with the first.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from dropzone.ledger import State
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from datetime import datetime
+
+SubmissionOutcome = Literal["submitted", "duplicate", "rejected", "invalid", "retried"]
+SUBMISSION_OUTCOMES: tuple[SubmissionOutcome, ...] = get_args(SubmissionOutcome)
+
+_OUTCOME_OF_STATE: Mapping[State, SubmissionOutcome] = {
+    State.SUBMITTED: "submitted",
+    State.DUPLICATE: "duplicate",
+    State.REJECTED: "rejected",
+    State.INVALID: "invalid",
+    State.PENDING: "retried",
+    # A Create whose outcome stays unknown is looked up again later: another attempt, in effect.
+    State.SUBMITTING: "retried",
+}
+
+# Ark calls time out at 30 s by default; the buckets reach past that so slow calls stay visible.
+_API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A listing of a large prefix takes many pages; a poll may take minutes.
+_POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+_K = TypeVar("_K", bound=str)
+
+
+def submission_outcome(state: State) -> SubmissionOutcome | None:
+    """The ``outcome`` label for the state a submission (or reconciliation) ended in."""
+    return _OUTCOME_OF_STATE.get(state)
+
+
+class LedgerView(Protocol):
+    """The two ledger queries the gauges need (``dropzone.ledger.Ledger`` provides them)."""
+
+    def counts(self, watch: str | None = None) -> dict[State, int]: ...
+    def oldest_unsubmitted(self, watch: str) -> datetime | None: ...
+
+
+class Metrics:
+    """dropzone's series, all named ``dropzone_*``; thread-safe, as prometheus-client is."""
+
+    def __init__(
+        self, watches: Iterable[str] = (), registry: CollectorRegistry | None = None
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._phases_lock = threading.Lock()
+        self._phases: set[str] = set()
+        self._build_counters()
+        self._build_gauges()
+        for watch in watches:
+            self.add_watch(watch)
+
+    def _build_counters(self) -> None:
+        reg = self.registry
+        self._detected = Counter(
+            "dropzone_objects_detected",
+            "New objects (or new versions) a watch found and recorded for submission.",
+            ["watch"],
+            registry=reg,
+        )
+        self._submissions = Counter(
+            "dropzone_submissions",
+            "Submission attempts by how they ended: submitted, duplicate (the platform's guard "
+            "named an active job), rejected, invalid (preflight), retried (transient failure).",
+            ["watch", "outcome"],
+            registry=reg,
+        )
+        self._api_requests = Counter(
+            "dropzone_api_requests",
+            "Ark management API calls by action and HTTP status ('transport_error' when no "
+            "answer arrived).",
+            ["action", "status"],
+            registry=reg,
+        )
+        self._api_latency = Histogram(
+            "dropzone_api_request_duration_seconds",
+            "Time from sending an Ark API call to its answer (or transport failure).",
+            ["action"],
+            buckets=_API_BUCKETS,
+            registry=reg,
+        )
+        self._poll_duration = Histogram(
+            "dropzone_poll_duration_seconds",
+            "Time one successful poll of a watch took (listing merged into the ledger).",
+            ["watch"],
+            buckets=_POLL_BUCKETS,
+            registry=reg,
+        )
+
+    def _build_gauges(self) -> None:
+        reg = self.registry
+        self._last_poll = Gauge(
+            "dropzone_last_successful_poll_timestamp_seconds",
+            "Unix time at which the watch's last successful poll completed.",
+            ["watch"],
+            registry=reg,
+        )
+        self._ledger_entries = Gauge(
+            "dropzone_ledger_entries",
+            "Ledger entries by state, as counted after the watch's last poll.",
+            ["watch", "state"],
+            registry=reg,
+        )
+        self._jobs = Gauge(
+            "dropzone_jobs",
+            "Tracked batch jobs by their last known phase.",
+            ["phase"],
+            registry=reg,
+        )
+        self._backlog_age = Gauge(
+            "dropzone_backlog_oldest_age_seconds",
+            "Age of the watch's oldest entry not yet submitted (waiting, pending or "
+            "submitting); 0 when there is none.",
+            ["watch"],
+            registry=reg,
+        )
+
+    def add_watch(self, watch: str) -> None:
+        """Create the watch's series at zero, so rates and alerts work before the first event."""
+        self._detected.labels(watch)
+        for outcome in SUBMISSION_OUTCOMES:
+            self._submissions.labels(watch, outcome)
+        self._backlog_age.labels(watch).set(0)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def api_call(self, action: str, outcome: str, seconds: float) -> None:
+        """The Ark client's ``observer``: ``outcome`` is the HTTP status or a failure word."""
+        self._api_requests.labels(action, outcome).inc()
+        self._api_latency.labels(action).observe(seconds)
+
+    def object_detected(self, watch: str, n: int = 1) -> None:
+        if n:
+            self._detected.labels(watch).inc(n)
+
+    def submission(self, watch: str, outcome: SubmissionOutcome) -> None:
+        if outcome not in SUBMISSION_OUTCOMES:
+            raise ValueError(f"unknown submission outcome {outcome!r}")
+        self._submissions.labels(watch, outcome).inc()
+
+    def submission_result(self, watch: str, state: State) -> None:
+        """Count a submission by the state it ended in; states that are no outcome are skipped."""
+        outcome = submission_outcome(state)
+        if outcome is not None:
+            self.submission(watch, outcome)
+
+    def poll_completed(self, watch: str, duration_s: float, at_unix: float) -> None:
+        self._poll_duration.labels(watch).observe(duration_s)
+        self._last_poll.labels(watch).set(at_unix)
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def ledger_counts(self, watch: str, counts: Mapping[_K, int]) -> None:
+        """Set every state's gauge; a state absent from ``counts`` is 0, not left stale."""
+        values = {str(state): 0 for state in State}
+        values.update({str(state): count for state, count in counts.items()})
+        for state, count in values.items():
+            self._ledger_entries.labels(watch, str(state)).set(count)
+
+    def jobs_by_phase(self, counts: Mapping[_K, int]) -> None:
+        """Set the phase gauges; a phase seen before and absent now drops to 0."""
+        with self._phases_lock:
+            values = dict.fromkeys(self._phases, 0)
+            values.update({str(phase): count for phase, count in counts.items()})
+            self._phases.update(values)
+            for phase, count in values.items():
+                self._jobs.labels(phase).set(count)
+
+    def backlog_age(self, watch: str, seconds: float | None) -> None:
+        # 0 rather than an absent series: an alert on "age > X" then needs no absent() clause.
+        self._backlog_age.labels(watch).set(0 if seconds is None else max(0.0, seconds))
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)
+
+
+def observe_ledger(metrics: Metrics, ledger: LedgerView, watch: str, now: datetime) -> None:
+    """After a poll: the watch's entries by state and its backlog age, from the ledger."""
+    metrics.ledger_counts(watch, ledger.counts(watch))
+    oldest = ledger.oldest_unsubmitted(watch)
+    metrics.backlog_age(watch, None if oldest is None else (now - oldest).total_seconds())

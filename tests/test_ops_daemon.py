@@ -1,0 +1,86 @@
+"""A running daemon answers /metrics and /healthz, notifies systemd, and tracks jobs to the end."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from dropzone.ark.emulator import Emulator
+from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client, wait_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) -> None:
+    """One daemon run: READY=1 after the first poll, metrics and health over HTTP, phases to
+    Completed in status, STOPPING=1 on SIGTERM."""
+    s3 = s3_client(moto_endpoint)
+    notify = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(notify))
+    receiver.settimeout(20)
+    port = _free_port()
+    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.3, run_s=0.6) as ark:
+        stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
+        stage.daemon.update({"listen": f"127.0.0.1:{port}", "track_interval_s": 0.2})
+        key = stage.put("a.jsonl")
+        env = {**stage.env(), "NOTIFY_SOCKET": str(notify)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dropzone", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receiver.recv(4096).decode().startswith("READY=1")
+            wait_for(
+                lambda: [r["phase"] for r in stage.status()] == ["Completed"],
+                what="the job's phase to reach Completed in status",
+            )
+            metrics = _samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
+        messages: list[bytes] = []
+        while b"STOPPING=1" not in b"".join(messages):
+            messages.append(receiver.recv(4096))
+        receiver.close()
+        [row] = stage.status()
+    assert process.returncode == 0
+    submitted = ("dropzone_submissions_total", (("outcome", "submitted"), ("watch", "chat")))
+    assert metrics[submitted] == 1
+    create = (
+        "dropzone_api_requests_total",
+        (("action", "CreateBatchInferenceJob"), ("status", "200")),
+    )
+    assert metrics[create] == 1
+    assert metrics["dropzone_ledger_entries", (("state", "submitted"), ("watch", "chat"))] == 1
+    assert health.status_code == 200
+    body = health.json()
+    assert body["ok"] is True
+    assert body["watches"]["chat"]["last_poll"] is not None
+    assert row["key"] == key
+    assert row["request_counts"]["total"] >= 1

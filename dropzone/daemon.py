@@ -132,8 +132,16 @@ class Daemon:
         """Start folder watches not yet running; True once each has its first full scan."""
         fresh = [f for f in self.folders if id(f) not in self._started_folders]
         self._started_folders.update(id(f) for f in fresh)
-        started = [folder.start() for folder in fresh]  # every one, even after a failure
+        started = [self._start_folder(folder) for folder in fresh]  # each, even after a failure
         return all(started)
+
+    def _start_folder(self, folder: FolderWatch) -> bool:
+        try:
+            return folder.start()
+        except SourceError as exc:
+            # The other watches keep working; /healthz shows this one as never polled.
+            self._log.error("watch.failed", watch=folder.rule.name, error=str(exc))
+            return False
 
     def reload(self) -> None:
         """Apply a new configuration between two rounds of the main loop (SIGHUP)."""
@@ -246,7 +254,8 @@ class Daemon:
         """Scan once, submit all that is due (retrying within a bounded wait), then exit."""
         self._log.info("daemon.started", watches=self._watch_names(), once=True)
         self.reconcile_stranded(all_of_them=True)
-        polled = self.start_folders() and self.poll_all()
+        folders_ok = self.start_folders()
+        polled = self.poll_all() and folders_ok
         deadline = time.monotonic() + self.options.once_max_wait_s
         workers = self._start_workers()
         while not self.stop_event.is_set() and time.monotonic() < deadline:

@@ -323,3 +323,13 @@ def test_preflight_refuses_a_malformed_dataset_without_a_call(stage: Stage) -> N
     again = stage.dropzone("run", "--once")
     assert again.returncode == 0
     assert sum(stage.create_calls().values()) == 1
+
+
+def test_missing_local_folder_is_a_clear_failure(stage: Stage) -> None:
+    """A local watch whose folder does not exist fails with one clear line, no traceback."""
+    stage.watch.update({"local_dir": str(stage.tmp / "no-such-folder"), "local_mode": "mounted"})
+    done = stage.dropzone("run", "--once")
+    assert done.returncode in {1, 2}
+    text = done.stdout + done.stderr
+    assert "no-such-folder" in text
+    assert "Traceback" not in text

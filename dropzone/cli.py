@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dropzone import __version__, commands, demo, log
 from dropzone.ark import emulator
+from dropzone.ledger import LedgerError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.configure(getattr(args, "log_format", "auto"))
     try:
         return _dispatch()[args.command](args)
-    except commands.UsageError as exc:
+    except (commands.UsageError, LedgerError) as exc:
         print(f"dropzone {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dropzone.ledger import State
+from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
 from dropzone.sources.tos import SourceConfigError, SourceError
 
@@ -110,6 +110,10 @@ class Daemon:
             except SourceError as exc:
                 ok = False
                 self._log.warning("poll.failed", watch=poller.rule.name, error=str(exc))
+            except LedgerError as exc:
+                # A full disk, say: the listing is merged again at the next poll; nothing is lost.
+                ok = False
+                self._log.error("ledger.failed", watch=poller.rule.name, error=str(exc))
         for folder in self.folders:
             folder.check_waiting()
             root = folder.rule.local_dir
@@ -207,7 +211,10 @@ class Daemon:
         for name in names:
             cap = self.caps.get(name)
             if cap is not None:
-                busy = self.ledger.active_jobs(name) + self.ledger.counts(name)[State.SUBMITTING]
+                # In-flight first, then active: an entry finishing its call in between is then
+                # counted twice (briefly too cautious), never missed (which overshot the cap).
+                in_flight = self.ledger.counts(name)[State.SUBMITTING]
+                busy = in_flight + self.ledger.active_jobs(name)
                 if busy >= cap:
                     continue
             free.append(name)
@@ -287,6 +294,11 @@ class Daemon:
         while not self.stop_event.is_set():
             try:
                 busy = self.submit_one()
+            except LedgerError as exc:
+                # The claim or the outcome could not be written: the entry stays pending or
+                # submitting, and is retried or reconciled from there.
+                self._log.error("ledger.failed", error=str(exc))
+                busy = False
             except Exception:  # noqa: BLE001 - a bug in one submission must not stop the worker
                 self._log.exception("worker.failed")
                 busy = False

@@ -12,7 +12,8 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from dropzone.ledger import ScopeStatus, State
+from dropzone import plan
+from dropzone.ledger import LedgerError, ScopeStatus, State
 from dropzone.log import get_logger
 from dropzone.scan import start_state
 from dropzone.sources.local import (
@@ -20,6 +21,7 @@ from dropzone.sources.local import (
     LocalFile,
     key_for,
     local_object,
+    scan,
     stat_file,
     synced_object,
     upload_file,
@@ -27,12 +29,16 @@ from dropzone.sources.local import (
 from dropzone.sources.tos import SourceError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from datetime import datetime
+    from pathlib import Path
 
     from dropzone.config import WatchRule
     from dropzone.ledger import Entry, Ledger
     from dropzone.sources.tos import StoredObject, TosBucket
+
+# The shortest pause between two looks at the files the start waits for.
+_MIN_CHECK_S = 0.05
 
 
 class FolderWatch:
@@ -57,7 +63,13 @@ class FolderWatch:
         self._bucket = bucket
         self._clock = clock
         self._on_new = on_new
-        self._first_listing = False
+        # Files there at the first start (relpath -> size, mtime), until each is recorded.
+        self._first_versions: dict[str, tuple[int, int]] = {}
+        # Files there at this start that the start still waits for.
+        self._unreported: dict[str, LocalFile] = {}
+        self._all_reported = threading.Event()
+        # While the start runs, baseline entries are counted for one summary line.
+        self._baseline_count: int | None = None
         self._lock = threading.Lock()
         self._log = get_logger(watch=rule.name, bucket=rule.bucket)
         self.last_scan_at: float | None = None
@@ -73,20 +85,72 @@ class FolderWatch:
         )
 
     def start(self, *, wait_s: float = 60.0) -> bool:
-        """Start watching; returns once the first full scan is recorded (or ``wait_s`` passed)."""
+        """Start watching; returns once the files already there are recorded (or ``wait_s`` passed).
+
+        Files already in the folder are seen by scans only, so each counts once it has stayed
+        unchanged for ``settle_s``; the start waits for that too (not for files still being
+        written), so that ``run --once`` finds them in the ledger, and on a first start with
+        ``on_start = "skip-existing"`` they are recorded as ``baseline``, however long the
+        settle takes.
+        """
         rule = self.rule
+        assert rule.local_dir is not None
+        deadline = time.monotonic() + wait_s
         status = self._ledger.begin_watch(rule.name, rule.bucket, rule.prefix, self._clock())
-        self._first_listing = status is not ScopeStatus.UNCHANGED or not self._ledger.baseline_done(
+        first_listing = status is not ScopeStatus.UNCHANGED or not self._ledger.baseline_done(
             rule.name
         )
-        self.watcher.start()
-        done = self.watcher.rescan_now().wait(wait_s)
+        present = _present(rule.local_dir, rule.ignore)
         with self._lock:
-            if done and self._first_listing:
-                self._ledger.mark_baseline_done(rule.name)
-            self._first_listing = False
+            # Baseline is what was there at the first start, in the version seen then: a file
+            # changed since is a new version (as a bucket poller would see a new ETag).
+            self._first_versions = (
+                {relpath: (f.size, f.mtime_ns) for relpath, f in present.items()}
+                if first_listing
+                else {}
+            )
+            self._unreported = dict(present)
+            self._all_reported.clear()
+            self._baseline_count = 0
+        try:
+            self.watcher.start()
+            done = self.watcher.rescan_now().wait(wait_s) and self._await_present(deadline)
+        finally:
+            with self._lock:
+                self._unreported.clear()
+                baseline, self._baseline_count = self._baseline_count or 0, None
+        if done and first_listing:
+            self._ledger.mark_baseline_done(rule.name)
+        if baseline:
+            self._log.info("object.baseline", count=baseline, on_start=rule.on_start)
+        self._log.info(
+            "local.started",
+            folder=str(rule.local_dir),
+            mode=rule.local_mode,
+            files=len(present),
+            first_start=first_listing,
+            complete=done,
+        )
         self.last_scan_at = time.time()
         return done
+
+    def _await_present(self, deadline: float) -> bool:
+        """Wait until each file seen at start is recorded, or changed (then it is not there yet)."""
+        step = max(self.rule.settle_s, _MIN_CHECK_S)
+        while True:
+            with self._lock:
+                left = list(self._unreported.items())
+            for relpath, seen in left:
+                if _version_of(seen.path) != (seen.size, seen.mtime_ns):
+                    with self._lock:
+                        self._unreported.pop(relpath, None)
+            with self._lock:
+                if not self._unreported:
+                    return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._all_reported.wait(min(step, remaining))
 
     def stop(self) -> None:
         self.watcher.stop()
@@ -101,14 +165,41 @@ class FolderWatch:
 
     def file_ready(self, file: LocalFile) -> None:
         """A complete file: record it (uploading or waiting for the sync as the mode says)."""
+        try:
+            self._file_ready(file)
+        finally:
+            # Reported, or failed (retried at the next sighting): the start waits no longer.
+            with self._lock:
+                self._unreported.pop(file.relpath, None)
+                if not self._unreported:
+                    self._all_reported.set()
+
+    def _file_ready(self, file: LocalFile) -> None:
         key = key_for(self.rule.prefix, file.relpath)
+        if not plan.is_candidate(self.rule, key):
+            # Not input (the pattern, an error report, the watch's own results): as a bucket
+            # watch skips such keys, a folder watch neither uploads nor records them.
+            return
         stored = self._object_for(key, file)
         if stored is None:
             self._record(key, file, self._local_etag(key, file), State.WAITING)
-            return
+        else:
+            state, note = self._state_for(key, file, stored.etag)
+            self._record(key, file, stored.etag, state, size=stored.size, note=note)
         with self._lock:
-            state = start_state(self.rule, first_listing=self._first_listing)
-        self._record(key, file, stored.etag, state, size=stored.size)
+            self._first_versions.pop(file.relpath, None)
+
+    def _state_for(self, key: str, file: LocalFile, etag: str) -> tuple[State, str | None]:
+        """Baseline for a file there at the first start (skip-existing) or an ignored change."""
+        with self._lock:
+            first = self._first_versions.get(file.relpath) == (file.size, file.mtime_ns)
+        state = start_state(self.rule, first_listing=first)
+        if state is State.PENDING and self.rule.on_change == "ignore":
+            known = self._ledger.find(self.rule.name, self.rule.bucket, key)
+            if any(entry.etag != etag for entry in known):
+                # A new version of a known file, recorded only (as the bucket poller does).
+                return State.BASELINE, "on_change=ignore"
+        return state, None
 
     def _object_for(self, key: str, file: LocalFile) -> StoredObject | None:
         mode = self.rule.local_mode
@@ -124,16 +215,29 @@ class FolderWatch:
         return local_object(key, file).etag
 
     def _record(
-        self, key: str, file: LocalFile, etag: str, state: State, *, size: int | None = None
+        self,
+        key: str,
+        file: LocalFile,
+        etag: str,
+        state: State,
+        *,
+        size: int | None = None,
+        note: str | None = None,
     ) -> None:
+        size = file.size if size is None else size
         entry, created = self._ledger.add_object(
-            self.rule.name, self.rule.bucket, key, etag, size or file.size, state, self._clock()
+            self.rule.name, self.rule.bucket, key, etag, size, state, self._clock()
         )
         if not created:
             return
-        if state is State.BASELINE:
+        if state is State.BASELINE and note is None:
+            with self._lock:
+                if self._baseline_count is not None:
+                    self._baseline_count += 1  # one summary line at the end of the start
+                    return
             self._log.info("object.baseline", key=key, etag=etag, size=entry.size, count=1)
             return
+        extra = {} if note is None else {"note": note}
         self._log.info(
             "object.detected",
             key=key,
@@ -141,8 +245,10 @@ class FolderWatch:
             size=entry.size,
             state=entry.state,
             path=str(file.path),
+            **extra,
         )
-        self._on_new()
+        if state is not State.BASELINE:
+            self._on_new()
 
     # --- synced mode: waiting entries ---------------------------------------------------------
 
@@ -154,7 +260,8 @@ class FolderWatch:
         for entry in list(self._ledger.in_state(State.WAITING, self.rule.name)):
             try:
                 moved += self._check_one(entry)
-            except SourceError as exc:
+            except (SourceError, LedgerError) as exc:
+                # LedgerError: the entry moved or was forgotten meanwhile (dropzone forget).
                 self._log.warning("object.sync_check_failed", key=entry.key, error=str(exc))
         if moved:
             self._on_new()
@@ -167,16 +274,29 @@ class FolderWatch:
         path = self.rule.local_dir / relpath
         file = stat_file(path, relpath, self.rule.local_dir.resolve())
         if file is None:
-            self._ledger.record_rejected(entry.id, "the local file disappeared", self._clock())
+            self._reject(entry, "the local file disappeared before its object reached the bucket")
             return 0
         stored = synced_object(self._bucket, entry.key, file)
         if stored is None:
             self._warn_if_late(entry)
             return 0
         if stored.etag != entry.etag:
+            versions = self._ledger.find(entry.watch, entry.bucket, entry.key)
+            if any(other.etag == stored.etag for other in versions):
+                # The file changed before this version reached the bucket, and the version
+                # that did arrive has an entry of its own: this one will never arrive.
+                self._reject(
+                    entry, "superseded: the file changed before this version reached the bucket"
+                )
+                return 0
             entry = self._ledger.update_waiting(entry.id, stored.etag, stored.size, self._clock())
         self._ledger.promote_waiting(entry.id, self._clock())
         return 1
+
+    def _reject(self, entry: Entry, reason: str) -> None:
+        # Logged as the submitter logs an object it will never submit (deleted, replaced).
+        self._ledger.record_rejected(entry.id, reason, self._clock())
+        self._log.warning("job.rejected", key=entry.key, etag=entry.etag, reason=reason)
 
     def _warn_if_late(self, entry: Entry) -> None:
         waited = self._clock() - entry.first_seen_at
@@ -189,3 +309,18 @@ class FolderWatch:
                 waited_s=round(waited.total_seconds()),
                 note="the object is not in the bucket yet; still waiting",
             )
+
+
+def _present(root: Path, ignore: Sequence[str]) -> dict[str, LocalFile]:
+    """Every file in the folder now, as the watcher's walk sees it, by relpath."""
+    if not root.is_dir():
+        return {}  # the watcher's start says why
+    return {file.relpath: file for file in scan(root, ignore)}
+
+
+def _version_of(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns

@@ -87,6 +87,13 @@ class Stage:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body if body is not None else jsonl())
         return key
 
+    def watch_folder(self, mode: str = "upload", *, settle_s: float = 0.2, **extra: Any) -> Path:
+        """Make the watch a local-folder watch (``local_mode = mode``); returns the new folder."""
+        folder = self.tmp / "inbox"
+        folder.mkdir(exist_ok=True)
+        self.watch.update(local_dir=str(folder), local_mode=mode, settle_s=settle_s, **extra)
+        return folder
+
     def config_text(self) -> str:
         watch = {
             "name": "chat",

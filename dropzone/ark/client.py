@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -105,11 +106,11 @@ def measure_skew(server_date: str | None, now: datetime) -> float | None:
 def translate_transport_error(exc: httpx.TransportError) -> errors.Transient:
     """Network failures, sorted by whether the request may have reached the server."""
     never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    reason = type(exc).__name__
+    reason = type(exc).__name__  # the code: describe() prints it before the message
     detail = str(exc) or "no detail"
-    return errors.Transient(
-        f"{reason}: {detail}", may_have_reached=not never_sent, code=reason, status=None
-    )
+    with suppress(RuntimeError):  # an exception raised without a request (tests)
+        detail += f" ({exc.request.method} {exc.request.url.copy_with(query=None)})"
+    return errors.Transient(detail, may_have_reached=not never_sent, code=reason, status=None)
 
 
 class ArkClient:

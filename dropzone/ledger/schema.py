@@ -6,12 +6,13 @@ is never edited: a change is a new migration appended to :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from dropzone.ledger.model import LedgerError
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
     from pathlib import Path
 
@@ -104,5 +105,9 @@ def migrate(
             conn.execute(f"PRAGMA user_version = {target:d}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL does): a second ROLLBACK
+            # would fail and hide the error that matters.
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise

@@ -13,6 +13,7 @@ looked up to say why (gone, or in a state the change does not start from).
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from contextlib import contextmanager, suppress
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 _BUSY_TIMEOUT_S = 10.0
+# Below this much free space, an SQLite failure is most likely the full disk, which SQLite may
+# report as a mere "disk I/O error" (growing the WAL index, for one).
+_LOW_SPACE_BYTES = 1024**2
 # Rows per read when streaming: the connection's lock is released between chunks.
 _CHUNK = 500
 
@@ -238,16 +242,27 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
     migrate(conn, path)
 
 
+def _with_space(exc: BaseException, path: Path) -> str:
+    """The error, and the free space when the filesystem holding ``path`` is (nearly) full."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return str(exc)
+    if free >= _LOW_SPACE_BYTES:
+        return str(exc)
+    return f"{exc} (no space left on the filesystem holding it: {free} bytes free)"
+
+
 def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
         conn = _connect(path, readonly=readonly)
     except (sqlite3.Error, OSError) as exc:
-        raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
+        raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     try:
         _prepare(conn, path, readonly=readonly)
     except sqlite3.Error as exc:
         conn.close()
-        raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
+        raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     except BaseException:
         conn.close()
         raise

@@ -174,6 +174,9 @@ def build_daemon(
         watches={},
         clock=utc_now,
         policy=RetryPolicy(max_transient_attempts=settings.daemon.max_transient_attempts),
+        # A Create that outlived the client's read time-out may still be carried out: twice
+        # that is the wait before "no job listed" counts as "no job made".
+        late_create_s=2 * settings.ark.timeout_s,
     )
     options = DaemonOptions(
         poll_interval_s=settings.daemon.poll_interval_s,

@@ -97,13 +97,17 @@ class Submitter:
         clock: Callable[[], datetime],
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        late_create_s: float = 0.0,
     ) -> None:
+        """``late_create_s``: how long after it was sent a Create may still make a job (it may
+        be on its way, or being carried out); until then, no job listed proves nothing."""
         self._ledger = ledger
         self._api = api
         self._watches = dict(watches)
         self._clock = clock
         self._policy = policy or RetryPolicy()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._late_create = timedelta(seconds=late_create_s)
         self._log = get_logger()
 
     def replace_watches(self, watches: Mapping[str, Watch]) -> None:
@@ -125,6 +129,9 @@ class Submitter:
             watch.rule,
             self._clock(),
         )
+        # The attempt is dated from the send, not the claim: the lookup and the preflight
+        # before it may have taken long, and reconciliation waits from this moment.
+        entry = self._ledger.mark_sending(entry.id, self._clock())
         try:
             job_id = self._api.create(request)
         except errors.Duplicate as exc:
@@ -249,7 +256,16 @@ class Submitter:
             self._ledger.record_submitted(entry.id, job.id, output_dir, self._clock())
             log.info("job.reconciled", job_id=job.id, phase=job.phase, found_by="tag")
             return State.SUBMITTED
-        self._ledger.release(entry.id, self._clock())
+        now, settled_at = self._clock(), claimed_at + self._late_create
+        if now < settled_at:
+            # Not listed yet is no proof yet: the Create may still be on its way or being
+            # carried out. Sending again now could make a second job once the first lands.
+            why = "no job listed yet; a late Create may still make one"
+            self._ledger.defer_reconcile(entry.id, settled_at, why, now)
+            delay_s = round((settled_at - now).total_seconds(), 3)
+            log.info("job.reconcile_deferred", reason=why, delay_s=delay_s)
+            return State.SUBMITTING
+        self._ledger.release(entry.id, now)
         log.info(
             "job.reconciled", job_id=None, outcome="not created; submitting again", reason=reason
         )

@@ -112,6 +112,9 @@ _SET_DEFERRED = (
     "UPDATE entries SET next_attempt_at = ?, error = ?, updated_at = ?"
     " WHERE id = ? AND state = ? RETURNING *"
 )
+_SET_SENDING = (
+    "UPDATE entries SET claimed_at = ?, updated_at = ? WHERE id = ? AND state = ? RETURNING *"
+)
 _SET_VERSION = (
     "UPDATE entries SET etag = ?, size = ?, updated_at = ? WHERE id = ? AND state = ? RETURNING *"
 )
@@ -538,6 +541,11 @@ class SqliteLedger:
         """Back to pending, due now: no call was made, or reconciliation found no job."""
         values = (State.PENDING, None, None, to_text(now))
         return self._move(entry_id, model.REQUEUE, _SET_REQUEUE, values)
+
+    def mark_sending(self, entry_id: int, now: datetime) -> Entry:
+        """A submitting entry's Create is about to be sent: ``claimed_at`` dates the attempt."""
+        stamp = to_text(now)
+        return self._guarded(_SET_SENDING, (stamp, stamp), entry_id, State.SUBMITTING)
 
     def defer_reconcile(
         self, entry_id: int, next_attempt_at: datetime, reason: str, now: datetime

@@ -1,0 +1,294 @@
+"""Poll overhead: one dropzone poll cycle against a bare boto3 listing of the same prefix.
+
+    python bench/poll_overhead.py [--objects 20000] [--repeats 7] [--diff-keys 1000000]
+                                  [--servers moto,synthetic]
+
+Part 1. An S3 server on 127.0.0.1 (port 0) holds ``--objects`` objects under one prefix. A real
+on-disk SQLite ledger is filled by a first poll (``skip-existing``: every object becomes
+``baseline``); from then on every object is already known. After a warm-up, each repeat
+times, side by side and in alternating order:
+
+- bare: a boto3 ``list_objects_v2`` paginator (1,000 keys a page) reading every page, on a
+  client of its own configured as dropzone's is (``make_s3_client``);
+- dropzone: ``WatchPoller.poll()`` over ``TosBucket.pages`` and the ledger (the daemon's poll).
+
+Two servers, in turn: ``moto`` (the issue's setup: ThreadedMotoServer, in a child process)
+and ``synthetic`` (``common.SyntheticListing``, a minimal endpoint that computes its pages).
+moto is slow and noisy (it sorts the whole bucket for every page: about 0.4 s a page at
+20,000 objects), so the same poll costs far less in relative terms there; the synthetic server
+answers in a few ms, so dropzone's share is at its largest there.
+
+The figures: the medians, their ratio, and the median of the paired ratios (each poll against
+the bare run beside it: robust to the drift of a shared machine). The verdict uses the paired
+ratio (goal: 1.10x or less). Two more figures isolate dropzone's own work: the poll's time not
+spent waiting for pages (measured inside each timed poll), and a poll over pages listed
+beforehand (no network at all).
+
+Part 2. In-process ledger diff: ``record_page`` over ``--diff-keys / 1000`` pages of 1,000
+already-known keys on a real ledger file (goal: 200,000 keys/s or more). The ledger is built by
+the same calls (a first listing inserting every key as ``baseline``), whose rate is shown too.
+Only the ``Page(...)`` and ``record_page`` calls are timed; making the keys is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common import (
+    PREFIX,
+    MotoS3,
+    SyntheticListing,
+    header,
+    median,
+    quiet_logs,
+    s3_client,
+    synthetic_etag,
+    table,
+    tmp_root,
+    verdict,
+    watch_rule,
+)
+
+from dropzone.ledger import Listed, Page, SqliteLedger, State
+from dropzone.scan import WatchPoller
+from dropzone.sources.tos import TosBucket
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from mypy_boto3_s3 import S3Client
+
+    from dropzone.sources.tos import ListingPage
+
+BUCKET = "bench-poll"
+POLL_GOAL = 1.10
+SERVERS = {
+    "moto": "moto's S3 server (ThreadedMotoServer, 127.0.0.1, port 0, a child process)",
+    "synthetic": "a minimal S3 listing endpoint over computed objects (this process): "
+    "a fast server, so dropzone's share of the time is at its largest",
+}
+DIFF_GOAL = 200_000.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def bare_listing(client: S3Client, bucket: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    count = 0
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(
+        Bucket=bucket, Prefix=PREFIX, PaginationConfig={"PageSize": 1000}
+    ):
+        count += len(page.get("Contents", ()))
+    return time.perf_counter() - started, count
+
+
+def timed_poll(poller: WatchPoller) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = poller.poll()
+    elapsed = time.perf_counter() - started
+    if result.new or result.baseline:
+        raise RuntimeError(f"a poll of known objects recorded something: {result}")
+    return elapsed, result.objects
+
+
+class TimedPages:
+    """``TosBucket.pages`` with a stopwatch: the seconds a poll spends waiting for pages."""
+
+    def __init__(self, bucket: TosBucket) -> None:
+        self._bucket = bucket
+        self.waiting_s = 0.0
+
+    def __call__(self, prefix: str) -> Iterator[ListingPage]:
+        pages = self._bucket.pages(prefix)
+        while True:
+            started = time.perf_counter()
+            page = next(pages, None)
+            self.waiting_s += time.perf_counter() - started
+            if page is None:
+                return
+            yield page
+
+
+def s3_server(kind: str, objects: int) -> MotoS3 | SyntheticListing:
+    if kind == "moto":
+        return MotoS3({BUCKET: objects})
+    return SyntheticListing(BUCKET, objects)
+
+
+def poll_overhead(kind: str, objects: int, repeats: int, folder: Path) -> None:
+    started = time.perf_counter()
+    print()
+    print(f"-- {kind}: {SERVERS[kind]}")
+    with s3_server(kind, objects) as server:
+        print(f"server up with {objects} objects in {time.perf_counter() - started:.1f} s")
+        # A client of its own, configured as dropzone's is: only the work around it differs.
+        bare_client = s3_client(server.endpoint)
+        bucket = TosBucket(s3_client(server.endpoint), BUCKET)
+        pages = TimedPages(bucket)
+        rule = watch_rule(bucket=BUCKET, on_start="skip-existing")
+        with SqliteLedger.open(folder / f"poll-{kind}.sqlite3") as ledger:
+            poller = WatchPoller(rule, pages, ledger, utc_now)
+            started = time.perf_counter()
+            first = poller.poll()
+            first_s = time.perf_counter() - started
+            print(f"first poll (records {first.baseline} as baseline): {first_s:.2f} s")
+            # Warm-up: connections, caches, the ledger's pages.
+            bare_listing(bare_client, BUCKET)
+            timed_poll(poller)
+            bare_s: list[float] = []
+            dz_s: list[float] = []
+            own_s: list[float] = []
+            for repeat in range(repeats):
+                order = ("bare", "dz") if repeat % 2 == 0 else ("dz", "bare")
+                for which in order:
+                    if which == "bare":
+                        seconds, count = bare_listing(bare_client, BUCKET)
+                        bare_s.append(seconds)
+                    else:
+                        pages.waiting_s = 0.0
+                        seconds, count = timed_poll(poller)
+                        dz_s.append(seconds)
+                        own_s.append(seconds - pages.waiting_s)
+                    if count != objects:
+                        raise RuntimeError(f"{which} listed {count} objects, not {objects}")
+                print(f"  repeat {repeat + 1}: bare {bare_s[-1]:.3f} s, dropzone {dz_s[-1]:.3f} s")
+                sys.stdout.flush()
+            listed = list(bucket.pages(PREFIX))
+            offline = WatchPoller(rule, _replay(listed), ledger, utc_now)
+            timed_poll(offline)
+            offline_s = median([timed_poll(offline)[0] for _ in range(max(3, repeats))])
+    bare, dz = median(bare_s), median(dz_s)
+    ratio = dz / bare
+    paired = median([d / b for d, b in zip(dz_s, bare_s, strict=True)])
+    own = median(own_s)
+    print()
+    print(
+        table(
+            [
+                ("figure", "value"),
+                ("bare boto3 listing, median", f"{bare:.3f} s  ({objects / bare:,.0f} objects/s)"),
+                ("dropzone poll, median", f"{dz:.3f} s  ({objects / dz:,.0f} objects/s)"),
+                ("ratio of the medians", f"{ratio:.3f}x"),
+                ("median of paired ratios", f"{paired:.3f}x  (each poll / the bare run beside it)"),
+                (
+                    "dropzone's own work in a poll",
+                    (
+                        f"{own:.3f} s median (poll time not spent waiting for pages), "
+                        f"{own / bare:.1%} of the bare listing"
+                    ),
+                ),
+                (
+                    "same, pages listed beforehand",
+                    f"{offline_s:.3f} s  ({offline_s / len(listed) * 1000:.2f} ms a page)",
+                ),
+                (
+                    f"poll overhead ({kind})",
+                    f"{paired:.3f}x (goal <= {POLL_GOAL:.2f}x): {verdict(paired <= POLL_GOAL)}",
+                ),
+            ]
+        )
+    )
+
+
+def _replay(pages: list[ListingPage]) -> Callable[[str], Iterator[ListingPage]]:
+    def replay(prefix: str) -> Iterator[ListingPage]:
+        del prefix
+        return iter(pages)
+
+    return replay
+
+
+def _page_items(start: int, size: int) -> list[Listed]:
+    return [
+        Listed(f"{PREFIX}{number:07d}.jsonl", synthetic_etag(number), 100)
+        for number in range(start, start + size)
+    ]
+
+
+def _record_all(ledger: SqliteLedger, keys: int, page_size: int, state: State) -> tuple[float, int]:
+    """``record_page`` over every page; returns the seconds inside the calls and the count
+    of entries they recorded."""
+    spent = 0.0
+    recorded = 0
+    after: str | None = None
+    for start in range(0, keys, page_size):
+        listed = _page_items(start, min(page_size, keys - start))
+        last = start + len(listed) >= keys
+        began = time.perf_counter()
+        page = Page(listed, after=after, through=None if last else listed[-1].key)
+        created = ledger.record_page(
+            "chat", "bench-diff", page, new_state=state, on_change="resubmit", now=utc_now()
+        )
+        spent += time.perf_counter() - began
+        recorded += len(created)
+        after = listed[-1].key
+    return spent, recorded
+
+
+def ledger_diff(keys: int, page_size: int, folder: Path) -> None:
+    path = folder / "diff.sqlite3"
+    with SqliteLedger.open(path) as ledger:
+        ledger.begin_watch("chat", "bench-diff", PREFIX, utc_now())
+        insert_s, inserted = _record_all(ledger, keys, page_size, State.BASELINE)
+        if inserted != keys:
+            raise RuntimeError(f"the first listing recorded {inserted} entries, not {keys}")
+        ledger.mark_baseline_done("chat")
+        known_s, recorded = _record_all(ledger, keys, page_size, State.PENDING)
+        if recorded:
+            raise RuntimeError(f"a listing of known keys recorded {recorded} entries")
+    size_mib = path.stat().st_size / 1024**2
+    rate = keys / known_s
+    print()
+    print(
+        table(
+            [
+                ("figure", "value"),
+                ("ledger file", f"{size_mib:.0f} MiB, {keys:,} entries"),
+                (
+                    "first listing (inserts)",
+                    f"{insert_s:.2f} s  ({keys / insert_s:,.0f} keys/s)",
+                ),
+                (
+                    "known keys (record_page)",
+                    f"{known_s:.2f} s  ({known_s / (keys / page_size) * 1000:.2f} ms a page)",
+                ),
+                ("diff rate", f"{rate:,.0f} keys/s  (goal >= {DIFF_GOAL:,.0f})"),
+                ("ledger diff", verdict(rate >= DIFF_GOAL)),
+            ]
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=20_000, help="objects listed (20000)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each (7)")
+    parser.add_argument("--diff-keys", type=int, default=1_000_000, help="ledger keys (1000000)")
+    parser.add_argument("--page-size", type=int, default=1000, help="diff page size (1000)")
+    parser.add_argument(
+        "--servers", default="moto,synthetic", help="S3 servers to list: moto,synthetic"
+    )
+    parser.add_argument("--skip-poll", action="store_true", help="only the ledger diff")
+    parser.add_argument("--skip-diff", action="store_true", help="only the poll")
+    args = parser.parse_args(argv)
+    header("poll overhead", vars(args))
+    quiet_logs()
+    with tempfile.TemporaryDirectory(prefix="dropzone-bench-", dir=tmp_root()) as tmp:
+        for kind in [] if args.skip_poll else args.servers.split(","):
+            poll_overhead(kind, args.objects, args.repeats, Path(tmp))
+        if not args.skip_diff:
+            ledger_diff(args.diff_keys, args.page_size, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Each benchmark in bench/ runs end to end at tiny sizes and prints its figures.
+
+Nothing here asserts speed (the figures of a tiny run on a shared machine mean nothing): only
+that every benchmark still drives the product's current interfaces, finishes, exits 0 and
+reports what its README promises (figures, a ratio, a verdict).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+VERDICT = re.compile(r"\b(PASS|FAIL)\b")
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(script: str, *args: str, timeout: float = 110) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert "machine:" in done.stdout
+    return done.stdout
+
+
+def test_poll_overhead_reports_both_parts() -> None:
+    out = run_bench(
+        "poll_overhead.py", "--objects", "300", "--repeats", "1", "--diff-keys", "2500",
+        "--page-size", "500",
+    )  # fmt: skip
+    for figure in (
+        "bare boto3 listing, median",
+        "dropzone poll, median",
+        "median of paired ratios",
+        "dropzone's own work in a poll",
+        "diff rate",
+    ):
+        assert figure in out
+    for server in ("moto", "synthetic"):
+        verdict = rf"poll overhead \({server}\)\s+\d+\.\d+x \(goal <= 1\.10x\): (PASS|FAIL)"
+        assert re.search(verdict, out)
+    assert re.search(r"ledger diff\s+(PASS|FAIL)", out)
+    assert "2,500 entries" in out
+
+
+def test_submit_throughput_reports_every_path_and_the_cap() -> None:
+    out = run_bench(
+        "submit_throughput.py", "--jobs", "24", "--repeats", "1", "--latency-ms", "5",
+        "--cap-qps", "20", "--cap-calls", "15",
+    )  # fmt: skip
+    for label in ("bare signed httpx loop", "bucket watch", "no lookup", "workers only"):
+        assert label in out
+    assert re.search(r"ratio dz-bucket\s+\d+\.\d+x \(goal >= 0\.9x\): (PASS|FAIL)", out)
+    assert re.search(r"achieved rate, first to last send\s+\d+\.\d+/s", out)
+    assert re.search(r"QPS cap within 5%\s+(PASS|FAIL)", out)
+
+
+def test_local_detection_reports_percentiles() -> None:
+    out = run_bench("local_detection.py", "--files", "4", "--warmup", "1", "--gap-s", "0.05")
+    for figure in ("p50", "p90", "p99", "upload (settle_s = 0"):
+        assert figure in out
+    assert re.search(r"local detection\s+(PASS|FAIL)", out)
+
+
+def test_memory_reports_peak_rss_of_each_process() -> None:
+    out = run_bench(
+        "memory.py", "--entries", "3000", "--small", "500", "--settle-s", "0.5",
+    )  # fmt: skip
+    for mode in ("daemon", "once", "status"):
+        assert re.search(rf"^{mode}\s+\d+\.\d MiB\s+\d+\.\d MiB\s+\d+\.\d+x$", out, re.MULTILINE)
+    assert "3000 lines" in out
+    assert len(VERDICT.findall(out)) == 1

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from dropzone.tracker import Tracker
 
 _IDLE_WAIT_S = 1.0
+_MIN_WAIT_S = 0.05
 
 
 @dataclass
@@ -330,7 +331,9 @@ class Daemon:
         due = self.ledger.next_due_at()
         if due is None:
             return _IDLE_WAIT_S
-        return max(0.0, min(_IDLE_WAIT_S, (due - self._clock()).total_seconds()))
+        # A floor, not zero: an entry due but not claimable (a watch at max_active_jobs, or
+        # held by a busy worker) would otherwise make the loops spin on the ledger's lock.
+        return max(_MIN_WAIT_S, min(_IDLE_WAIT_S, (due - self._clock()).total_seconds()))
 
     def _settled(self) -> bool:
         return self._unsettled_count() == 0

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             server = runtime.attach_ops(daemon, settings, metrics, os.environ)
 
         def stop(_signum: int, _frame: object) -> None:
-            daemon.stop_event.set()
+            daemon.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
 from dropzone.sources.tos import SourceConfigError, SourceError
+from dropzone.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -74,7 +75,8 @@ class Daemon:
         self.options = options
         self._clock = clock
         self.stop_event = threading.Event()
-        self._wake = threading.Event()
+        self._wake = Wakeup()  # new work for the workers
+        self._worker_idle = Wakeup()  # run_once looks whether all is settled
         self._in_flight: set[int] = set()
         self._in_flight_lock = threading.Lock()
         self.tally = RunTally()
@@ -89,9 +91,15 @@ class Daemon:
         self._cap_lock = threading.Lock()
         self._log = get_logger()
 
+    def stop(self) -> None:
+        """Finish: the loops see it at once (signal handlers and the demo call this)."""
+        self.stop_event.set()
+        self._worker_idle.notify()
+        self._wake.notify()
+
     def wake(self) -> None:
         """New work is due: let an idle worker look now rather than at its next tick."""
-        self._wake.set()
+        self._wake.notify()
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -122,7 +130,7 @@ class Daemon:
                 self.ops.polled(folder.rule.name, None)
         if self.ops is not None:
             self.ops.ready_when_polled(self._watch_names())
-        self._wake.set()
+        self._wake.notify()
         return ok
 
     def track(self) -> None:
@@ -154,7 +162,7 @@ class Daemon:
             return
         self.reload_hook()
         self.start_folders()
-        self._wake.set()
+        self._wake.notify()
 
     def reconcile_stranded(self, *, all_of_them: bool) -> int:
         """Settle ``submitting`` entries no worker holds: at start-up all, later the due ones."""
@@ -270,9 +278,10 @@ class Daemon:
             self.reconcile_stranded(all_of_them=False)
             for folder in self.folders:
                 folder.check_waiting()
+            mark = self._worker_idle.mark()
             if self._settled():
                 break
-            self.stop_event.wait(min(_IDLE_WAIT_S, self._seconds_to_next_due()))
+            self._worker_idle.wait(mark, min(_IDLE_WAIT_S, self._seconds_to_next_due()))
         left = self._unsettled_count()
         self.stop_event.set()
         self._drain(workers)
@@ -292,7 +301,10 @@ class Daemon:
         return workers
 
     def _work(self) -> None:
+        busy = True
         while not self.stop_event.is_set():
+            mark = self._wake.mark()
+            was_busy = busy
             try:
                 busy = self.submit_one()
             except LedgerError as exc:
@@ -304,12 +316,13 @@ class Daemon:
                 self._log.exception("worker.failed")
                 busy = False
             if not busy:
-                self._wake.wait(min(_IDLE_WAIT_S, self._seconds_to_next_due()))
-                self._wake.clear()
+                if was_busy:  # only then: run_once need not look again at every idle turn
+                    self._worker_idle.notify()
+                self._wake.wait(mark, min(_IDLE_WAIT_S, self._seconds_to_next_due()))
 
     def _drain(self, workers: list[threading.Thread]) -> int:
         self.stop_event.set()
-        self._wake.set()
+        self._wake.notify()
         if self.ops is not None:
             self.ops.stopping()
         for folder in self.folders:

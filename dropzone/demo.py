@@ -230,7 +230,7 @@ def demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             ok = True
         finally:
-            daemon.stop_event.set()
+            daemon.stop()
             runner.join(timeout=10)
             api.close()
             ledger.close()

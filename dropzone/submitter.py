@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 # A job created by this attempt has a CreateTime no earlier than the claim, give or take the
 # clock skew the platform accepts in a signature.
 _ADOPT_WINDOW = timedelta(seconds=900)
+# A claim older than this when the Create goes out is re-dated to the send (one more commit).
+# Younger ones keep the claim's date: reconciliation then waits this much longer, so a late
+# Create is waited for as long either way, and the common case costs one commit less.
+_REDATE_AFTER = timedelta(seconds=1)
+# A version listed (or uploaded and verified) this recently is not looked up again before its
+# Create: a HEAD would tell no more than the listing did, and would double the calls per file.
+_LISTING_FRESH = timedelta(seconds=30)
 
 
 class JobApi(Protocol):
@@ -75,6 +82,10 @@ def _created_at(job: Job) -> datetime | None:
         return datetime.fromisoformat(job.create_time)
     except ValueError:
         return None
+
+
+def _freshly_listed(entry: Entry, now: datetime) -> bool:
+    return entry.gone_since is None and now - entry.first_seen_at <= _LISTING_FRESH
 
 
 def adoptable(job: Job, claimed_at: datetime) -> bool:
@@ -131,7 +142,9 @@ class Submitter:
         )
         # The attempt is dated from the send, not the claim: the lookup and the preflight
         # before it may have taken long, and reconciliation waits from this moment.
-        entry = self._ledger.mark_sending(entry.id, self._clock())
+        now = self._clock()
+        if entry.claimed_at is None or now - entry.claimed_at > _REDATE_AFTER:
+            entry = self._ledger.mark_sending(entry.id, now)
         try:
             job_id = self._api.create(request)
         except errors.Duplicate as exc:
@@ -145,7 +158,7 @@ class Submitter:
 
     def _object_problem(self, entry: Entry, watch: Watch) -> State | None:
         """Refuse to submit a version that is no longer the object's (deleted or replaced)."""
-        if watch.lookup is None:
+        if watch.lookup is None or _freshly_listed(entry, self._clock()):
             return None
         try:
             current = watch.lookup(entry.key)
@@ -256,7 +269,7 @@ class Submitter:
             self._ledger.record_submitted(entry.id, job.id, output_dir, self._clock())
             log.info("job.reconciled", job_id=job.id, phase=job.phase, found_by="tag")
             return State.SUBMITTED
-        now, settled_at = self._clock(), claimed_at + self._late_create
+        now, settled_at = self._clock(), claimed_at + self._late_create + _REDATE_AFTER
         if now < settled_at:
             # Not listed yet is no proof yet: the Create may still be on its way or being
             # carried out. Sending again now could make a second job once the first lands.

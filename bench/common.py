@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -33,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import httpx
+import tomli_w
 
 from dropzone import log
 from dropzone.ark.emulator import Emulator
@@ -419,18 +419,6 @@ def watch_rule(name: str = "chat", bucket: str = "bench-bucket", **extra: object
     return WatchRule.model_validate(data)
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def write_config(
     path: Path,
     *,
@@ -446,13 +434,7 @@ def write_config(
         "ledger": {"path": str(ledger)},
         "daemon": daemon,
     }
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
-    lines.append("[[watch]]")
-    lines.extend(f"{key} = {_toml(value)}" for key, value in watch.items())
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(tomli_w.dumps({**sections, "watch": [dict(watch)]}), encoding="utf-8")
     return path
 
 

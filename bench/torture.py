@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import httpx
+import tomli_w
 
 from dropzone.ark.emulator import CREATE, STATE_PATH, Emulator, Received, Reply
 from dropzone.plan import INPUT_TAG_KEY, input_tag
@@ -178,28 +179,8 @@ class Life:
     kill: Kill
 
 
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        items = ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def config_text(sections: Mapping[str, Mapping[str, object]], watches: Sequence[WatchSpec]) -> str:
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
-    for watch in watches:
-        lines.append("[[watch]]")
-        lines.extend(f"{k} = {toml_value(v)}" for k, v in watch.table().items())
-    return "\n".join(lines) + "\n"
+    return tomli_w.dumps({**sections, "watch": [watch.table() for watch in watches]})
 
 
 def jsonl_body(tag: str, lines: int) -> bytes:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import tomli_w
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -122,13 +123,7 @@ class Stage:
             "ledger": {"path": str(self.ledger_path)},
             "daemon": daemon,
         }
-        lines: list[str] = []
-        for name, values in sections.items():
-            lines.append(f"[{name}]")
-            lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
-        lines.append("[[watch]]")
-        lines.extend(f"{k} = {_toml(v)}" for k, v in watch.items())
-        return "\n".join(lines) + "\n"
+        return tomli_w.dumps({**sections, "watch": [watch]})
 
     def write_config(self) -> Path:
         path = self.tmp / "dropzone.toml"
@@ -185,20 +180,6 @@ class Stage:
             location = job["InputFileTosLocation"]
             found.setdefault(location["ObjectKey"], []).append(job["Id"])
         return found
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def log_events(text: str) -> Iterator[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -145,8 +146,12 @@ class Daemon:
         """Start folder watches not yet running; True once each has its first full scan."""
         fresh = [f for f in self.folders if id(f) not in self._started_folders]
         self._started_folders.update(id(f) for f in fresh)
-        started = [self._start_folder(folder) for folder in fresh]  # each, even after a failure
-        return all(started)
+        if len(fresh) <= 1:
+            return all(self._start_folder(folder) for folder in fresh)
+        # Side by side: each start waits for the files already there to settle, and N watches
+        # one after another would hold the first bucket poll back N times as long.
+        with ThreadPoolExecutor(len(fresh), thread_name_prefix="folder-start") as pool:
+            return all(list(pool.map(self._start_folder, fresh)))  # each, even after a failure
 
     def _start_folder(self, folder: FolderWatch) -> bool:
         try:

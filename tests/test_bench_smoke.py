@@ -42,7 +42,7 @@ def test_poll_overhead_reports_both_parts() -> None:
         "bare boto3 listing, median",
         "dropzone poll, median",
         "median of paired ratios",
-        "dropzone's own work in a poll",
+        "dropzone's own work (pages listed beforehand)",
         "diff rate",
     ):
         assert figure in out

@@ -142,21 +142,23 @@ class Stage:
             "DROPZONE_CONFIG": str(self.write_config()),
         }
 
-    def dropzone(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run the real command line in a child process."""
+    def dropzone(
+        self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real command line in a child process (``env``: variables to add)."""
         return subprocess.run(
             [sys.executable, "-m", "dropzone", *args],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
+    def spawn(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "dropzone", *args],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

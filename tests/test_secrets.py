@@ -1,0 +1,118 @@
+"""Known credentials, every command, and a scan of everything dropzone wrote or printed.
+
+The secret key and the session token must appear nowhere: not in any command's output or logs
+(errors and retries included), not in the ledger's files, not in a validation report (in the
+bucket or beside a local file), not on /metrics or /healthz.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from dropzone.ark.emulator import Emulator
+from dropzone.plan import REPORT_SUFFIX
+from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client, wait_for
+
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+
+SESSION_TOKEN = "STS-session-token-that-must-never-show-0123456789"
+SECRETS = (SECRET_KEY, SESSION_TOKEN)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    except httpx.TransportError:
+        return False  # not listening yet
+
+
+class Recorder:
+    """Runs commands with the session token added to the stage's credentials; keeps all text."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.texts: dict[str, str] = {}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = self.stage.dropzone(*args, env={"VOLCENGINE_SESSION_TOKEN": SESSION_TOKEN})
+        self.texts[" ".join(args)] = done.stdout + done.stderr
+        return done
+
+
+@pytest.mark.slow
+def test_no_command_prints_or_stores_a_secret(tmp_path: Path, moto_endpoint: str) -> None:
+    s3 = s3_client(moto_endpoint)
+    port = _free_port()
+    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.2, run_s=0.4, seed=5) as ark:
+        stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
+        stage.watch.update({"validate": True, "report": True})
+        stage.daemon.update({"listen": f"127.0.0.1:{port}", "track_interval_s": 0.2})
+        good, bad = stage.put("good.jsonl"), stage.put("bad.jsonl", b'{"custom_id": "x"\n')
+        rec = Recorder(stage)
+        assert rec.run("check").returncode == 0
+        rec.run("check", "--list")
+        # Errors and retries print the most: half of all calls fail at first.
+        ark.set_faults(fail_rate=0.5)
+        rec.run("run", "--once")
+        ark.set_faults(fail_rate=0.0)
+        rec.run("run", "--once")
+        rec.run("status")
+        rec.run("status", "--json")
+        rec.run("retry", "--state", "invalid")
+        rec.run("forget", good)
+        rec.run("submit", f"tos://{stage.bucket}/{good}")
+        rec.run("backfill")
+        local = tmp_path / "local-bad.jsonl"
+        local.write_bytes(b"not json\n")
+        rec.run("validate", str(local), str(tmp_path / "missing.jsonl"))
+        process = stage.spawn("run", env={"VOLCENGINE_SESSION_TOKEN": SESSION_TOKEN})
+        try:
+            wait_for(lambda: _healthy(port), what="the daemon to report healthy")
+            rec.texts["/metrics"] = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            rec.texts["/healthz"] = httpx.get(f"http://127.0.0.1:{port}/healthz").text
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=30)
+        rec.texts["run (daemon)"] = out + err
+        # A wrong secret: the refusal and its hint are printed; the secret is not.
+        late = stage.put("late.jsonl")
+        wrong_env = {
+            "VOLCENGINE_SECRET_KEY": SECRET_KEY + "x",
+            "DROPZONE_DAEMON__ONCE_MAX_WAIT_S": "1",
+        }
+        wrong = stage.dropzone("run", "--once", env=wrong_env)
+        rec.texts["run --once (wrong secret)"] = wrong.stdout + wrong.stderr
+        states = {row["key"]: row["state"] for row in stage.status()}
+        objects = s3.list_objects_v2(Bucket=stage.bucket)["Contents"]
+        reports = {
+            item["Key"]: s3.get_object(Bucket=stage.bucket, Key=item["Key"])["Body"].read()
+            for item in objects
+            if item["Key"].endswith(REPORT_SUFFIX)
+        }
+    # The commands did their work (a scan of nothing would prove nothing).
+    assert states == {good: "submitted", bad: "invalid", late: "pending"}
+    assert list(reports) == [bad + REPORT_SUFFIX]
+    assert "dropzone_submissions_total" in rec.texts["/metrics"]
+    assert "ark.auth_failed" in rec.texts["run --once (wrong secret)"]
+    assert "local-bad.jsonl" in rec.texts[f"validate {local} {tmp_path / 'missing.jsonl'}"]
+    for name, text in rec.texts.items():
+        for secret in SECRETS:
+            assert secret not in text, f"{name} printed a secret"
+    for secret in SECRETS:
+        for key, body in reports.items():
+            assert secret.encode() not in body, key
+        for path in stage.ledger_path.parent.iterdir():
+            assert secret.encode() not in path.read_bytes(), path

@@ -116,7 +116,14 @@ class Daemon:
                     self.ops.polled(poller.rule.name, result)
             except SourceConfigError as exc:
                 ok = False
-                self._log.error("poll.failed", watch=poller.rule.name, error=str(exc), fatal=True)
+                # Not fatal: the daemon goes on polling (a bucket may yet be created), but no
+                # retry fixes a configuration, so it is an error for the operator.
+                self._log.error(
+                    "poll.failed",
+                    watch=poller.rule.name,
+                    error=str(exc),
+                    hint="check the watch's bucket and prefix and the credentials' access",
+                )
             except SourceError as exc:
                 ok = False
                 self._log.warning("poll.failed", watch=poller.rule.name, error=str(exc))

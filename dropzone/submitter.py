@@ -18,7 +18,7 @@ from dropzone import plan
 from dropzone.ark import errors
 from dropzone.ledger import Entry, State
 from dropzone.log import get_logger
-from dropzone.policy import Action, RetryPolicy, decide, transient_retry
+from dropzone.policy import Action, Decision, RetryPolicy, decide, transient_retry
 from dropzone.sources.tos import SourceError, StoredObject
 
 if TYPE_CHECKING:
@@ -163,8 +163,7 @@ class Submitter:
         try:
             current = watch.lookup(entry.key)
         except SourceError as exc:
-            decision = transient_retry(entry.attempts, self._policy, self._rng.random(), str(exc))
-            return self._apply_retry(entry, decision.delay_s, decision.reason, decision.action)
+            return self._apply_retry(entry, self._transient_retry(entry, str(exc)))
         if current is None:
             return self._reject(entry, "the object was deleted before it was submitted")
         if current.etag != entry.etag:
@@ -182,8 +181,7 @@ class Submitter:
         try:
             report = watch.preflight.check(entry)
         except SourceError as exc:
-            decision = transient_retry(entry.attempts, self._policy, self._rng.random(), str(exc))
-            return self._apply_retry(entry, decision.delay_s, decision.reason, decision.action)
+            return self._apply_retry(entry, self._transient_retry(entry, str(exc)))
         if report.valid:
             return None
         log = self._bind(entry)
@@ -220,7 +218,13 @@ class Submitter:
         return State.DUPLICATE
 
     def _failed(self, entry: Entry, request: CreateJobRequest, exc: errors.ArkError) -> State:
-        decision = decide(exc, entry.attempts, self._policy, self._rng.random())
+        decision = decide(
+            exc,
+            self._policy,
+            self._rng.random(),
+            attempts=entry.attempts,
+            transient_failures=entry.transient_failures,
+        )
         if decision.action is Action.RECONCILE:
             return self.reconcile(entry, request.project_name, reason=decision.reason)
         if isinstance(exc, errors.AuthError):
@@ -236,7 +240,7 @@ class Submitter:
                 "job.rejected", code=exc.code, message=exc.message, status=exc.status
             )
             return self._reject(entry, decision.reason, logged=True)
-        return self._apply_retry(entry, decision.delay_s, decision.reason, decision.action)
+        return self._apply_retry(entry, decision)
 
     # --- reconcile -------------------------------------------------------------------------
 
@@ -286,13 +290,31 @@ class Submitter:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _apply_retry(self, entry: Entry, delay_s: float, reason: str, action: Action) -> State:
-        if action is Action.REJECT:
-            return self._reject(entry, reason)
+    def _transient_retry(self, entry: Entry, reason: str) -> Decision:
+        return transient_retry(
+            self._policy,
+            self._rng.random(),
+            reason,
+            attempts=entry.attempts,
+            transient_failures=entry.transient_failures,
+        )
+
+    def _apply_retry(self, entry: Entry, decision: Decision) -> State:
+        if decision.action is Action.REJECT:
+            return self._reject(entry, decision.reason)
         now = self._clock()
-        self._ledger.schedule_retry(entry.id, now + timedelta(seconds=delay_s), reason, now)
+        self._ledger.schedule_retry(
+            entry.id,
+            now + timedelta(seconds=decision.delay_s),
+            decision.reason,
+            now,
+            transient=decision.transient,
+        )
         self._bind(entry).info(
-            "job.retry", attempt=entry.attempts, delay_s=round(delay_s, 3), reason=reason
+            "job.retry",
+            attempt=entry.attempts,
+            delay_s=round(decision.delay_s, 3),
+            reason=decision.reason,
         )
         return State.PENDING
 

@@ -432,7 +432,7 @@ def test_claim_due_takes_due_pending_entries_oldest_first(ledger: SqliteLedger) 
 def test_claim_respects_next_attempt_at(ledger: SqliteLedger) -> None:
     """A retry scheduled for later is not claimed before its time, and is at its time."""
     entry = submitting(ledger)
-    ledger.schedule_retry(entry.id, at(60), "throttled", at(2))
+    ledger.schedule_retry(entry.id, at(60), "throttled", at(2), transient=False)
     assert ledger.claim_due(1, at(59)) == []
     (again,) = ledger.claim_due(1, at(60))
     assert (again.attempts, again.next_attempt_at) == (2, None)
@@ -441,7 +441,7 @@ def test_claim_respects_next_attempt_at(ledger: SqliteLedger) -> None:
 def test_claim_one(ledger: SqliteLedger) -> None:
     """`dropzone submit` claims its entry even before it is due; never one not pending."""
     entry = submitting(ledger)
-    ledger.schedule_retry(entry.id, at(3600), "throttled", at(2))
+    ledger.schedule_retry(entry.id, at(3600), "throttled", at(2), transient=False)
     claimed = ledger.claim_one(entry.id, at(3))
     assert claimed is not None
     assert claimed.state is State.SUBMITTING
@@ -547,7 +547,7 @@ def test_schedule_retry_and_release(ledger: SqliteLedger) -> None:
     """A retry goes back to pending at a later time with its attempts kept; a release goes
     back due now, keeping the last error for the record."""
     entry = submitting(ledger)
-    retry = ledger.schedule_retry(entry.id, at(30), "429 throttled", at(2))
+    retry = ledger.schedule_retry(entry.id, at(30), "429 throttled", at(2), transient=False)
     assert (retry.state, retry.attempts, retry.next_attempt_at, retry.error) == (
         State.PENDING,
         1,
@@ -558,6 +558,26 @@ def test_schedule_retry_and_release(ledger: SqliteLedger) -> None:
     released = ledger.release(entry.id, at(31))
     assert (released.state, released.next_attempt_at, released.attempts) == (State.PENDING, None, 2)
     assert released.error == "429 throttled"
+
+
+def test_only_transient_retries_count_as_transient_failures(ledger: SqliteLedger) -> None:
+    """Every claim is an attempt, but only a retry recorded as transient adds a transient
+    failure: throttled or unauthorised retries, releases and promotions leave it alone."""
+    entry = add(ledger, "k", State.WAITING)
+    assert ledger.promote_waiting(entry.id, at(1)).transient_failures == 0
+    outcomes = [("throttled", False), ("HTTP 503", True), ("HTTP 401", False), ("timeout", True)]
+    seen = []
+    for number, (reason, transient) in enumerate(outcomes, start=1):
+        (claimed,) = ledger.claim_due(1, at(10 * number))
+        retry = ledger.schedule_retry(
+            entry.id, at(10 * number), reason, at(10 * number), transient=transient
+        )
+        seen.append((claimed.attempts, retry.attempts, retry.transient_failures))
+    assert seen == [(1, 1, 0), (2, 2, 1), (3, 3, 1), (4, 4, 2)]
+    ledger.claim_due(1, at(100))
+    released = ledger.release(entry.id, at(101))
+    assert (released.attempts, released.transient_failures) == (5, 2)
+    assert ledger.get(entry.id).transient_failures == 2
 
 
 def test_defer_reconcile_keeps_the_claim(ledger: SqliteLedger) -> None:
@@ -596,7 +616,7 @@ def test_illegal_outcomes_are_refused(ledger: SqliteLedger, operation: str, star
     calls = {
         "submitted": lambda: ledger.record_submitted(entry.id, "bi-x", None, at(9)),
         "duplicate": lambda: ledger.record_duplicate(entry.id, "bi-x", None, at(9)),
-        "retry": lambda: ledger.schedule_retry(entry.id, at(99), "x", at(9)),
+        "retry": lambda: ledger.schedule_retry(entry.id, at(99), "x", at(9), transient=True),
         "release": lambda: ledger.release(entry.id, at(9)),
         "invalid": lambda: ledger.record_invalid(entry.id, "x", at(9)),
         "rejected": lambda: ledger.record_rejected(entry.id, "x", at(9)),
@@ -684,7 +704,7 @@ def test_counts_oldest_unsubmitted_and_next_due(ledger: SqliteLedger) -> None:
     ledger.add_object(W, B, "base", "e", 1, State.BASELINE, at(0))
     waiting = ledger.add_object(W, B, "wait", "e", 1, State.WAITING, at(1))[0]
     entry = submitting(ledger, "k")
-    ledger.schedule_retry(entry.id, at(50), "x", at(2))
+    ledger.schedule_retry(entry.id, at(50), "x", at(2), transient=True)
     counts = ledger.counts()
     assert counts[State.BASELINE] == counts[State.WAITING] == counts[State.PENDING] == 1
     assert counts[State.SUBMITTED] == 0
@@ -722,7 +742,9 @@ def test_retry(ledger: SqliteLedger) -> None:
     """retry brings chosen states (and keys) back to pending with a fresh start; a state
     that cannot go back is refused before anything changes."""
     rejected = submitting(ledger, "r")
-    ledger.record_rejected(rejected.id, "no", at(2))
+    ledger.schedule_retry(rejected.id, at(1), "HTTP 503", at(1), transient=True)
+    ledger.claim_due(1, at(1))
+    assert ledger.record_rejected(rejected.id, "no", at(2)).transient_failures == 1
     invalid = add(ledger, "i")
     ledger.record_invalid(invalid.id, "bad", at(2))
     done = submitting(ledger, "s")
@@ -736,12 +758,8 @@ def test_retry(ledger: SqliteLedger) -> None:
     assert ledger.get(rejected.id).state is State.REJECTED
     assert ledger.retry({State.REJECTED}, None, at(4)) == 1
     again = ledger.get(rejected.id)
-    assert (again.state, again.attempts, again.error, again.next_attempt_at) == (
-        State.PENDING,
-        0,
-        None,
-        None,
-    )
+    assert (again.state, again.attempts, again.transient_failures) == (State.PENDING, 0, 0)
+    assert (again.error, again.next_attempt_at) == (None, None)
 
 
 def test_forget_makes_an_object_new_again(ledger: SqliteLedger) -> None:
@@ -908,6 +926,31 @@ def test_migrations_apply_in_order_from_the_stored_version(tmp_path: Path) -> No
     schema.migrate(conn, target, later)
     assert schema.user_version(conn) == 3
     assert conn.execute("SELECT key, note FROM entries").fetchall() == [("k", None)]
+
+
+def test_a_version_1_ledger_migrates_with_no_transient_failures_counted(tmp_path: Path) -> None:
+    """A ledger from before transient failures were counted apart (schema 1) must be migrated
+    before it can be read; then its entries keep their attempts and start with no transient
+    failure (which of those attempts failed transiently was never recorded), and count on."""
+    target = tmp_path / "v1.sqlite3"
+    stamp = ledger_model.to_text(T0)
+    conn = sqlite3.connect(target, isolation_level=None)
+    schema.migrate(conn, target, schema.MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO entries (watch, bucket, key, etag, size, state, attempts, error,"
+        " first_seen_at, updated_at) VALUES (?, ?, 'k', 'e', 1, 'pending', 7, 'throttled', ?, ?)",
+        (W, B, stamp, stamp),
+    )
+    conn.close()
+    with pytest.raises(LedgerError, match="schema version 1, this dropzone uses"):
+        SqliteLedger.open(target, readonly=True)
+    with SqliteLedger.open(target) as opened:
+        (entry,) = opened.entries()
+        assert (entry.attempts, entry.transient_failures, entry.error) == (7, 0, "throttled")
+        assert opened.claim_one(entry.id, at(1)) is not None
+        retry = opened.schedule_retry(entry.id, at(2), "HTTP 503", at(1), transient=True)
+        assert (retry.attempts, retry.transient_failures) == (8, 1)
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(path: Path) -> None:

@@ -139,9 +139,12 @@ class RequestCounts:
 class Entry:
     """One version of one object, as a watch saw it, and where its submission stands.
 
-    ``updated_at`` is the last change to the submission record; ``claimed_at`` the start of
-    the latest attempt (any Create call of that attempt was sent after it); ``gone_since``
-    when the version was last found missing from a listing (None while it is present).
+    ``attempts`` counts claims, whatever became of them; ``transient_failures`` only the
+    attempts that failed transiently (5xx, time-outs, connection errors, failed lookups or
+    preflight reads), the count ``max_transient_attempts`` limits. ``updated_at`` is the last
+    change to the submission record; ``claimed_at`` the start of the latest attempt (any
+    Create call of that attempt was sent after it); ``gone_since`` when the version was last
+    found missing from a listing (None while it is present).
     """
 
     id: int
@@ -152,6 +155,7 @@ class Entry:
     size: int
     state: State
     attempts: int
+    transient_failures: int
     next_attempt_at: datetime | None
     error: str | None
     job_id: str | None

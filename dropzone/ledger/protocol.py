@@ -64,7 +64,13 @@ class Ledger(Protocol):
     def record_rejected(self, entry_id: int, reason: str, now: datetime) -> Entry: ...
     def record_invalid(self, entry_id: int, reason: str, now: datetime) -> Entry: ...
     def schedule_retry(
-        self, entry_id: int, next_attempt_at: datetime, reason: str, now: datetime
+        self,
+        entry_id: int,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        transient: bool,
     ) -> Entry: ...
     def defer_reconcile(
         self, entry_id: int, next_attempt_at: datetime, reason: str, now: datetime

@@ -71,7 +71,15 @@ _V1_INITIAL: Migration = (
     "CREATE INDEX entries_gone ON entries (gone_since) WHERE gone_since IS NOT NULL",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+# `attempts` counts claims, so throttled or unauthorised attempts spent the budget meant for
+# transient failures. Rows that already exist start at 0: how many of their attempts failed
+# transiently was never recorded, and a fresh budget costs at most a few more retries, where
+# copying `attempts` would reject an entry that was only ever throttled on its next 5xx.
+_V2_TRANSIENT_FAILURES: Migration = (
+    "ALTER TABLE entries ADD COLUMN transient_failures INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_TRANSIENT_FAILURES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

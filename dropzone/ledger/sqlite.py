@@ -108,6 +108,11 @@ _SET_REQUEUE = (
     " updated_at = ?"
     " WHERE id = ? AND state IN (?, ?, ?) RETURNING *"
 )
+_SET_RETRY = (
+    "UPDATE entries SET state = ?, next_attempt_at = ?, error = ?,"
+    " transient_failures = transient_failures + ?, updated_at = ?"
+    " WHERE id = ? AND state IN (?, ?, ?) RETURNING *"
+)
 _SET_DEFERRED = (
     "UPDATE entries SET next_attempt_at = ?, error = ?, updated_at = ?"
     " WHERE id = ? AND state = ? RETURNING *"
@@ -164,12 +169,12 @@ _BACKFILL = (
     " WHERE state = ? AND (? IS NULL OR watch = ?)"
 )
 _RETRY_ALL = (
-    "UPDATE entries SET state = ?, attempts = 0, error = NULL, next_attempt_at = NULL,"
-    " updated_at = ? WHERE state IN (?, ?, ?)"
+    "UPDATE entries SET state = ?, attempts = 0, transient_failures = 0, error = NULL,"
+    " next_attempt_at = NULL, updated_at = ? WHERE state IN (?, ?, ?)"
 )
 _RETRY_KEY = (
-    "UPDATE entries SET state = ?, attempts = 0, error = NULL, next_attempt_at = NULL,"
-    " updated_at = ? WHERE state IN (?, ?, ?) AND key = ?"
+    "UPDATE entries SET state = ?, attempts = 0, transient_failures = 0, error = NULL,"
+    " next_attempt_at = NULL, updated_at = ? WHERE state IN (?, ?, ?) AND key = ?"
 )
 _FORGET = "DELETE FROM entries WHERE key = ? AND (? IS NULL OR watch = ?)"
 # An entry whose Create call's outcome is unknown is kept whatever its age: it still has to be
@@ -193,6 +198,7 @@ def _entry(row: sqlite3.Row) -> Entry:
         size=row["size"],
         state=State(row["state"]),
         attempts=row["attempts"],
+        transient_failures=row["transient_failures"],
         next_attempt_at=from_optional_text(row["next_attempt_at"]),
         error=row["error"],
         job_id=row["job_id"],
@@ -531,11 +537,21 @@ class SqliteLedger:
         return self._move(entry_id, model.INVALID, _SET_END, values)
 
     def schedule_retry(
-        self, entry_id: int, next_attempt_at: datetime, reason: str, now: datetime
+        self,
+        entry_id: int,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        transient: bool,
     ) -> Entry:
-        """Back to pending, due at ``next_attempt_at``; the attempt count is kept."""
-        values = (State.PENDING, to_text(next_attempt_at), reason, to_text(now))
-        return self._move(entry_id, model.REQUEUE, _SET_REQUEUE, values)
+        """Back to pending, due at ``next_attempt_at``; the attempt count is kept.
+
+        ``transient``: the attempt failed transiently, and counts as one more transient
+        failure; a throttled or unauthorised attempt does not.
+        """
+        values = (State.PENDING, to_text(next_attempt_at), reason, int(transient), to_text(now))
+        return self._move(entry_id, model.REQUEUE, _SET_RETRY, values)
 
     def release(self, entry_id: int, now: datetime) -> Entry:
         """Back to pending, due now: no call was made, or reconciliation found no job."""
@@ -660,7 +676,8 @@ class SqliteLedger:
             return conn.execute(_BACKFILL, values).rowcount
 
     def retry(self, states: Collection[State], keys: Collection[str] | None, now: datetime) -> int:
-        """Entries in ``states`` (of ``keys`` only, if given) -> pending, attempts reset.
+        """Entries in ``states`` (of ``keys`` only, if given) -> pending, with ``attempts``
+        and ``transient_failures`` back to 0.
 
         :class:`InvalidTransition` before anything changes if one of the states cannot go
         back to pending (a submitted entry has its job).
@@ -744,6 +761,7 @@ def _new_entry(
         size=item.size,
         state=state,
         attempts=0,
+        transient_failures=0,
         next_attempt_at=None,
         error=note,
         job_id=None,

@@ -41,6 +41,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     SecretBytes,
     SecretStr,
     ValidationError,
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
     from pydantic.fields import FieldInfo
-    from pydantic_core import ErrorDetails
+    from pydantic_core import ErrorDetails, InitErrorDetails
 
 DEFAULT_CONFIG_PATH = Path("/etc/dropzone/dropzone.toml")
 ENV_PREFIX = "DROPZONE_"
@@ -200,16 +201,67 @@ class ModelSpec(_Section):
     version: NonEmpty | None = None
 
 
-class WatchRule(_Section):
-    """One ``[[watch]]``: where inputs appear and how each becomes a job."""
+def _check_template(value: str) -> str:
+    problem = plan.template_error(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
+
+class _WatchName(_Section):
+    # A base of its own, listed after WatchLayout among WatchRule's bases, so that `name` stays
+    # a watch's first setting (in errors and in `dropzone check`) yet a layout needs no name.
     name: str
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _WATCH_NAME.fullmatch(value):
+            raise ValueError('must be 1-64 characters of letters, digits, "_", "." or "-"')
+        return value
+
+
+class WatchLayout(_Section):
+    """Which keys a watch takes and where their results land: all that feeds_itself reads.
+
+    A model of its own so that it can be checked alone when another setting of the watch is
+    wrong (see ``WatchRule._report_layout_problems``).
+    """
+
     bucket: NonEmpty
     prefix: str = ""
     pattern: NonEmpty = "*.jsonl"
     # Filled from the prefix before validation when absent (see _fill_output_prefix).
     output_prefix: str = "output/"
     output_template: str = "{output_prefix}{relpath_stem}/"
+
+    _output_template = field_validator("output_template")(_check_template)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_output_prefix(cls, data: Any) -> Any:  # noqa: ANN401 - raw input of any shape
+        if isinstance(data, dict) and "output_prefix" not in data:
+            prefix = data.get("prefix", "")
+            if isinstance(prefix, str) and not prefix.startswith("/"):
+                return {**data, "output_prefix": default_output_prefix(_as_folder(prefix))}
+        return data
+
+    @field_validator("prefix", "output_prefix")
+    @classmethod
+    def _check_folder(cls, value: str) -> str:
+        return _as_folder(value)
+
+    @model_validator(mode="after")
+    def _check_not_feeding_itself(self) -> Self:
+        reason = plan.feeds_itself(self)
+        if reason:
+            raise ValueError(reason)
+        return self
+
+
+class WatchRule(WatchLayout, _WatchName):
+    """One ``[[watch]]``: where inputs appear and how each becomes a job."""
+
     name_template: str = "{stem}"
     project_name: NonEmpty = "default"
     custom_model_id: NonEmpty | None = None
@@ -230,34 +282,7 @@ class WatchRule(_Section):
     ignore: tuple[NonEmpty, ...] = DEFAULT_IGNORE
     max_active_jobs: Annotated[int, Field(ge=1)] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_output_prefix(cls, data: Any) -> Any:  # noqa: ANN401 - raw input of any shape
-        if isinstance(data, dict) and "output_prefix" not in data:
-            prefix = data.get("prefix", "")
-            if isinstance(prefix, str) and not prefix.startswith("/"):
-                return {**data, "output_prefix": default_output_prefix(_as_folder(prefix))}
-        return data
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _WATCH_NAME.fullmatch(value):
-            raise ValueError('must be 1-64 characters of letters, digits, "_", "." or "-"')
-        return value
-
-    @field_validator("prefix", "output_prefix")
-    @classmethod
-    def _check_folder(cls, value: str) -> str:
-        return _as_folder(value)
-
-    @field_validator("output_template", "name_template")
-    @classmethod
-    def _check_template(cls, value: str) -> str:
-        problem = plan.template_error(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+    _name_template = field_validator("name_template")(_check_template)
 
     @field_validator("model")
     @classmethod
@@ -289,12 +314,51 @@ class WatchRule(_Section):
             raise ValueError("; ".join(found))
         return value
 
-    @model_validator(mode="after")
-    def _check_not_feeding_itself(self) -> Self:
-        reason = plan.feeds_itself(self)
-        if reason:
-            raise ValueError(reason)
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _report_layout_problems(
+        cls,
+        data: Any,  # noqa: ANN401 - raw input of any shape
+        handler: ModelWrapValidatorHandler[Self],
+    ) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+            # An error at the watch itself means its model checks ran; otherwise a setting
+            # failed, pydantic skipped them, and a watch feeding on its own results would only
+            # be reported once the user had fixed everything else.
+            if not isinstance(data, dict) or any(not error["loc"] for error in errors):
+                raise
+            found = _layout_problems(data)
+            if not found:
+                raise
+            details = [*map(_init_details, errors), *found]
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
+
+def _layout_problems(data: dict[Any, Any]) -> list[InitErrorDetails]:
+    """The watch-level problems of the layout in ``data``, checked on its own.
+
+    Its setting errors are left out: validating the whole watch reported them already.
+    """
+    layout = {key: value for key, value in data.items() if key in WatchLayout.model_fields}
+    try:
+        WatchLayout.model_validate(layout)
+    except ValidationError as exc:
+        return [_init_details(error) for error in exc.errors() if not error["loc"]]
+    return []
+
+
+def _init_details(error: ErrorDetails) -> InitErrorDetails:
+    details: InitErrorDetails = {
+        "type": error["type"],
+        "loc": error["loc"],
+        "input": error["input"],
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
 
 
 def _tag_problem(key: str, value: str) -> str | None:

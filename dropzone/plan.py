@@ -30,7 +30,7 @@ from dropzone.ark.models import (
 )
 
 if TYPE_CHECKING:
-    from dropzone.config import WatchRule
+    from dropzone.config import WatchLayout, WatchRule
 
 INPUT_TAG_KEY = "dropzone-input"
 WATCH_TAG_KEY = "dropzone-watch"
@@ -79,14 +79,14 @@ class ObjectRef:
     size: int | None = None
 
 
-def relative_key(rule: WatchRule, key: str) -> str | None:
+def relative_key(rule: WatchLayout, key: str) -> str | None:
     """The key below the watch's prefix, or None when the key is not under it."""
     if not key.startswith(rule.prefix):
         return None
     return key[len(rule.prefix) :]
 
 
-def _matches_pattern(rule: WatchRule, key: str) -> bool:
+def _matches_pattern(rule: WatchLayout, key: str) -> bool:
     """Under the prefix, a file (not a folder marker, not a report) and matching the pattern."""
     relpath = relative_key(rule, key)
     if not relpath or key.endswith(("/", REPORT_SUFFIX)):
@@ -106,7 +106,7 @@ def is_candidate(rule: WatchRule, key: str) -> bool:
     return _matches_pattern(rule, key) and not _in_output_area(rule, key)
 
 
-def template_fields(rule: WatchRule, key: str, now: datetime) -> dict[str, str]:
+def template_fields(rule: WatchLayout, key: str, now: datetime) -> dict[str, str]:
     """The values a template may use, for a key under the watch's prefix."""
     relpath = relative_key(rule, key)
     if relpath is None:
@@ -144,7 +144,7 @@ def template_error(template: str) -> str | None:
     return None
 
 
-def output_dir(rule: WatchRule, key: str, now: datetime) -> str:
+def output_dir(rule: WatchLayout, key: str, now: datetime) -> str:
     """The job's OutputDir: the rendered output_template as a folder, ``a/b/`` shaped."""
     rendered = rule.output_template.format(**template_fields(rule, key, now))
     folder = _SLASH_RUNS.sub("/", rendered).strip("/")
@@ -236,7 +236,7 @@ def _sample_relpaths(pattern: str) -> list[str]:
     return [*derived, *_SAMPLE_RELPATHS]
 
 
-def feeds_itself(rule: WatchRule) -> str | None:
+def feeds_itself(rule: WatchLayout) -> str | None:
     """Why the watch would take its own results for input, or None when it would not.
 
     Checked on the rendered output folder of representative input keys (output_template can

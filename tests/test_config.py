@@ -289,7 +289,7 @@ def test_too_many_tags(tmp_path: Path) -> None:
 
 def test_a_model_is_required(tmp_path: Path) -> None:
     """A watch with neither model nor custom_model_id is refused at .model."""
-    text = '[[watch]]\nname = "chat"\nbucket = "b"\n'
+    text = '[[watch]]\nname = "chat"\nbucket = "b"\nprefix = "in/"\n'
     assert problems(tmp_path, text) == [
         (
             'watch[0] (name "chat").model: set exactly one of '
@@ -308,7 +308,10 @@ def test_a_model_is_required(tmp_path: Path) -> None:
             WATCH + WATCH.replace('"chat"', '"Chat"'),
             "watch: watch names must be unique (ignoring case): watch[0] and watch[1]",
         ),
-        ('[[watch]]\nbucket = "b"\ncustom_model_id = "m"', "watch[0].name: required setting"),
+        (
+            '[[watch]]\nbucket = "b"\nprefix = "in/"\ncustom_model_id = "m"',
+            "watch[0].name: required setting",
+        ),
     ],
 )
 def test_watch_list_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -336,6 +339,47 @@ def test_an_output_template_rendering_nothing_is_refused(tmp_path: Path) -> None
     ]
 
 
+def test_a_feeding_watch_is_reported_with_its_other_problems(tmp_path: Path) -> None:
+    """A watch feeding on its own results is reported even when other settings of the same watch
+    are wrong, in the same error as them and as the problems of another watch."""
+    text = f"""{WATCH}output_prefix = "batch-inference-job/dataset/out/"
+min_age_s = "soon"
+patern = "*.json"
+
+[[watch]]
+name = "embed"
+bucket = "b"
+prefix = "in/"
+output_prefix = "in/results/"
+custom_model_id = "ep"
+on_start = "later"
+"""
+    found = problems(tmp_path, text)
+    assert [line.split(": ")[0] for line in found] == [
+        'watch[0] (name "chat").min_age_s',
+        'watch[0] (name "chat").patern',
+        'watch[0] (name "chat")',
+        'watch[1] (name "embed").on_start',
+        'watch[1] (name "embed")',
+    ]
+    for line, prefix in [(found[2], "batch-inference-job/dataset/"), (found[4], "in/")]:
+        assert line.startswith(
+            f"{line.split(': ')[0]}: output_template/output_prefix put results under the watched "
+            f"prefix {prefix!r} where the pattern '*.jsonl' matches them"
+        )
+        assert "the watch would submit its own results" in line
+
+
+def test_a_feeding_check_is_not_guessed_from_a_wrong_layout(tmp_path: Path) -> None:
+    """When a setting the check reads is itself wrong, only the wrong settings are reported."""
+    text = WATCH.replace('prefix = "batch-inference-job/dataset/"', "prefix = 3")
+    found = problems(tmp_path, f'{text}output_prefix = "out/"\nmin_age_s = "soon"\n')
+    assert [line.split(": ")[0] for line in found] == [
+        'watch[0] (name "chat").prefix',
+        'watch[0] (name "chat").min_age_s',
+    ]
+
+
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     """Problems in several sections and watches come out together, one line each."""
     text = """
@@ -350,12 +394,14 @@ listen = "nowhere"
 [[watch]]
 name = "chat"
 bucket = "b"
+prefix = "in/"
 model = { name = "m" }
 completion_window = "99d"
 
 [[watch]]
 name = "embed"
 bucket = "b"
+prefix = "in/"
 custom_model_id = "ep"
 on_start = "later"
 """
@@ -843,6 +889,8 @@ def test_redacted_is_plain_json(tmp_path: Path) -> None:
     assert data["ark"]["secret_key_file"] == "/run/sk"
     assert data["watch"][0]["validate"] is False
     assert data["watch"][0]["ignore"] == [".*", "*.tmp", "*.part", "*~", "*.crdownload", "*.swp"]
+    # WatchRule is assembled from bases; a watch still reads name first, then where it looks.
+    assert list(data["watch"][0])[:4] == ["name", "bucket", "prefix", "pattern"]
 
 
 def test_redaction_hides_secret_values() -> None:

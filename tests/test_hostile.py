@@ -363,9 +363,6 @@ def test_config_errors_exit_2_naming_the_file_and_the_setting(
     assert stage.create_calls() == {}
 
 
-@pytest.mark.xfail(
-    raises=KnownBug, strict=True, reason="BUG: a watch field error hides its feeds-itself check"
-)
 def test_a_feeding_watch_is_reported_with_the_other_problems(stage: Stage) -> None:
     """Config errors are "reported all at once": a misspelt key in a watch must not hide that
     the same watch's output folder lies inside its own prefix."""
@@ -373,7 +370,7 @@ def test_a_feeding_watch_is_reported_with_the_other_problems(stage: Stage) -> No
     done = stage.dropzone("run", "--once")
     assert done.returncode == 2
     assert "patern: unknown setting" in done.stderr
-    known_bug("would submit its own results" in done.stderr, done.stderr)
+    assert "would submit its own results" in done.stderr
 
 
 # --- credentials and clocks --------------------------------------------------------------------
@@ -427,7 +424,6 @@ def test_a_wrong_secret_holds_entries_pending_and_is_never_printed(stage: Stage)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(raises=KnownBug, strict=True, reason="BUG: auth failures spend retries")
 def test_auth_failures_do_not_spend_the_transient_budget(stage: Stage) -> None:
     """max_transient_attempts counts transient failures (5xx, time-outs, connection errors);
     attempts refused for wrong credentials are not the input's fault and must not spend them:
@@ -447,7 +443,7 @@ def test_auth_failures_do_not_spend_the_transient_budget(stage: Stage) -> None:
     assert len(retries) <= 1
     assert all(e["reason"].startswith("ConnectError") for e in retries)
     [row] = ledger(stage)
-    known_bug(row["state"] == "pending", f"after one connection error: {row}")
+    assert row["state"] == "pending", f"after one connection error: {row}"
     stage.daemon["once_max_wait_s"] = 60  # long enough for the entry's backoff to expire
     fixed = stage.dropzone("run", "--once")
     assert fixed.returncode == 0, fixed.stderr + fixed.stdout[-2000:]

@@ -293,7 +293,8 @@ class Daemon:
             mark = self._worker_idle.mark()
             if self._settled():
                 break
-            self._worker_idle.wait(mark, min(_IDLE_WAIT_S, self._seconds_to_next_due()))
+            until_deadline = max(0.0, deadline - time.monotonic())
+            self._worker_idle.wait(mark, min(self._seconds_to_next_due(), until_deadline))
         left = self._unsettled_count()
         self.stop_event.set()
         self._drain(workers)

@@ -41,21 +41,29 @@ class Tracker:
         projects: Mapping[str, str],
         clock: Callable[[], datetime],
         on_phase: Callable[[str, str], None] | None = None,
+        limit: int = TRACK_LIMIT,
     ) -> None:
         self._ledger = ledger
         self._api = api
         self._projects = dict(projects)
         self._clock = clock
         self._on_phase = on_phase
+        self._limit = limit
         self._log = get_logger()
+        # Where the last round stopped: an unchanged job keeps its place in the order, so
+        # rounds that always began at the front would never reach the jobs past the limit.
+        self._resume_after: Entry | None = None
 
     def replace_projects(self, projects: Mapping[str, str]) -> None:
         self._projects = dict(projects)
 
     def track_once(self) -> int:
-        """Refresh every tracked entry once; returns how many changed phase."""
+        """Refresh the next ``limit`` tracked entries (all of them, when there are no
+        more), taking up where the last round stopped; returns how many changed phase."""
+        batch = self._ledger.tracking(self._limit, after=self._resume_after)
+        self._resume_after = batch[-1] if len(batch) == self._limit else None
         by_project: dict[str | None, list[Entry]] = defaultdict(list)
-        for entry in self._ledger.tracking(TRACK_LIMIT):
+        for entry in batch:
             by_project[self._projects.get(entry.watch)].append(entry)
         changed = 0
         for project, entries in by_project.items():

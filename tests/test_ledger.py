@@ -673,6 +673,19 @@ def test_record_phase_tracking_and_active_jobs(ledger: SqliteLedger) -> None:
         ledger.record_phase(add(ledger, "d").id, "Running", None, at(6))
 
 
+def test_tracking_resumes_after_the_last_entry_of_a_batch(ledger: SqliteLedger) -> None:
+    """Batches walk the tracked entries in (updated_at, id) order, one after another."""
+    for number, key in enumerate("abcde"):
+        entry = submitting(ledger, key)
+        ledger.record_submitted(entry.id, f"bi-{key}", None, at(10 - number // 2))
+    order = ["bi-e", "bi-c", "bi-d", "bi-a", "bi-b"]  # by updated_at, then by id
+    first = ledger.tracking(2)
+    second = ledger.tracking(2, after=first[-1])
+    third = ledger.tracking(2, after=second[-1])
+    assert [e.job_id for e in [*first, *second, *third]] == order
+    assert ledger.tracking(2, after=third[-1]) == []
+
+
 # --- queries ------------------------------------------------------------------------------------
 
 

@@ -150,6 +150,7 @@ _ENTRIES_NEXT = (
 _TRACKING = (
     "SELECT * FROM entries WHERE job_id IS NOT NULL"
     " AND (phase IS NULL OR phase NOT IN ('Completed', 'Terminated', 'Failed'))"
+    " AND (? IS NULL OR (updated_at, id) > (?, ?))"
     " ORDER BY updated_at, id LIMIT ?"
 )
 _ACTIVE_JOBS = (
@@ -635,9 +636,12 @@ class SqliteLedger:
         with self._read() as conn:
             return conn.execute(sql, values).fetchall()
 
-    def tracking(self, limit: int) -> list[Entry]:
-        """Entries whose job may still change phase, least recently updated first."""
-        return [_entry(row) for row in self._fetch(_TRACKING, (limit,))]
+    def tracking(self, limit: int, after: Entry | None = None) -> list[Entry]:
+        """Entries whose job may still change phase, least recently updated first; with
+        ``after`` (the last of a previous batch), those that come after it in that order."""
+        stamp = None if after is None else to_text(after.updated_at)
+        values = (stamp, stamp, None if after is None else after.id, limit)
+        return [_entry(row) for row in self._fetch(_TRACKING, values)]
 
     def counts(self, watch: str | None = None) -> dict[State, int]:
         """How many entries are in each state; every state is present, zeros included."""

@@ -1,0 +1,68 @@
+"""Job tracking over the emulator on loopback: every unfinished job is reached, however many."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from dropzone.ark.client import ArkClient
+from dropzone.ark.emulator import Emulator
+from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
+from dropzone.ark.signer import Credentials
+from dropzone.ledger import SqliteLedger, State
+from dropzone.tracker import Tracker
+from tests.emulator_fixtures import FakeClock
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+AK, SK = "AKLTtrackertest", "tracker-test-secret"
+
+
+def _request(key: str) -> CreateJobRequest:
+    return CreateJobRequest(
+        name=key.replace(".", "-"),
+        model_reference=ModelReference(foundation_model=FoundationModel(name="m-1")),
+        input_file_tos_location=TosLocation(bucket_name="b", object_key=key),
+        output_dir_tos_location=TosLocation(bucket_name="b", object_key=f"out/{key}/"),
+    )
+
+
+def test_jobs_beyond_the_limit_are_not_starved_by_unchanging_ones(tmp_path: Path) -> None:
+    """Limit 2, five jobs: the two least recently updated never change phase (the clock
+    stands still), yet three rounds reach all five."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    with (
+        Emulator(AK, SK, clock=clock, queue_s=60, run_s=60) as ark,
+        ArkClient(
+            endpoint=ark.url,
+            region="cn-beijing",
+            credentials=Credentials(AK, SK),
+            max_requests_per_second=1000,
+            clock=clock,
+        ) as api,
+        SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger,
+    ):
+
+        def submit(key: str) -> None:
+            entry, _ = ledger.add_object("w", "b", key, "e1", 1, State.PENDING, clock())
+            ledger.claim_one(entry.id, clock())
+            ledger.record_submitted(entry.id, api.create(_request(key)), None, clock())
+
+        def tracker(limit: int) -> Tracker:
+            projects = {"w": "default"}
+            return Tracker(ledger=ledger, api=api, projects=projects, clock=clock, limit=limit)
+
+        submit("a.jsonl")
+        submit("b.jsonl")
+        assert tracker(10).track_once() == 2  # both Queued: they lead the order from now on
+        clock.advance(1)
+        for key in ("c.jsonl", "d.jsonl", "e.jsonl"):
+            submit(key)
+        small = tracker(2)
+        changed = [small.track_once() for _ in range(3)]
+        phases = {entry.key: entry.phase for entry in ledger.in_state(State.SUBMITTED)}
+    assert phases == dict.fromkeys(
+        ["a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl", "e.jsonl"], "Queued"
+    )
+    assert changed == [0, 2, 1]

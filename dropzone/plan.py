@@ -49,6 +49,9 @@ TEMPLATE_FIELDS = (
 NAME_MAX_CHARS = 200
 DESCRIPTION_MAX_CHARS = 300
 FALLBACK_NAME = "dropzone-job"
+# TOS keys are at most 1,024 bytes; the platform writes {OutputDir}{job ID}/output/results.jsonl
+# and {OutputDir}{job ID}/error/errors.jsonl (about 50 bytes below the folder): keep 128 free.
+OUTPUT_DIR_MAX_BYTES = 1024 - 128
 _NAME_HASH_HEX = 8
 
 # The console's Name rule is "letters, digits, Chinese characters, - and _"; the API's own rule
@@ -145,11 +148,20 @@ def template_error(template: str) -> str | None:
 
 
 def output_dir(rule: WatchLayout, key: str, now: datetime) -> str:
-    """The job's OutputDir: the rendered output_template as a folder, ``a/b/`` shaped."""
+    """The job's OutputDir: the rendered output_template as a folder, ``a/b/`` shaped.
+
+    One longer than ``OUTPUT_DIR_MAX_BYTES`` is cut and ends with a hash of the key, so that
+    the platform's result keys below it stay within TOS's 1,024 bytes and distinct keys keep
+    distinct folders.
+    """
     rendered = rule.output_template.format(**template_fields(rule, key, now))
     folder = _SLASH_RUNS.sub("/", rendered).strip("/")
     if not folder:
         raise ValueError(f"output_template {rule.output_template!r} renders an empty folder")
+    if len(folder.encode("utf-8", "surrogatepass")) + 1 > OUTPUT_DIR_MAX_BYTES:
+        room = OUTPUT_DIR_MAX_BYTES - _NAME_HASH_HEX - 2  # "-", the hash, "/"
+        head = folder.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+        folder = f"{head.rstrip('/-')}-{_short_hash(key)}"
     return folder + "/"
 
 
@@ -165,7 +177,8 @@ def sanitize_name(text: str, key: str) -> str:
     if len(name) > NAME_MAX_CHARS:
         head = name[: NAME_MAX_CHARS - _NAME_HASH_HEX - 1].rstrip("-")
         name = f"{head}-{_short_hash(key)}"
-    return name or FALLBACK_NAME
+    # Nothing usable left (all punctuation, or letters of other scripts): still one name per key.
+    return name or f"{FALLBACK_NAME}-{_short_hash(key)}"
 
 
 def job_name(rule: WatchRule, key: str, now: datetime) -> str:

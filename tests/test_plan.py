@@ -206,6 +206,9 @@ def test_output_dir_refuses_an_empty_folder() -> None:
         plan.output_dir(rule, "data/x.jsonl", NOW)
 
 
+FALLBACK = plan.sanitize_name("", "key")  # "dropzone-job-" and a hash of the key
+
+
 @pytest.mark.parametrize(
     ("template", "problem"),
     [
@@ -245,19 +248,26 @@ def test_template_error(template: str, problem: str | None) -> None:
             "ABC123",
         ),  # full-width forms read as what they are
         ("snake_case__kept", "snake_case__kept"),
-        ("---", "dropzone-job"),
-        ("", "dropzone-job"),
-        ("🙂🙂", "dropzone-job"),
+        ("---", FALLBACK),
+        ("", FALLBACK),
+        ("🙂🙂", FALLBACK),
         ("café", "caf"),  # é is not an ASCII letter
         ("e\u0301t\u00e9", "t"),  # NFKC composes e + U+0301 into é, which is not ASCII
         ("𠀀x", "x"),  # an ideograph outside U+4E00..U+9FA5
         ("Ωmega", "mega"),  # Greek letters are letters to isalnum(), not to the console
-        ("٣٤", "dropzone-job"),  # Arabic-Indic digits are digits to isdigit(), not here
+        ("٣٤", FALLBACK),  # Arabic-Indic digits are digits to isdigit(), not here
     ],
 )
 def test_sanitize_name(text: str, name: str) -> None:
     """Names keep ASCII letters and digits, U+4E00..U+9FA5, '-' and '_'; others become '-'."""
     assert plan.sanitize_name(text, "key") == name
+
+
+def test_a_name_with_nothing_usable_is_still_one_per_key() -> None:
+    """All punctuation: "dropzone-job" and 8 hex digits of the key, which tell two keys apart."""
+    one, two = plan.sanitize_name("---", "in/---.jsonl"), plan.sanitize_name("---", "in/--.jsonl")
+    assert re.fullmatch(r"dropzone-job-[0-9a-f]{8}", one)
+    assert one != two
 
 
 def test_long_name_is_cut_and_hashed() -> None:
@@ -266,6 +276,27 @@ def test_long_name_is_cut_and_hashed() -> None:
     name = plan.job_name(RULE, key, NOW)
     assert len(name) == 200
     assert re.fullmatch(r"a{191}-[0-9a-f]{8}", name)
+
+
+def test_a_long_output_dir_leaves_room_for_the_result_keys() -> None:
+    """A 1,024-byte key: its folder is cut to 896 bytes, ends with a hash of the key (distinct
+    keys keep distinct folders) and the platform's result keys below it fit in 1,024 bytes."""
+    stem = "数" * 300  # 900 bytes: a UTF-8 character must not be cut in half
+    one, two = (f"{PREFIX}{stem}{tail}.jsonl" for tail in ("a" * 90, "b" * 90))
+    assert len(one.encode()) == 1024
+    folder = plan.output_dir(RULE, one, NOW)
+    assert len(folder.encode()) <= plan.OUTPUT_DIR_MAX_BYTES
+    assert re.fullmatch(re.escape(RULE.output_prefix) + r"数+-[0-9a-f]{8}/", folder), folder
+    assert folder != plan.output_dir(RULE, two, NOW)
+    result = f"{folder}bi-20260101000000-abcde/output/results.jsonl"
+    assert len(result.encode()) <= 1024
+
+
+def test_an_output_dir_just_within_the_limit_is_kept() -> None:
+    stem = "x" * (plan.OUTPUT_DIR_MAX_BYTES - len(RULE.output_prefix) - 1)
+    folder = plan.output_dir(RULE, f"{PREFIX}{stem}.jsonl", NOW)
+    assert folder == f"{RULE.output_prefix}{stem}/"
+    assert len(folder.encode()) == plan.OUTPUT_DIR_MAX_BYTES
 
 
 def test_a_name_of_exactly_200_is_kept() -> None:

@@ -74,7 +74,9 @@ def credentials_for(settings: Settings, env: Mapping[str, str] | None = None) ->
         raise UsageError(
             "no Volcengine credentials found: set VOLCENGINE_ACCESS_KEY and "
             "VOLCENGINE_SECRET_KEY (or VOLC_ACCESSKEY / VOLC_SECRETKEY), or [ark] "
-            "access_key_file / secret_key_file, or systemd credentials access_key / secret_key"
+            "access_key_file / secret_key_file, or put files access_key and secret_key in "
+            f"$CREDENTIALS_DIRECTORY (systemd LoadCredential=) or in {CONTAINER_SECRETS} "
+            "(container secrets)"
         )
     creds = found.credentials
     register_secrets([creds.secret_key, creds.session_token])

@@ -389,7 +389,8 @@ def test_missing_credentials_exit_2_saying_where_they_are_looked_for(stage: Stag
     assert done.stderr == (
         "dropzone run: no Volcengine credentials found: set VOLCENGINE_ACCESS_KEY and "
         "VOLCENGINE_SECRET_KEY (or VOLC_ACCESSKEY / VOLC_SECRETKEY), or [ark] access_key_file "
-        "/ secret_key_file, or systemd credentials access_key / secret_key\n"
+        "/ secret_key_file, or put files access_key and secret_key in $CREDENTIALS_DIRECTORY "
+        "(systemd LoadCredential=) or in /run/secrets (container secrets)\n"
     )
     assert not stage.ledger_path.exists()
     assert stage.create_calls() == {}

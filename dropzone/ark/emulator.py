@@ -2,8 +2,9 @@
 
 It speaks the wire format of ``ark/api.md`` (envelopes, error codes, Volcengine request signing)
 over plain HTTP on loopback, keeps jobs in memory and moves them through their phases by the
-time of an injectable clock. Faults are injected on demand (500s, 429s, latency, and "created but
-the answer was lost") so tests can prove that dropzone submits each input exactly once.
+time of an injectable clock. Faults are injected on demand (500s, 429s, latency, "created but
+the answer was lost", and Creates carried out late) so tests can prove that dropzone submits each
+input exactly once; the inspection endpoint counts what the faults did.
 
 Layers, from the inside out:
 
@@ -40,6 +41,7 @@ from dropzone.ark import signer
 from dropzone.ark.models import API_VERSION, Phase
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable, Collection, Iterable, Mapping
     from types import FrameType
 
@@ -137,20 +139,28 @@ class Guard:
 
 @dataclass(frozen=True)
 class Faults:
-    """Rates (0 to 1) of injected faults, and latency added to every API request."""
+    """Rates (0 to 1) of injected faults, and latency added to every API request.
+
+    ``slow_create_rate`` of Create requests are held ``slow_create_s`` seconds before they are
+    carried out, as by a platform slow to commit: the job appears only then, and the client may
+    have given up waiting meanwhile.
+    """
 
     fail_rate: float = 0.0
     throttle_rate: float = 0.0
     lose_answer_rate: float = 0.0
     latency_ms: int = 0
+    slow_create_rate: float = 0.0
+    slow_create_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("fail_rate", "throttle_rate", "lose_answer_rate"):
+        for name in ("fail_rate", "throttle_rate", "lose_answer_rate", "slow_create_rate"):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {rate}")
-        if self.latency_ms < 0:
-            raise ValueError(f"latency_ms must not be negative, got {self.latency_ms}")
+        for name in ("latency_ms", "slow_create_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
 
 # --- Create: validation ------------------------------------------------------------------------
@@ -843,6 +853,22 @@ def _error_envelope(meta: Json, error: ApiError) -> Json:
     return {"ResponseMetadata": {**meta, "Error": {"Code": error.code, "Message": error.message}}}
 
 
+@dataclass
+class FaultCounts:
+    """What the faults did, for the inspection endpoint. Not thread-safe: the engine's lock."""
+
+    lost_answers: int = 0
+    slowed_creates: int = 0
+    slowed_creates_under_way: int = 0
+
+    def snapshot(self) -> Json:
+        return {
+            "lost_answers": self.lost_answers,
+            "slowed_creates": self.slowed_creates,
+            "slowed_creates_under_way": self.slowed_creates_under_way,
+        }
+
+
 class _Engine:
     """Everything the HTTP handlers share: keys, faults, the book and the dice, under one lock."""
 
@@ -854,6 +880,7 @@ class _Engine:
         seed: int | None,
         clock: Callable[[], datetime],
         region: str,
+        on_create_received: Callable[[], None] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._keys = dict(keys)
@@ -861,7 +888,9 @@ class _Engine:
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
         self._clock = clock
         self._region = region
+        self._on_create_received = on_create_received
         self._requests = 0
+        self._counts = FaultCounts()
         self.book = book_of(self._suffix)
 
     def now(self) -> datetime:
@@ -882,14 +911,38 @@ class _Engine:
     def state(self) -> Json:
         now = self.now()
         with self._lock:
-            return self.book.snapshot(now)
+            return {**self.book.snapshot(now), **self._counts.snapshot()}
 
     def api(self, request: Received) -> Reply:
         """Answer one API request (any method and path other than the inspection endpoint)."""
+        is_create = request.query_value("Action") == CREATE
+        if is_create and self._on_create_received is not None:
+            self._on_create_received()
         with self._lock:
             latency_ms = self._faults.latency_ms
+            slow_s = self._slow_create_s() if is_create else None
         if latency_ms:
             time.sleep(latency_ms / 1000)
+        if slow_s is None:
+            return self._carry_out(request)
+        time.sleep(slow_s)
+        try:
+            return self._carry_out(request)
+        finally:
+            with self._lock:
+                self._counts.slowed_creates_under_way -= 1
+
+    def _slow_create_s(self) -> float | None:
+        """How long to hold this Create, if it is one to slow; counts it. Under the lock."""
+        rate = self._faults.slow_create_rate
+        # No draw while the fault is off, so seeded runs without it replay as before it existed.
+        if rate <= 0 or self._random.random() >= rate:
+            return None
+        self._counts.slowed_creates += 1
+        self._counts.slowed_creates_under_way += 1
+        return self._faults.slow_create_s
+
+    def _carry_out(self, request: Received) -> Reply:
         now = self.now()
         action, version = request.query_value("Action"), request.query_value("Version")
         meta = self._metadata(now, action, version)
@@ -920,7 +973,10 @@ class _Engine:
 
     def _lose_answer(self) -> bool:
         with self._lock:
-            return self._random.random() < self._faults.lose_answer_rate
+            lost = self._random.random() < self._faults.lose_answer_rate
+            if lost:
+                self._counts.lost_answers += 1
+            return lost
 
     def _lost(self, meta: Json) -> Reply:
         with self._lock:
@@ -969,6 +1025,15 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], engine: _Engine) -> None:
         super().__init__(address, _Handler)
         self.engine = engine
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        # A client that goes away mid-answer (killed on purpose, or tired of waiting for a slow
+        # Create) is ordinary here; the stdlib would print a traceback for it.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1037,6 +1102,8 @@ class Emulator:
         throttle_rate: float = 0.0,
         lose_answer_rate: float = 0.0,
         latency_ms: int = 0,
+        slow_create_rate: float = 0.0,
+        slow_create_s: float = 0.0,
         seed: int | None = None,
         clock: Callable[[], datetime] | None = None,
         host: str = "127.0.0.1",
@@ -1047,7 +1114,11 @@ class Emulator:
         stop_s: float = 1.0,
         region: str = DEFAULT_REGION,
         known_models: Collection[str] | None = None,
+        on_create_received: Callable[[], None] | None = None,
     ) -> None:
+        """``on_create_received`` is called on the server's thread as each Create request
+        arrives, before its latency, slow-Create hold and signature check: a moment to act at
+        while the request is under way (the torture kills a client then)."""
         timing = Timing(queue_s, run_s, stop_s)
         guard = Guard(guard_status, guard_code, guard_message)
         self._engine = _Engine(
@@ -1055,10 +1126,18 @@ class Emulator:
             lambda suffix: JobBook(
                 timing, guard, suffix, None if known_models is None else frozenset(known_models)
             ),
-            Faults(fail_rate, throttle_rate, lose_answer_rate, latency_ms),
+            Faults(
+                fail_rate,
+                throttle_rate,
+                lose_answer_rate,
+                latency_ms,
+                slow_create_rate,
+                slow_create_s,
+            ),
             seed,
             clock or _utc_now,
             region,
+            on_create_received,
         )
         self._address = (host, port)
         self._server: _Server | None = None
@@ -1107,7 +1186,10 @@ class Emulator:
         return f"http://{host!s}:{port}"
 
     def state(self) -> dict[str, Any]:
-        """What ``GET /_emulator/state`` answers: all jobs, and Create calls per input."""
+        """What ``GET /_emulator/state`` answers: all jobs (``jobs``), Create calls per input
+        (``create_calls``), and what the faults did: Create answers lost on purpose
+        (``lost_answers``), Creates slowed (``slowed_creates``) and those of them not yet carried
+        out (``slowed_creates_under_way``)."""
         return self._engine.state()
 
     def set_faults(
@@ -1117,8 +1199,11 @@ class Emulator:
         throttle_rate: float | None = None,
         lose_answer_rate: float | None = None,
         latency_ms: int | None = None,
+        slow_create_rate: float | None = None,
+        slow_create_s: float | None = None,
     ) -> Faults:
-        """Change fault rates while running; None leaves a setting as it is."""
+        """Change faults while running; None leaves a setting as it is. A Create already held
+        keeps its hold."""
 
         def change(current: Faults) -> Faults:
             return Faults(
@@ -1126,6 +1211,8 @@ class Emulator:
                 current.throttle_rate if throttle_rate is None else throttle_rate,
                 current.lose_answer_rate if lose_answer_rate is None else lose_answer_rate,
                 current.latency_ms if latency_ms is None else latency_ms,
+                current.slow_create_rate if slow_create_rate is None else slow_create_rate,
+                current.slow_create_s if slow_create_s is None else slow_create_s,
             )
 
         return self._engine.update_faults(change)
@@ -1177,6 +1264,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "connection)",
     )
     add("--latency-ms", type=int, default=0, help="delay added to every API request")
+    add(
+        "--slow-create-rate",
+        type=_rate,
+        default=0.0,
+        help="share of Creates carried out late (the job appears only after --slow-create-s)",
+    )
+    add(
+        "--slow-create-s",
+        type=float,
+        default=0.0,
+        help="how long such a Create is held before it is carried out (default: 0)",
+    )
     add("--seed", type=int, default=None, help="seed for faults and job IDs (reproducible runs)")
 
 
@@ -1192,6 +1291,8 @@ def _emulator_from(args: argparse.Namespace) -> Emulator:
         throttle_rate=args.throttle_rate,
         lose_answer_rate=args.lose_answer_rate,
         latency_ms=args.latency_ms,
+        slow_create_rate=args.slow_create_rate,
+        slow_create_s=args.slow_create_s,
         seed=args.seed,
         host=args.host,
         port=args.port,

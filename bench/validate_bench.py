@@ -1,6 +1,6 @@
 """Throughput of the preflight validator against a bare read of the same file.
 
-    python bench/validate_bench.py [--mb 512]
+    python bench/validate_bench.py [--mb 1024]
 
 Writes a JSONL file of typical chat requests (300 to 1000 bytes a line, one in five with
 Chinese text) to a temporary directory, reads it once to warm the page cache, then times a
@@ -97,7 +97,7 @@ def _peak_rss_mib() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=512, help="file size in MiB (default 512)")
+    parser.add_argument("--mb", type=int, default=1024, help="file size in MiB (default 1024)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dropzone-bench-") as folder:
         path = Path(folder) / "requests.jsonl"

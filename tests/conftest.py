@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from moto.server import ThreadedMotoServer
 
+from dropzone.ark.emulator import Emulator
+from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -40,3 +43,17 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """The Ark emulator on loopback; jobs stay active for the length of a test."""
+    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, seed=1) as ark:
+        yield ark
+
+
+@pytest.fixture
+def stage(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Stage:
+    """A bucket of its own on the shared moto server, the emulator, a config writer."""
+    s3 = s3_client(moto_endpoint)
+    return Stage(tmp_path, moto_endpoint, emulator, s3, new_bucket(s3))

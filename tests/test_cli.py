@@ -8,21 +8,10 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-import pytest
-
-from dropzone.ark.emulator import Emulator
-from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client, wait_for
+from tests.harness import SECRET_KEY, Stage, wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
-
-
-@pytest.fixture
-def stage(tmp_path: Path, moto_endpoint: str) -> Iterator[Stage]:
-    s3 = s3_client(moto_endpoint)
-    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60) as ark:
-        yield Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
 
 
 def test_config_error_exit_2_names_file_and_setting(stage: Stage) -> None:

@@ -20,7 +20,6 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 TRICKY = [
@@ -32,18 +31,6 @@ TRICKY = [
     "dots.v1.2.jsonl",
     "emoji-😀.jsonl",
 ]
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, seed=1) as ark:
-        yield ark
-
-
-@pytest.fixture
-def stage(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Stage:
-    s3 = s3_client(moto_endpoint)
-    return Stage(tmp_path, moto_endpoint, emulator, s3, new_bucket(s3))
 
 
 def test_each_file_one_job_with_derived_output(stage: Stage) -> None:

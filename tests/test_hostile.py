@@ -64,13 +64,6 @@ def known_bug(holds: bool, what: str) -> None:
         raise KnownBug(what)
 
 
-@pytest.fixture
-def stage(tmp_path: Path, moto_endpoint: str) -> Iterator[Stage]:
-    s3 = s3_client(moto_endpoint)
-    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, seed=7) as ark:
-        yield Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
-
-
 def cli(
     stage: Stage,
     *args: str,

@@ -20,15 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
 from tests.harness import (
-    ACCESS_KEY,
-    SECRET_KEY,
     Stage,
     jsonl,
     log_events,
-    new_bucket,
-    s3_client,
     wait_for,
 )
 
@@ -42,18 +37,6 @@ MiB = 1024 * 1024
 # mistaken for the end of the file (the slow-write tests use settle_s = SLOW_SETTLE_S).
 CHUNK_PAUSE_S = 0.05
 SLOW_SETTLE_S = 1.0
-
-
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, seed=1) as ark:
-        yield ark
-
-
-@pytest.fixture
-def stage(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Stage:
-    s3 = s3_client(moto_endpoint)
-    return Stage(tmp_path, moto_endpoint, emulator, s3, new_bucket(s3))
 
 
 class Daemon:

@@ -111,9 +111,10 @@ def _dry_run_watch(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | No
     first_listing = ledger is None or not ledger.baseline_done(rule.name)
     action = start_state(rule, first_listing=first_listing)
     planned = 0
+    is_candidate = plan.candidate_filter(rule)
     for page in bucket.pages(rule.prefix):
         for obj in page.objects:
-            if not plan.is_candidate(rule, obj.key) or obj.etag in _known_etags(
+            if not is_candidate(obj.key) or obj.etag in _known_etags(
                 ledger, rule, obj.key
             ):
                 continue
@@ -320,10 +321,11 @@ def submit(args: argparse.Namespace) -> int:
 
 def _trial_listing(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | None) -> str:
     objects = matching = new = 0
+    is_candidate = plan.candidate_filter(rule)
     for page in bucket.pages(rule.prefix):
         for obj in page.objects:
             objects += 1
-            if plan.is_candidate(rule, obj.key):
+            if is_candidate(obj.key):
                 matching += 1
                 new += obj.etag not in _known_etags(ledger, rule, obj.key)
     return f"{objects} objects, {matching} match, {new} new"

@@ -11,6 +11,7 @@ Pure: no I/O, no clock (the caller passes ``now``), no environment. What is deci
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import posixpath
 import re
@@ -18,7 +19,6 @@ import string
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from dropzone.ark.models import (
@@ -30,12 +30,16 @@ from dropzone.ark.models import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dropzone.config import WatchLayout, WatchRule
 
 INPUT_TAG_KEY = "dropzone-input"
 WATCH_TAG_KEY = "dropzone-watch"
 RESERVED_TAG_KEYS = frozenset({INPUT_TAG_KEY, WATCH_TAG_KEY})
 REPORT_SUFFIX = ".dropzone-error.json"
+# Keys that are never input: folder markers and dropzone's own reports.
+_NOT_FILES = ("/", REPORT_SUFFIX)
 TEMPLATE_FIELDS = (
     "bucket",
     "key",
@@ -89,24 +93,38 @@ def relative_key(rule: WatchLayout, key: str) -> str | None:
     return key[len(rule.prefix) :]
 
 
+def _pattern_filter(rule: WatchLayout) -> Callable[[str], bool]:
+    """Under the prefix, a file (not a folder marker, not a report) and matching the pattern;
+    the pattern compiled once, as a poll asks this of every key."""
+    prefix, start = rule.prefix, len(rule.prefix)
+    matches = re.compile(fnmatch.translate(rule.pattern)).match
+
+    def accepts(key: str) -> bool:
+        if len(key) <= start or not key.startswith(prefix) or key.endswith(_NOT_FILES):
+            return False
+        return matches(key, start) is not None
+
+    return accepts
+
+
 def _matches_pattern(rule: WatchLayout, key: str) -> bool:
-    """Under the prefix, a file (not a folder marker, not a report) and matching the pattern."""
-    relpath = relative_key(rule, key)
-    if not relpath or key.endswith(("/", REPORT_SUFFIX)):
-        return False
-    return fnmatchcase(relpath, rule.pattern)
+    return _pattern_filter(rule)(key)
 
 
-def _in_output_area(rule: WatchRule, key: str) -> bool:
+def candidate_filter(rule: WatchRule) -> Callable[[str], bool]:
+    """``is_candidate`` for one rule, to ask of many keys."""
+    prefix, output = rule.prefix, rule.output_prefix
+    is_input = _pattern_filter(rule)
     # Only an output prefix strictly inside the watched prefix is skipped: one equal to the
     # prefix would otherwise hide every input.
-    output = rule.output_prefix
-    return output != rule.prefix and output.startswith(rule.prefix) and key.startswith(output)
+    if output == prefix or not output.startswith(prefix):
+        return is_input
+    return lambda key: is_input(key) and not key.startswith(output)
 
 
 def is_candidate(rule: WatchRule, key: str) -> bool:
     """Whether the watch takes this key as input."""
-    return _matches_pattern(rule, key) and not _in_output_area(rule, key)
+    return candidate_filter(rule)(key)
 
 
 def template_fields(rule: WatchLayout, key: str, now: datetime) -> dict[str, str]:

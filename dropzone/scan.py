@@ -41,10 +41,11 @@ def eligible(obj: StoredObject, server_now: datetime, min_age_s: float) -> bool:
 
 def listed_for(rule: WatchRule, page: ListingPage) -> list[Listed]:
     """The page's objects this watch cares about, marked eligible or still settling."""
+    is_candidate = plan.candidate_filter(rule)
     return [
         Listed(obj.key, obj.etag, obj.size, eligible(obj, page.server_time, rule.min_age_s))
         for obj in page.objects
-        if plan.is_candidate(rule, obj.key)
+        if is_candidate(obj.key)
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
@@ -142,6 +143,38 @@ def test_relative_key(key: str, relative: str | None) -> None:
 def test_is_candidate(rule: WatchRule, key: str, expected: bool) -> None:
     """is_candidate takes matching files under the prefix and nothing else."""
     assert plan.is_candidate(rule, key) is expected
+
+
+def _candidate_by_the_book(rule: WatchRule, key: str) -> bool:
+    """The rule as the docs state it, with fnmatchcase on the relative path: the reference for
+    the compiled filter a poll uses."""
+    relpath = key.removeprefix(rule.prefix)
+    if not key.startswith(rule.prefix) or not relpath or key.endswith(("/", plan.REPORT_SUFFIX)):
+        return False
+    output = rule.output_prefix
+    in_output = output != rule.prefix and output.startswith(rule.prefix) and key.startswith(output)
+    return fnmatchcase(relpath, rule.pattern) and not in_output
+
+
+_KEY_PARTS = st.sampled_from(
+    ["in/", "in/out/", "a", "b/", "x.jsonl", ".jsonl", "[", "*", "\n", "/"]
+)
+
+
+@given(
+    key=st.lists(_KEY_PARTS, max_size=6).map("".join),
+    pattern=st.sampled_from(["*.jsonl", "*", "a*/x.jsonl", "[ab]*", "?", "*/x.jsonl", "[!a]*"]),
+    output_prefix=st.sampled_from(["in/out/", "in/", "output/"]),
+)
+def test_property_the_compiled_filter_follows_the_rule(
+    key: str, pattern: str, output_prefix: str
+) -> None:
+    # Unvalidated on purpose: the filter must follow the rule even for watches the config
+    # would refuse (one that feeds on its own results, say).
+    rule = make_rule(prefix="in/").model_copy(
+        update={"pattern": pattern, "output_prefix": output_prefix}
+    )
+    assert plan.candidate_filter(rule)(key) is _candidate_by_the_book(rule, key)
 
 
 # --- templates ------------------------------------------------------------------------------

@@ -114,9 +114,7 @@ def _dry_run_watch(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | No
     is_candidate = plan.candidate_filter(rule)
     for page in bucket.pages(rule.prefix):
         for obj in page.objects:
-            if not is_candidate(obj.key) or obj.etag in _known_etags(
-                ledger, rule, obj.key
-            ):
+            if not is_candidate(obj.key) or obj.etag in _known_etags(ledger, rule, obj.key):
                 continue
             ready = eligible(obj, page.server_time, rule.min_age_s)
             record: dict[str, Any] = {"watch": rule.name, "key": obj.key, "etag": obj.etag}

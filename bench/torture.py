@@ -19,9 +19,9 @@ dropped connection), answers 5% of calls 429 and about 5% 500, and adds 20 ms to
 that kills land mid-call. Jobs are short by default (``--queue-s 0.1 --run-s 0.2``): a job has
 finished long before any retry, so the platform's guard cannot hide a wrongly repeated Create;
 it would make a second job, which is what the checks catch. ``--queue-s 30 --run-s 60`` runs
-the other regime, where the guard answers. ``--stall-rate F --stall-s S`` adds a fault the
-emulator lacks: that share of Creates is carried out S seconds after it arrives (a platform slow
-to commit), so that a reconciliation may look before the job exists.
+the other regime, where the guard answers. ``--stall-rate F --stall-s S`` turns on the
+emulator's slow-Create fault: that share of Creates is carried out S seconds after it arrives (a
+platform slow to commit), so that a reconciliation may look before the job exists.
 
 The end: faults off, one ``dropzone run --once``, then the checks, from the emulator's
 inspection endpoint (``GET /_emulator/state``) and ``dropzone status --json``:
@@ -60,7 +60,7 @@ import boto3
 import httpx
 import tomli_w
 
-from dropzone.ark.emulator import CREATE, STATE_PATH, Emulator, Received, Reply
+from dropzone.ark.emulator import STATE_PATH, Emulator
 from dropzone.plan import INPUT_TAG_KEY, input_tag
 
 if TYPE_CHECKING:
@@ -251,12 +251,19 @@ class World:
     """The buckets, folders, emulator and config of one torture run."""
 
     def __init__(
-        self, workdir: Path, s3_endpoint: str, emulator: Emulator, options: Options
+        self,
+        workdir: Path,
+        s3_endpoint: str,
+        emulator: Emulator,
+        create_arrived: threading.Event,
+        options: Options,
     ) -> None:
         self.workdir = workdir
         self.s3_endpoint = s3_endpoint
         self.emulator = emulator
-        self.instruments = Instruments(emulator, options.stall_rate, options.stall_s, options.seed)
+        # Set by the emulator as each Create request arrives (before its latency): the kills
+        # that follow a Create wait on it.
+        self.create_arrived = create_arrived
         self.s3: S3Client = boto3.client(
             "s3",
             endpoint_url=s3_endpoint,
@@ -332,57 +339,6 @@ def child_env() -> dict[str, str]:
 
 def dropzone_command(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "dropzone", args[0], "-c", str(config), *args[1:]]
-
-
-class Instruments:
-    """What the emulator does not count itself: Create answers lost on purpose; a signal as
-    each Create request arrives (before its latency), for the kills that follow one; and one
-    fault it lacks: a Create that the platform is slow to carry out (``stall_rate`` of them
-    wait ``stall_s`` before they are processed, as a backend slow to commit would)."""
-
-    def __init__(self, emulator: Emulator, stall_rate: float, stall_s: float, seed: int) -> None:
-        self.lost_answers = 0
-        self.stalled = 0
-        self.stall_rate = stall_rate
-        self.create_arrived = threading.Event()
-        self._lock = threading.Lock()
-        dice = random.Random(seed + 1)
-        engine = emulator._engine  # noqa: SLF001 - the engine holds the fault dice
-        decide = engine._lose_answer  # noqa: SLF001 - wrapped, not changed
-        answer = engine.api
-
-        def lose_answer() -> bool:
-            lost = decide()
-            if lost:
-                with self._lock:
-                    self.lost_answers += 1
-            return lost
-
-        def api(request: Received) -> Reply:
-            if request.query_value("Action") == CREATE:
-                self.create_arrived.set()
-                with self._lock:
-                    stall = dice.random() < self.stall_rate
-                    self.stalled += stall
-                if stall:
-                    time.sleep(stall_s)
-            return answer(request)
-
-        engine._lose_answer = lose_answer  # type: ignore[method-assign]  # noqa: SLF001
-        engine.api = api  # type: ignore[method-assign]
-
-
-def quiet_vanished_clients(emulator: Emulator) -> None:
-    """No traceback when a killed daemon's connection breaks mid-answer (it happens by design)."""
-    server = emulator._server  # noqa: SLF001 - the stdlib server prints every handler error
-    assert server is not None
-    report = server.handle_error
-
-    def handle_error(request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            report(request, client_address)  # type: ignore[arg-type]
-
-    server.handle_error = handle_error  # type: ignore[method-assign]
 
 
 @dataclass
@@ -504,7 +460,7 @@ def live(world: World, config: Path, life: Life, number: int, tally: Tally) -> N
         try:
             feeder.start()
             moment = wait_for_kill(
-                life.kill, started, log_path, process, world.instruments.create_arrived, tally
+                life.kill, started, log_path, process, world.create_arrived, tally
             )
             tally.kinds[moment] += 1
             tally.life_s.append(time.monotonic() - started)
@@ -627,8 +583,9 @@ def ledger_rows(config: Path) -> list[dict[str, Any]]:
 
 def final_run(world: World, config: Path, options: Options) -> int:
     """Faults off, then one ``run --once``; its exit code."""
-    world.emulator.set_faults(fail_rate=0.0, throttle_rate=0.0, lose_answer_rate=0.0)
-    world.instruments.stall_rate = 0.0
+    world.emulator.set_faults(
+        fail_rate=0.0, throttle_rate=0.0, lose_answer_rate=0.0, slow_create_rate=0.0
+    )
     with (world.logs / "final-once.log").open("wb") as log:
         done = subprocess.run(
             dropzone_command(config, "run", "--once"),
@@ -764,6 +721,7 @@ def torture(options: Options, workdir: Path, s3_endpoint: str) -> Report:
     started = time.monotonic()
     rng = random.Random(options.seed)  # a reproducible schedule
     report = Report(options=asdict(options), workdir=str(workdir))
+    create_arrived = threading.Event()
     with Emulator(
         ACCESS_KEY,
         SECRET_KEY,
@@ -773,10 +731,12 @@ def torture(options: Options, workdir: Path, s3_endpoint: str) -> Report:
         throttle_rate=options.throttle_rate,
         lose_answer_rate=options.lose_answer_rate,
         latency_ms=options.latency_ms,
+        slow_create_rate=options.stall_rate,
+        slow_create_s=options.stall_s,
         seed=options.seed,
+        on_create_received=create_arrived.set,
     ) as emulator:
-        quiet_vanished_clients(emulator)
-        world = World(workdir, s3_endpoint, emulator, options)
+        world = World(workdir, s3_endpoint, emulator, create_arrived, options)
         config = world.write_config(options)
         drops = plan_drops(rng, world.watches, options.files)
         tally = Tally()
@@ -785,8 +745,6 @@ def torture(options: Options, workdir: Path, s3_endpoint: str) -> Report:
         report.final_exit = final_run(world, config, options)
         state = inspection_state(emulator)
         rows = ledger_rows(config)
-        report.lost_answers = world.instruments.lost_answers
-        report.stalled_creates = world.instruments.stalled
     report.expected = [drop.input for drop in drops]
     report.jobs_by_input = jobs_by_input(state)
     report.job_tags = job_tags(state)
@@ -811,6 +769,8 @@ def fill_figures(report: Report, tally: Tally, state: Mapping[str, Any]) -> None
     report.stranded_after_kills = tally.stranded
     report.first_duplicate_life = tally.first_duplicate_life
     report.create_calls = sum(state["create_calls"].values())
+    report.lost_answers = state["lost_answers"]
+    report.stalled_creates = state["slowed_creates"]
     report.jobs = len(state["jobs"])
     report.duplicates = len(duplicated_inputs(state))
 

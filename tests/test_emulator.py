@@ -4,11 +4,14 @@ List, Stop, faults, the inspection endpoint and the command line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import re
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -601,7 +604,13 @@ def test_fail_rate_one_answers_500_and_creates_nothing(ark: emu.Emulator, caller
     ark.set_faults(fail_rate=1.0)
     assert error_of(caller.send(CREATE, create_body()))[:2] == (500, "InternalError")
     assert error_of(caller.send(LIST, {}))[:2] == (500, "InternalError")
-    assert ark.state() == {"jobs": [], "create_calls": {"bucket/in/a.jsonl": 1}}
+    assert ark.state() == {
+        "jobs": [],
+        "create_calls": {"bucket/in/a.jsonl": 1},
+        "lost_answers": 0,
+        "slowed_creates": 0,
+        "slowed_creates_under_way": 0,
+    }
     ark.set_faults(fail_rate=0.0)
     caller.create()
 
@@ -644,6 +653,7 @@ def test_lost_answers_still_create_the_job(ark: emu.Emulator, caller: Caller) ->
     }
     assert state["create_calls"]["bucket/in/0.jsonl"] == 2
     assert state["create_calls"]["bucket/in/7.jsonl"] == 1
+    assert state["lost_answers"] == 8
     assert find_job_id(error_of(refused)[2]) == state["jobs"][0]["Id"]
 
 
@@ -663,10 +673,186 @@ def test_latency_is_added(ark: emu.Emulator, caller: Caller) -> None:
     assert time.monotonic() - started >= 0.15
 
 
+def test_lost_answers_are_counted_and_only_for_jobs_made(ark: emu.Emulator, caller: Caller) -> None:
+    """lost_answers counts the Create answers lost on purpose: not a guard refusal, a dry run
+    or another action, which have no job whose answer could be lost."""
+    ark.set_faults(lose_answer_rate=1.0)
+    for number in range(3):
+        # A dropped connection is the other way an answer is lost.
+        with contextlib.suppress(httpx.RemoteProtocolError):
+            caller.send(CREATE, create_body(f"in/{number}.jsonl"))
+    assert caller.send(CREATE, create_body("in/0.jsonl")).status_code == 400
+    assert caller.send(CREATE, create_body("in/9.jsonl", DryRun=True)).status_code == 200
+    assert caller.send(LIST, {}).status_code == 200
+    assert ark.state()["lost_answers"] == 3
+    ark.set_faults(lose_answer_rate=0.0)
+    caller.create("in/8.jsonl")
+    assert ark.state()["lost_answers"] == 3
+
+
+@pytest.fixture
+def slow_ark(clock: FakeClock) -> Iterator[tuple[emu.Emulator, list[str]]]:
+    """An emulator that holds every Create 0.6 s, and the arrivals it reported (one "create"
+    each, appended from the server's thread)."""
+    arrivals: list[str] = []
+    with emu.Emulator(
+        ACCESS_KEY,
+        SECRET_KEY,
+        seed=7,
+        clock=clock,
+        slow_create_rate=1.0,
+        slow_create_s=0.6,
+        on_create_received=lambda: arrivals.append("create"),
+    ) as server:
+        yield server, arrivals
+
+
+def test_a_slowed_create_is_carried_out_only_after_its_hold(
+    slow_ark: tuple[emu.Emulator, list[str]], http: httpx.Client, clock: FakeClock
+) -> None:
+    """A slowed Create is answered no sooner than slow_create_s after it was sent; until then
+    its arrival has been reported, it counts as under way, and no job is listed (other actions
+    are not held)."""
+    ark, arrivals = slow_ark
+    caller = Caller(http, ark.url, clock)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sent = time.monotonic()
+        answer = pool.submit(caller.send, CREATE, create_body())
+        _wait_for(lambda: ark.state()["slowed_creates_under_way"] == 1)
+        assert arrivals == ["create"]
+        assert caller.result(LIST, {})["TotalCount"] == 0
+        assert ark.state()["jobs"] == []
+        response = answer.result(timeout=10)
+    assert time.monotonic() - sent >= 0.6
+    assert response.status_code == 200, response.text
+    job_id = response.json()["Result"]["Id"]
+    assert [job["Id"] for job in caller.result(LIST, {})["Items"]] == [job_id]
+    state = ark.state()
+    assert (state["slowed_creates"], state["slowed_creates_under_way"]) == (1, 0)
+    assert state["create_calls"] == {"bucket/in/a.jsonl": 1}
+    assert arrivals == ["create"]
+
+
+def test_a_slowed_create_makes_its_job_after_the_client_gave_up(
+    slow_ark: tuple[emu.Emulator, list[str]], clock: FakeClock
+) -> None:
+    """A client that stops waiting before the hold ends sees a time-out and no job; the job
+    appears later all the same, as on a platform slow to commit."""
+    ark, _ = slow_ark
+    with httpx.Client(timeout=0.2) as impatient, pytest.raises(httpx.TimeoutException):
+        Caller(impatient, ark.url, clock).send(CREATE, create_body())
+    state = ark.state()
+    assert (state["jobs"], state["slowed_creates_under_way"]) == ([], 1)
+    _wait_for(lambda: ark.state()["slowed_creates_under_way"] == 0)
+    state = ark.state()
+    assert [job["InputFileTosLocation"]["ObjectKey"] for job in state["jobs"]] == ["in/a.jsonl"]
+    assert (state["slowed_creates"], state["create_calls"]) == (1, {"bucket/in/a.jsonl": 1})
+
+
+def _slowed_creates(seed: int, clock: FakeClock, http: httpx.Client) -> int:
+    with emu.Emulator(ACCESS_KEY, SECRET_KEY, seed=seed, clock=clock) as ark:
+        ark.set_faults(slow_create_rate=0.5, slow_create_s=0.0)
+        caller = Caller(http, ark.url, clock)
+        for number in range(12):
+            caller.create(f"in/{number}.jsonl")
+        slowed: int = ark.state()["slowed_creates"]
+        return slowed
+
+
+def test_which_creates_are_slowed_follows_the_seed(clock: FakeClock, http: httpx.Client) -> None:
+    """slow_create_rate draws from the emulator's seeded dice: a share of Creates is slowed, the
+    same ones again with the same seed."""
+    slowed = _slowed_creates(11, clock, http)
+    assert 0 < slowed < 12
+    assert _slowed_creates(11, clock, http) == slowed
+
+
+def test_arrivals_are_reported_for_creates_only(
+    slow_ark: tuple[emu.Emulator, list[str]], http: httpx.Client, clock: FakeClock
+) -> None:
+    """on_create_received is called once per Create request, even one refused for its signature;
+    Get, List and Stop are not reported."""
+    ark, arrivals = slow_ark
+    ark.set_faults(slow_create_rate=0.0)
+    caller = Caller(http, ark.url, clock)
+    job_id = caller.create()
+    wrong = signer.Credentials(ACCESS_KEY, "not-the-secret")
+    assert caller.send(CREATE, create_body(), credentials=wrong).status_code == 401
+    caller.get(job_id)
+    caller.result(LIST, {})
+    caller.result(STOP, {"Id": job_id})
+    assert arrivals == ["create", "create"]
+
+
+def _signed_create(url: str, clock: FakeClock) -> bytes:
+    """A whole signed Create request as the bytes of HTTP/1.1, for a raw socket."""
+    body = json.dumps(create_body()).encode()
+    query = (("Action", CREATE), ("Version", "2024-01-01"))
+    host = urlsplit(url).netloc
+    headers = signer.request_headers(
+        signer.Credentials(ACCESS_KEY, SECRET_KEY),
+        host=host,
+        query=query,
+        body=body,
+        now=clock(),
+        region="cn-beijing",
+        service="ark",
+    )
+    lines = [
+        f"POST /?Action={CREATE}&Version=2024-01-01 HTTP/1.1",
+        f"Content-Length: {len(body)}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_a_client_gone_mid_answer_prints_no_traceback(
+    slow_ark: tuple[emu.Emulator, list[str]], clock: FakeClock, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client that vanishes while its Create is held (its connection reset, as when a daemon
+    is SIGKILLed) makes writing the answer fail: that is ordinary, so nothing goes to stderr,
+    and the job is made all the same."""
+    ark, _ = slow_ark
+    host, port = urlsplit(ark.url).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as client:
+        client.sendall(_signed_create(ark.url, clock))
+        _wait_for(lambda: ark.state()["slowed_creates_under_way"] == 1)
+        # Linger 0: close() resets the connection, so the server's first write fails for sure.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    _wait_for(lambda: ark.state()["slowed_creates_under_way"] == 0)
+    # The answer is written just after the job is made: give that write time to fail.
+    time.sleep(0.3)
+    assert len(ark.state()["jobs"]) == 1
+    assert capfd.readouterr().err == ""
+
+
+def test_other_handler_errors_are_still_reported(
+    http: httpx.Client, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Only a vanished client is kept quiet: a fault of the emulator's own (here a clock that
+    breaks its contract) still prints its traceback on stderr."""
+    naive = datetime(2025, 1, 15, 9, 49, 23)  # noqa: DTZ001 - the broken contract under test
+    with emu.Emulator(ACCESS_KEY, SECRET_KEY, clock=lambda: naive) as ark:
+        with pytest.raises(httpx.RemoteProtocolError):
+            Caller(http, ark.url, FakeClock()).send(LIST, {})
+        printed: list[str] = []
+
+        def reported() -> bool:
+            printed.append(capfd.readouterr().err)
+            return "aware datetimes" in "".join(printed)
+
+        _wait_for(reported)
+    assert "Traceback" in "".join(printed)
+
+
 def test_faults_are_validated(ark: emu.Emulator) -> None:
-    """Rates outside 0..1 are refused rather than silently clamped."""
+    """Rates outside 0..1 and negative durations are refused rather than silently clamped."""
     with pytest.raises(ValueError, match="fail_rate"):
         ark.set_faults(fail_rate=1.5)
+    with pytest.raises(ValueError, match="slow_create_rate"):
+        ark.set_faults(slow_create_rate=-0.1)
+    with pytest.raises(ValueError, match="slow_create_s"):
+        ark.set_faults(slow_create_s=-1)
     with pytest.raises(ValueError, match="latency_ms"):
         emu.Emulator(ACCESS_KEY, SECRET_KEY, latency_ms=-1)
 
@@ -825,6 +1011,18 @@ def test_cli_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert ark._engine._keys == {"AKLTfromenv": "secret-from-env"}
     with pytest.raises(SystemExit):
         parser.parse_args(["--throttle-rate", "2"])
+
+
+def test_cli_sets_the_slow_create_fault() -> None:
+    """--slow-create-rate and --slow-create-s configure the slow-Create fault; a rate outside
+    0..1 is a usage error."""
+    parser = argparse.ArgumentParser()
+    emu.configure_parser(parser)
+    args = parser.parse_args(["--slow-create-rate", "0.25", "--slow-create-s", "3.5"])
+    faults = emu._emulator_from(args).set_faults()
+    assert (faults.slow_create_rate, faults.slow_create_s) == (0.25, 3.5)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--slow-create-rate", "1.5"])
 
 
 def test_cli_stops_on_sigint_in_process(monkeypatch: pytest.MonkeyPatch) -> None:

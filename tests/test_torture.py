@@ -7,7 +7,7 @@ any timing of the kills: nothing here waits "long enough"; the end state is read
 bounded ``run --once``.
 
 The second pins down, deterministically, a hole the torture found with its ``--stall-rate``
-fault: a Create carried out after the client stopped waiting for it.
+fault (the emulator's slow Creates): a Create carried out after the client stopped waiting for it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dropzone.ark.emulator import CREATE, Emulator, Received, Reply
+from dropzone.ark.emulator import Emulator
 from dropzone.plan import input_tag
 from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client, wait_for
 
@@ -102,31 +100,6 @@ def test_sigkill_torture_with_short_jobs_leaves_one_job_per_file(
     assert report["create_calls"] >= FILES
 
 
-class SlowCreates:
-    """Every Create the emulator receives is carried out ``delay_s`` after it arrived, as by a
-    platform slow to commit (a fault the emulator lacks); counts those still under way."""
-
-    def __init__(self, emulator: Emulator, delay_s: float) -> None:
-        self.under_way = 0
-        lock = threading.Lock()
-        engine = emulator._engine
-        answer = engine.api
-
-        def api(request: Received) -> Reply:
-            if request.query_value("Action") != CREATE:
-                return answer(request)
-            with lock:
-                self.under_way += 1
-            try:
-                time.sleep(delay_s)
-                return answer(request)
-            finally:
-                with lock:
-                    self.under_way -= 1
-
-        engine.api = api  # type: ignore[method-assign]
-
-
 def test_a_create_carried_out_after_the_time_out_makes_no_second_job(
     tmp_path: Path, moto_endpoint: str
 ) -> None:
@@ -134,8 +107,11 @@ def test_a_create_carried_out_after_the_time_out_makes_no_second_job(
     2 s, still ends as one job: the reconciliation must not take "not listed yet" for "never
     made" and send the request again. Jobs last 0.3 s, so the guard cannot catch the second."""
     s3 = s3_client(moto_endpoint)
-    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.1, run_s=0.2) as ark:
-        slow = SlowCreates(ark, delay_s=3.2)
+    # Every Create is held 3.2 s before the platform carries it out.
+    slow = Emulator(
+        ACCESS_KEY, SECRET_KEY, queue_s=0.1, run_s=0.2, slow_create_rate=1.0, slow_create_s=3.2
+    )
+    with slow as ark:
         stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
         key = stage.put("slow.jsonl")
         done = subprocess.run(
@@ -148,11 +124,16 @@ def test_a_create_carried_out_after_the_time_out_makes_no_second_job(
         )
         # Anything but the second job fails for real (pytest.fail is no AssertionError).
         try:
-            wait_for(lambda: slow.under_way == 0, what="the slow Creates to be carried out")
+            wait_for(
+                lambda: ark.state()["slowed_creates_under_way"] == 0,
+                what="the slow Creates to be carried out",
+            )
         except AssertionError as exc:
             pytest.fail(str(exc))
         if done.returncode != 0:
             pytest.fail(done.stdout[-3000:] + done.stderr[-3000:])
+        if ark.state()["slowed_creates"] == 0:
+            pytest.fail("no Create was slowed: the test proves nothing")
         rows = stage.status()
         if [(r["key"], r["state"]) for r in rows] != [(key, "submitted")]:
             pytest.fail(f"unexpected ledger: {rows}")

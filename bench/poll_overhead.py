@@ -21,8 +21,7 @@ answers in a few ms, so dropzone's share is at its largest there.
 The figures: the medians, their ratio, and the median of the paired ratios (each poll against
 the bare run beside it: robust to the drift of a shared machine). The verdict uses the paired
 ratio (goal: 1.10x or less). dropzone's own work is timed apart: a poll over pages listed
-beforehand (no network at all). In a real poll most of it is hidden: the next page is fetched on
-a thread while the current one is merged into the ledger (``scan.prefetched``).
+beforehand (no network at all).
 
 Part 2. In-process ledger diff: ``record_page`` over ``--diff-keys / 1000`` pages of 1,000
 already-known keys on a real ledger file (goal: 200,000 keys/s or more). The ledger is built by

@@ -7,17 +7,16 @@ in place and are listed while growing, and a local clock may be off.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING
 
 from dropzone import plan
 from dropzone.ledger import Listed, Page, ScopeStatus, State
 from dropzone.log import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable
+    from collections.abc import Callable, Iterable
 
     from dropzone.config import WatchRule
     from dropzone.ledger import Entry, Ledger
@@ -47,28 +46,6 @@ def listed_for(rule: WatchRule, page: ListingPage) -> list[Listed]:
         for obj in page.objects
         if is_candidate(obj.key)
     ]
-
-
-_END = object()
-_T = TypeVar("_T")
-
-
-def prefetched(items: Iterable[_T]) -> Generator[_T, None, None]:
-    """``items``, the next one fetched on a thread while the caller works on the current.
-
-    A listing page takes a round trip to the server; merging one into the ledger takes a few
-    milliseconds of our own. Overlapping the two hides our share of a poll behind the wait.
-    Errors come out where the item would have. Stopping early fetches at most one item more.
-    """
-    source = iter(items)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-        pending = pool.submit(next, source, _END)
-        while True:
-            item = pending.result()
-            if item is _END:
-                return
-            pending = pool.submit(next, source, _END)
-            yield cast("_T", item)
 
 
 def start_state(rule: WatchRule, *, first_listing: bool) -> State:
@@ -112,7 +89,7 @@ class WatchPoller:
         new_state = start_state(self.rule, first_listing=first_listing)
         objects = matching = new = 0
         after: str | None = None
-        for page in prefetched(self._pages(self.rule.prefix)):
+        for page in self._pages(self.rule.prefix):
             if not page.objects and not page.is_last:
                 continue  # an empty middle page proves nothing about any key range
             listed = listed_for(self.rule, page)

@@ -11,13 +11,13 @@ Timed, ``--repeats`` times each, alternating:
 
 - bare: ``--concurrency`` threads sharing one httpx.Client; each builds a Create body, signs it
   with ``dropzone.ark.signer.request_headers`` and POSTs it; rate = jobs / seconds;
-- bare with HEAD: the same loop, each thread HEADing its object on S3 (boto3) first: the
-  baseline of like for the bucket watch below;
+- bare with HEAD: the same loop, each thread HEADing its object on S3 (boto3) first: what a
+  bucket watch cost when it looked every object up again before its Create (for reference);
 - dropzone, bucket watch: the daemon as ``dropzone run --once`` builds it
   (``runtime.build_daemon``: Submitter, RetryPolicy, ArkClient with the metrics observer,
   ``concurrency`` workers) running ``Daemon.run_once()`` from pending to submitted. A bucket
-  watch HEADs each object on S3 (moto, in a child process) before its Create, to refuse a
-  deleted or replaced one;
+  watch HEADs an object on S3 (moto, in a child process) before its Create only when the
+  listing that recorded it is over 30 s old; these entries were listed moments before;
 - dropzone, no lookup: the same daemon with the watch's object lookup off (what a mounted
   folder watch uses): the Create path alone;
 - dropzone, workers only: ``concurrency`` plain threads looping ``ledger.claim_due(1)`` +
@@ -270,7 +270,7 @@ DROPZONE = VARIANTS[2:]
 LABELS = {
     "bare": "bare signed httpx loop",
     "bare-head": "bare loop, HEAD (boto3) + Create",
-    "dz-bucket": "dropzone run_once, bucket watch (HEAD + Create)",
+    "dz-bucket": "dropzone run_once, bucket watch (fresh listing)",
     "dz-nolookup": "dropzone run_once, no lookup (Create only)",
     "dz-workers": "dropzone workers only (claim + submit)",
 }

@@ -296,7 +296,6 @@ class Daemon:
             until_deadline = max(0.0, deadline - time.monotonic())
             self._worker_idle.wait(mark, min(self._seconds_to_next_due(), until_deadline))
         left = self._unsettled_count()
-        self.stop_event.set()
         self._drain(workers)
         if left:
             self._log.warning("run.unfinished", entries=left, note="still due; a later run goes on")
@@ -334,8 +333,7 @@ class Daemon:
                 self._wake.wait(mark, min(_IDLE_WAIT_S, self._seconds_to_next_due()))
 
     def _drain(self, workers: list[threading.Thread]) -> int:
-        self.stop_event.set()
-        self._wake.notify()
+        self.stop()
         if self.ops is not None:
             self.ops.stopping()
         for folder in self.folders:

@@ -698,8 +698,8 @@ class Report:
                 f"{self.lost_answers}, inputs with more than one job {self.duplicates}"
             ),
             (
-                f"final run --once exit {self.final_exit}, {self.seconds:.1f} s, work dir "
-                f"{self.workdir}"
+                f"final run --once exit {self.final_exit}; the whole run took "
+                f"{self.seconds:.1f} s; work dir {self.workdir}"
             ),
             "events: " + ", ".join(f"{k} {v}" for k, v in self.events.items()),
         ]

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
+from botocore.utils import parse_timestamp
 
 from dropzone.config import WatchRule
 from dropzone.ledger import SqliteLedger, State
 from dropzone.scan import WatchPoller
-from dropzone.sources.tos import TosBucket
+from dropzone.sources.tos import TosBucket, fast_timestamp
 from tests.harness import jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:
@@ -59,3 +60,29 @@ def test_a_paged_poll_records_every_object_once(bucket: TosBucket, tmp_path: Pat
         third = poller.poll()
         assert (third.matching, third.new) == (7, 0)
         assert ledger.counts()[State.BASELINE] == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T03:28:00.000Z", datetime(2026, 11, 27, 3, 28, tzinfo=UTC)),
+        ("2026-11-27T03:28:00.123456+08:00", datetime(2026, 11, 26, 19, 28, 0, 123456, tzinfo=UTC)),
+        # Not ISO 8601 with an offset: botocore's own parser, as before.
+        ("Fri, 27 Nov 2026 03:28:00 GMT", datetime(2026, 11, 27, 3, 28, tzinfo=UTC)),
+        ("1795750080", datetime(2026, 11, 27, 3, 28, tzinfo=UTC)),
+    ],
+)
+def test_fast_timestamps_read_as_botocore_reads_them(text: str, expected: datetime) -> None:
+    assert fast_timestamp(text) == expected == parse_timestamp(text)
+    assert fast_timestamp(text).utcoffset() is not None
+
+
+def test_listed_and_looked_up_dates_are_aware_and_agree(bucket: TosBucket) -> None:
+    """Over moto: a listing's LastModified (ISO 8601, the fast path) and a HEAD's (RFC 1123,
+    botocore's parser) name the same second."""
+    _put(bucket, "in/a.jsonl")
+    [page] = bucket.pages("in/")
+    head = bucket.s3.head_object(Bucket=bucket.bucket, Key="in/a.jsonl")
+    listed = page.objects[0].last_modified
+    assert listed.utcoffset() is not None
+    assert listed.replace(microsecond=0) == head["LastModified"]

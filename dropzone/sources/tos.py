@@ -12,8 +12,11 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserFactory
+from botocore.utils import parse_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -62,6 +65,20 @@ class ListingPage:
     server_time: datetime
 
 
+def fast_timestamp(value: str) -> datetime:
+    """botocore's timestamp parsing, with ISO 8601 taken by ``datetime.fromisoformat``.
+
+    A listing dates every object in ISO 8601, and botocore parses each with dateutil: over half
+    the client's time in a listing of 20,000 objects (profiled). Anything else (a HEAD's RFC 1123
+    Last-Modified, epoch numbers, an ISO time without an offset) goes to botocore as before.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return parse_timestamp(value)
+    return parsed if parsed.tzinfo is not None else parse_timestamp(value)
+
+
 def make_s3_client(
     *,
     endpoint: str,
@@ -89,7 +106,11 @@ def make_s3_client(
             "aws_secret_access_key": credentials.secret_key,
             "aws_session_token": credentials.session_token,
         }
-    session = boto3.session.Session()
+    core = botocore.session.get_session()
+    parsers = ResponseParserFactory()
+    parsers.set_parser_defaults(timestamp_parser=fast_timestamp)
+    core.register_component("response_parser_factory", parsers)
+    session = boto3.session.Session(botocore_session=core)
     return session.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
 
 

@@ -164,6 +164,7 @@ def entry_record(entry: Entry) -> dict[str, object]:
         "job_id": entry.job_id,
         "phase": entry.phase,
         "attempts": entry.attempts,
+        "transient_failures": entry.transient_failures,
         "error": entry.error,
         "output_dir": entry.output_dir,
         "request_counts": dataclasses.asdict(entry.request_counts)

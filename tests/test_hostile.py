@@ -432,7 +432,7 @@ def test_auth_failures_do_not_spend_the_transient_budget(stage: Stage) -> None:
     held = cli(stage, "run", "--once", env={"VOLCENGINE_SECRET_KEY": WRONG_SECRET})
     assert events(held, "ark.auth_failed")
     [row] = ledger(stage)
-    assert row["state"] == "pending"
+    assert (row["state"], row["transient_failures"]) == ("pending", 0)
     due = row["next_attempt_at"]
     wait_for(lambda: datetime.now(UTC) > due, timeout=10, what="the entry's retry to fall due")
     unreachable = f"http://127.0.0.1:{closed_port()}"
@@ -442,6 +442,7 @@ def test_auth_failures_do_not_spend_the_transient_budget(stage: Stage) -> None:
     assert all(e["reason"].startswith("ConnectError") for e in retries)
     [row] = ledger(stage)
     assert row["state"] == "pending", f"after one connection error: {row}"
+    assert row["transient_failures"] == len(retries)
     stage.daemon["once_max_wait_s"] = 60  # long enough for the entry's backoff to expire
     fixed = stage.dropzone("run", "--once")
     assert fixed.returncode == 0, fixed.stderr + fixed.stdout[-2000:]

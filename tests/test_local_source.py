@@ -99,6 +99,7 @@ class Watch(Protocol):
         polling: bool = False,
         poll_interval_s: float = 60.0,
         on_ready: Callable[[LocalFile], None] | None = None,
+        events: bool = True,
     ) -> tuple[FolderWatcher, Reports]: ...
 
 
@@ -118,6 +119,7 @@ def watch(tmp_path: Path) -> Iterator[Watch]:
         polling: bool = False,
         poll_interval_s: float = 60.0,
         on_ready: Callable[[LocalFile], None] | None = None,
+        events: bool = True,
     ) -> tuple[FolderWatcher, Reports]:
         folder = root if root is not None else tmp_path / "in"
         folder.mkdir(parents=True, exist_ok=True)
@@ -129,6 +131,7 @@ def watch(tmp_path: Path) -> Iterator[Watch]:
             polling=polling,
             poll_interval_s=poll_interval_s,
             on_ready=on_ready if on_ready is not None else reports,
+            events=events,
         )
         watcher.start()
         started.append(watcher)
@@ -499,10 +502,10 @@ def test_rewritten_file_is_reported_again_and_unchanged_one_is_not(
 def test_polling_observer_reports_only_after_the_file_is_stable(
     tmp_path: Path, watch: Watch
 ) -> None:
-    """With PollingObserver (no close events) a growing file is reported once, settle_s after
-    its last change, with its final size."""
+    """With PollingObserver alone (a mount whose kernel reports no events, so no close) a
+    growing file is reported once, settle_s after its last change, with its final size."""
     settle_s = 0.8
-    watcher, reports = watch(settle_s=settle_s, polling=True, poll_interval_s=0.2)
+    watcher, reports = watch(settle_s=settle_s, polling=True, poll_interval_s=0.2, events=False)
     path = tmp_path / "in" / "slow.jsonl"
     with path.open("wb") as stream:
         for _ in range(12):
@@ -518,9 +521,22 @@ def test_polling_observer_reports_only_after_the_file_is_stable(
     assert reports.relpaths() == ["slow.jsonl"]
 
 
+def test_a_polled_folder_still_takes_the_events_the_kernel_gives(
+    tmp_path: Path, watch: Watch
+) -> None:
+    """A mounted folder is polled, and inotify runs beside the polling where it can: a file
+    closed there counts at once, not at the next poll (an hour away here) after settling."""
+    watcher, reports = watch(settle_s=30.0, polling=True, poll_interval_s=3600)
+    (tmp_path / "in" / "fast.jsonl").write_bytes(b"closed at once\n")
+    wait_for(lambda: reports.relpaths() == ["fast.jsonl"], what="the closed file")
+    settled(watcher)
+    assert reports.relpaths() == ["fast.jsonl"]
+
+
 def test_file_that_disappears_before_settling_is_dropped(tmp_path: Path, watch: Watch) -> None:
-    """A file deleted while it waits to settle is never reported and stops being tracked."""
-    watcher, reports = watch(settle_s=30.0, polling=True, poll_interval_s=0.2)
+    """A file deleted while it waits to settle is never reported and stops being tracked
+    (polled only: with inotify its close would report it at once)."""
+    watcher, reports = watch(settle_s=30.0, polling=True, poll_interval_s=0.2, events=False)
     path = tmp_path / "in" / "brief.jsonl"
     path.write_bytes(b"here briefly\n")
     wait_for(lambda: watcher._tracker.waiting == 1, what="the file to be tracked")

@@ -6,9 +6,11 @@ so no state is shared between threads but the queue.
 
 A full rescan runs at start (files dropped while the daemon was down) and every
 ``poll_interval_s`` (inotify queues overflow, and watchdog does not always say so). With
-``polling=True`` the observer is watchdog's ``PollingObserver`` at the same interval: inotify sees
-little on FUSE and network mounts. The rescan stays on in that case too, because a polling
-emitter stops for good when its folder vanishes (an unmounted share) and the rescan does not.
+``polling=True`` watchdog's ``PollingObserver`` runs at the same interval: inotify sees little on
+FUSE and network mounts. inotify runs beside it where it can be set up, for the writes the
+kernel does see (a local or bind mount, files written through this host): those count at once
+rather than at the next poll. The rescan stays on in every case, because a polling emitter
+stops for good when its folder vanishes (an unmounted share) and the rescan does not.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ class FolderWatcher:
     next sighting (at the latest the next rescan) reports it again.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keywords, each an independent knob of the watch
         self,
         root: Path,
         *,
@@ -119,19 +121,23 @@ class FolderWatcher:
         poll_interval_s: float,
         on_ready: Callable[[LocalFile], None],
         clock: Callable[[], float] = time.monotonic,
+        events: bool = True,
     ) -> None:
+        """``events=False`` with ``polling``: no inotify beside the polling (what a mount whose
+        kernel reports nothing amounts to; tests use it to reach that path)."""
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, not {poll_interval_s}")
         self.root = Path(root).absolute()
         self._ignore = tuple(ignore)
         self._polling = polling
+        self._events = events or not polling
         self._poll_interval_s = poll_interval_s
         self._on_ready = on_ready
         self._clock = clock
         self._tracker = SettleTracker(settle_s)
         self._signals: queue.SimpleQueue[_Signal] = queue.SimpleQueue()
         self._stopping = threading.Event()
-        self._observer: BaseObserver | None = None
+        self._observers: list[BaseObserver] = []
         self._worker: threading.Thread | None = None
         self._real_root = self.root
         self._next_rescan = 0.0
@@ -147,20 +153,21 @@ class FolderWatcher:
         if not self.root.is_dir():
             raise SourceConfigError(f"local_dir {self.root} is not a folder")
         self._real_root = self.root.resolve()
-        observer = self._start_observer()
+        observers = self._start_observers()
         self._stopping.clear()
         self._next_rescan = self._clock()
         worker = threading.Thread(target=self._run, name=f"dropzone-local-{self.root.name}")
         worker.daemon = True
         worker.start()
-        self._observer, self._worker = observer, worker
+        self._observers, self._worker = observers, worker
 
     def stop(self) -> None:
         """Stop watching; waits for the observer and for a report in progress."""
-        observer, worker = self._observer, self._worker
-        self._observer = self._worker = None
-        if observer is not None:
+        observers, worker = self._observers, self._worker
+        self._observers, self._worker = [], None
+        for observer in observers:
             observer.stop()
+        for observer in observers:
             observer.join()
         if worker is not None:
             self._stopping.set()
@@ -187,17 +194,32 @@ class FolderWatcher:
     ) -> None:
         self.stop()
 
-    def _start_observer(self) -> BaseObserver:
-        observer = PollingObserver(timeout=self._poll_interval_s) if self._polling else Observer()
+    def _start_observers(self) -> list[BaseObserver]:
+        if not self._polling:
+            try:
+                return [self._started(Observer())]
+            except OSError as exc:
+                # Typically the inotify watch or instance limit: a host setting, not a retry.
+                raise SourceConfigError(
+                    f"cannot watch {self.root}: {exc} (raise fs.inotify.max_user_watches"
+                    " / max_user_instances, or poll the folder)"
+                ) from exc
         try:
-            observer.schedule(_Enqueue(self._signals.put), str(self.root), recursive=True)
-            observer.start()
+            polling = self._started(PollingObserver(timeout=self._poll_interval_s))
         except OSError as exc:
-            # Typically the inotify watch or instance limit: a host setting, not a retry.
-            raise SourceConfigError(
-                f"cannot watch {self.root}: {exc} (raise fs.inotify.max_user_watches"
-                " / max_user_instances, or poll the folder)"
-            ) from exc
+            raise SourceConfigError(f"cannot watch {self.root}: {exc}") from exc
+        if not self._events:
+            return [polling]
+        try:
+            return [polling, self._started(Observer())]
+        except OSError as exc:
+            # The polling observer and the rescans still see everything, only later.
+            self._log.info("local.events_unavailable", error=str(exc), note="polled only")
+            return [polling]
+
+    def _started(self, observer: BaseObserver) -> BaseObserver:
+        observer.schedule(_Enqueue(self._signals.put), str(self.root), recursive=True)
+        observer.start()
         return observer
 
     # --- the worker's side ------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,14 @@ def s3_client(endpoint: str) -> S3Client:
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
     )
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (bound, then released): for a server to take, or
+    for a client to find closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def new_bucket(s3: S3Client, stem: str = "dz") -> str:

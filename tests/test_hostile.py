@@ -18,11 +18,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
     Stage,
+    free_port,
     jsonl,
     log_events,
     new_bucket,
@@ -91,14 +91,6 @@ def events(done: subprocess.CompletedProcess[str], name: str) -> list[dict[str, 
 def assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
     text = done.stdout + done.stderr
     assert "Traceback" not in text, text[-3000:]
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def ledger(stage: Stage) -> list[dict[str, Any]]:
@@ -435,7 +427,7 @@ def test_auth_failures_do_not_spend_the_transient_budget(stage: Stage) -> None:
     assert (row["state"], row["transient_failures"]) == ("pending", 0)
     due = row["next_attempt_at"]
     wait_for(lambda: datetime.now(UTC) > due, timeout=10, what="the entry's retry to fall due")
-    unreachable = f"http://127.0.0.1:{closed_port()}"
+    unreachable = f"http://127.0.0.1:{free_port()}"
     failed = cli(stage, "run", "--once", env={"DROPZONE_ARK__ENDPOINT": unreachable})
     retries = events(failed, "job.retry")
     assert len(retries) <= 1
@@ -621,7 +613,7 @@ def test_an_unreachable_ark_keeps_entries_pending(stage: Stage) -> None:
     back, the entry is submitted once."""
     stage.daemon["once_max_wait_s"] = 1.5
     key = stage.put("a.jsonl")
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     done = cli(stage, "run", "--once", env={"DROPZONE_ARK__ENDPOINT": endpoint})
     assert done.returncode == 1
     assert_no_traceback(done)
@@ -643,7 +635,7 @@ def test_an_unreachable_ark_keeps_entries_pending(stage: Stage) -> None:
 def test_an_unreachable_tos_fails_the_poll_naming_the_bucket(stage: Stage) -> None:
     """TOS on a closed port: `run --once` exits 1 after one `poll.failed` line naming the
     bucket and prefix and the connection error; nothing is recorded, nothing is called."""
-    stage.s3_endpoint = f"http://127.0.0.1:{closed_port()}"
+    stage.s3_endpoint = f"http://127.0.0.1:{free_port()}"
     done = stage.dropzone("run", "--once")
     assert done.returncode == 1
     assert_no_traceback(done)

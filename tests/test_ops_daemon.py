@@ -12,16 +12,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropzone.ark.emulator import Emulator
-from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client, wait_for
+from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, free_port, new_bucket, s3_client, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,7 +34,7 @@ def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) 
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     receiver.bind(str(notify))
     receiver.settimeout(20)
-    port = _free_port()
+    port = free_port()
     with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.3, run_s=0.6) as ark:
         stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
         stage.daemon.update({"listen": f"127.0.0.1:{port}", "track_interval_s": 0.2})

@@ -8,7 +8,6 @@ bucket or beside a local file), not on /metrics or /healthz.
 from __future__ import annotations
 
 import signal
-import socket
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from dropzone.ark.emulator import Emulator
 from dropzone.plan import REPORT_SUFFIX
-from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client, wait_for
+from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, free_port, new_bucket, s3_client, wait_for
 
 if TYPE_CHECKING:
     import subprocess
@@ -24,12 +23,6 @@ if TYPE_CHECKING:
 
 SESSION_TOKEN = "STS-session-token-that-must-never-show-0123456789"
 SECRETS = (SECRET_KEY, SESSION_TOKEN)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _healthy(port: int) -> bool:
@@ -55,7 +48,7 @@ class Recorder:
 @pytest.mark.slow
 def test_no_command_prints_or_stores_a_secret(tmp_path: Path, moto_endpoint: str) -> None:
     s3 = s3_client(moto_endpoint)
-    port = _free_port()
+    port = free_port()
     with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.2, run_s=0.4, seed=5) as ark:
         stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
         stage.watch.update({"validate": True, "report": True})

@@ -176,9 +176,10 @@ def output_dir(rule: WatchLayout, key: str, now: datetime) -> str:
     folder = _SLASH_RUNS.sub("/", rendered).strip("/")
     if not folder:
         raise ValueError(f"output_template {rule.output_template!r} renders an empty folder")
-    if len(folder.encode("utf-8", "surrogatepass")) + 1 > OUTPUT_DIR_MAX_BYTES:
+    encoded = folder.encode("utf-8", "surrogatepass")
+    if len(encoded) + 1 > OUTPUT_DIR_MAX_BYTES:
         room = OUTPUT_DIR_MAX_BYTES - _NAME_HASH_HEX - 2  # "-", the hash, "/"
-        head = folder.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+        head = encoded[:room].decode("utf-8", "ignore")
         folder = f"{head.rstrip('/-')}-{_short_hash(key)}"
     return folder + "/"
 

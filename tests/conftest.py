@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean environment for every test, and paths to shared project facts."""
+"""Fixtures for every test: a clean environment, loopback servers, and the test data folder."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+TEST_DATA = REPO / "tests" / "data"
 _CLEARED_PREFIXES = (
     "VOLC",
     "AWS_",

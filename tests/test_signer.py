@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from volcenginesdkcore import signv4
 
 from dropzone.ark import signer
-from tests.conftest import SHARED
+from tests.conftest import TEST_DATA
 
 VECTORS: list[dict[str, Any]] = json.loads(
-    (SHARED / "ark" / "signing-vectors.json").read_text(encoding="utf-8")
+    (TEST_DATA / "signing-vectors.json").read_text(encoding="utf-8")
 )["vectors"]
 
 

@@ -190,8 +190,13 @@ def status(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
     state = _state_option(args.state)
     if not settings.ledger.path.exists():
-        print(f"no ledger yet at {settings.ledger.path}", file=sys.stderr)
-        return 0
+        config = runtime.config_file(args.config)
+        print(
+            f"no ledger at {settings.ledger.path} ([ledger] path of {config}): "
+            "nothing has run with this config yet, or it points elsewhere",
+            file=sys.stderr,
+        )
+        return 1
     ledger = runtime.open_ledger(settings, readonly=True)
     try:
         for entry in ledger.entries(state=state, watch=args.watch):

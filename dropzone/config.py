@@ -32,12 +32,14 @@ import json
 import re
 import tomllib
 import types
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -141,6 +143,23 @@ def default_output_prefix(prefix: str) -> str:
     return f"{parent}/output/" if parent else "output/"
 
 
+def _from_config_folder(value: Path) -> Path:
+    """A relative path means the config file's folder, not wherever the command was started.
+
+    Otherwise ``run --once`` from another folder makes a second, empty ledger beside it (and
+    escapes the one-daemon lock that guards the first).
+    """
+    value = value.expanduser()
+    base = _config_folder.get()
+    if value.is_absolute() or base is None:
+        return value
+    return base / value
+
+
+# Set by load_settings while it validates. A context variable, not pydantic's validation
+# context: BaseSettings has its own __init__, through which pydantic drops that context.
+_config_folder: ContextVar[Path | None] = ContextVar("config_folder", default=None)
+ConfigPath = Annotated[Path, AfterValidator(_from_config_folder)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Seconds = Annotated[float, Field(ge=0)]
@@ -156,9 +175,9 @@ class ArkSettings(_Section):
     timeout_s: PositiveSeconds = 30
     connect_timeout_s: PositiveSeconds = 5
     max_requests_per_second: Annotated[float, Field(gt=0)] = 5
-    access_key_file: Path | None = None
-    secret_key_file: Path | None = None
-    session_token_file: Path | None = None
+    access_key_file: ConfigPath | None = None
+    secret_key_file: ConfigPath | None = None
+    session_token_file: ConfigPath | None = None
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 
@@ -172,7 +191,7 @@ class TosSettings(_Section):
 
 
 class LedgerSettings(_Section):
-    path: Path = Path("/var/lib/dropzone/ledger.sqlite3")
+    path: ConfigPath = Path("/var/lib/dropzone/ledger.sqlite3")
     retention_days: Annotated[int, Field(ge=1)] = 30
 
 
@@ -275,7 +294,7 @@ class WatchRule(WatchLayout, _WatchName):
     preflight: bool = Field(default=False, alias="validate")
     report: bool = False
     min_age_s: Seconds = 5
-    local_dir: Path | None = None
+    local_dir: ConfigPath | None = None
     local_mode: Literal["upload", "synced", "mounted"] = "upload"
     settle_s: Seconds = 2
     sync_timeout_s: PositiveSeconds = 300
@@ -656,6 +675,15 @@ def _private_keys(data: dict[str, Any]) -> list[str]:
 
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     """The validated settings from ``path`` and ``env``; ConfigError lists every problem."""
+    # The folder made absolute, so that the settings mean the same from any folder.
+    token = _config_folder.set(path.absolute().parent)
+    try:
+        return _validated(path, env)
+    finally:
+        _config_folder.reset(token)
+
+
+def _validated(path: Path, env: Mapping[str, str]) -> Settings:
     data, origins, problems = apply_environment(_read_toml(path), env)
     for key in _private_keys(data):
         del data[key]

@@ -56,6 +56,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def config_file(cli_value: str | None) -> Path:
+    """The config file a command reads: ``-c FILE``, else $DROPZONE_CONFIG, else the default."""
+    return config_path(cli_value, os.environ)
+
+
 def settings_from(cli_value: str | None, env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     try:

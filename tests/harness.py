@@ -152,11 +152,16 @@ class Stage:
         }
 
     def dropzone(
-        self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the real command line in a child process (``env``: variables to add)."""
         return subprocess.run(
             [sys.executable, "-m", "dropzone", *args],
+            cwd=cwd,
             env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,

@@ -93,10 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="preflight JSONL files; exit 1 if any is invalid")
     validate.add_argument("files", nargs="+", metavar="FILE")
 
-    check = sub.add_parser("check", help="show the effective config and check credentials")
+    check = sub.add_parser(
+        "check", help="show the effective config and try everything the daemon will use"
+    )
     _config_option(check)
     check.add_argument(
         "--list", action="store_true", help="one trial listing per watch, writing nothing"
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check this machine only: contact neither Ark nor TOS",
+    )
+    check.add_argument(
+        "--json", action="store_true", help="the effective config as JSON, also on a terminal"
     )
 
     emu = sub.add_parser("emulator", help="a local stand-in of the Ark batch API")

@@ -10,7 +10,8 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dropzone import plan, runtime
+from dropzone import checks, plan, runtime
+from dropzone.config_text import config_text
 from dropzone.ledger import State
 from dropzone.log import get_logger
 from dropzone.ops import Metrics
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
+    from dropzone.ark.signer import Credentials
     from dropzone.config import Settings, WatchRule
     from dropzone.daemon import Daemon
     from dropzone.ledger import Entry, SqliteLedger
@@ -335,34 +337,60 @@ def _trial_listing(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | No
     return f"{objects} objects, {matching} match, {new} new"
 
 
-def _check_lines(settings: Settings) -> Iterator[tuple[str, bool]]:
+def _credential_findings(settings: Settings) -> tuple[Credentials | None, checks.Finding]:
     try:
         credentials = runtime.credentials_for(settings)
     except UsageError as exc:
-        yield f"credentials: {exc}", False
+        return None, checks.Finding("credentials", ok=False, detail=str(exc))
+    shown = f"access key {credentials.access_key[:6]}..."
+    return credentials, checks.Finding("credentials", ok=True, detail=f"found ({shown})")
+
+
+def _local_findings(settings: Settings) -> Iterator[checks.Finding]:
+    yield checks.ledger_finding(settings.ledger.path)
+    for rule in settings.watches:
+        yield from checks.folder_findings(rule)
+
+
+def _remote_findings(settings: Settings, credentials: Credentials) -> Iterator[checks.Finding]:
+    with runtime.ark_client(settings, credentials) as api:
+        projects = [rule.project_name for rule in settings.watches]
+        yield from checks.ark_findings(api, settings.ark.endpoint, projects)
+    s3 = runtime.s3_client(settings, credentials)
+    for rule in settings.watches:
+        # A mounted folder is the bucket itself: the daemon never reaches it over S3.
+        if rule.local_dir is None or rule.local_mode != "mounted":
+            yield from checks.bucket_findings(rule, TosBucket(s3, rule.bucket), settings.tos.region)
+
+
+def _findings(settings: Settings, *, offline: bool) -> Iterator[checks.Finding]:
+    credentials, found = _credential_findings(settings)
+    yield found
+    yield from _local_findings(settings)
+    if offline:
         return
-    yield f"credentials: found (access key {credentials.access_key[:6]}...)", True
-    path = settings.ledger.path
-    if path.exists():
-        ledger = runtime.open_ledger(settings, readonly=True)
-        ledger.close()
-        yield f"ledger: {path} opens", True
-    else:
-        parent = next((p for p in path.parents if p.exists()), None)
-        writable = parent is not None and os.access(parent, os.W_OK)
-        yield (
-            f"ledger: {path} will be created ({'writable' if writable else 'NOT writable'})",
-            writable,
-        )
+    if credentials is None:
+        yield checks.Finding("ark and tos", ok=False, detail="not contacted: no credentials")
+        return
+    yield from _remote_findings(settings, credentials)
+
+
+def _show_config(settings: Settings, *, as_json: bool) -> None:
+    if as_json or not sys.stdout.isatty():
+        _print_json(settings.redacted())
+        return
+    print(config_text(settings.redacted()), end="", flush=True)
 
 
 def check(args: argparse.Namespace) -> int:
+    """Contact everything the daemon will use (``--offline``: only what is on this machine)."""
     settings = runtime.settings_from(args.config)
-    _print_json(settings.redacted())
+    _show_config(settings, as_json=args.json)
+    print(f"config {runtime.config_file(args.config)}: ok", file=sys.stderr)
     ok = True
-    for line, good in _check_lines(settings):
-        print(line, file=sys.stderr)
-        ok = ok and good
+    for finding in _findings(settings, offline=args.offline):
+        print(finding.line(), file=sys.stderr, flush=True)
+        ok = ok and finding.ok
     if args.list and ok:
         ok = _check_listings(settings)
     return 0 if ok else 1

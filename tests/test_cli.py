@@ -34,7 +34,7 @@ def test_check_redacts_and_reports_credentials(stage: Stage) -> None:
     assert done.returncode == 0, done.stderr
     effective = json.loads(done.stdout)
     assert effective["watch"][0]["bucket"] == stage.bucket
-    assert "credentials: found" in done.stderr
+    assert "credentials: ok: found" in done.stderr
     assert SECRET_KEY not in done.stdout + done.stderr
 
 

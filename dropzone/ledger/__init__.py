@@ -42,7 +42,7 @@ from dropzone.ledger.model import (
 )
 from dropzone.ledger.protocol import Ledger
 from dropzone.ledger.schema import SCHEMA_VERSION
-from dropzone.ledger.sqlite import SqliteLedger
+from dropzone.ledger.sqlite import SqliteLedger, probe_ledger
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -63,4 +63,5 @@ __all__ = [
     "State",
     "check_transition",
     "diff_page",
+    "probe_ledger",
 ]

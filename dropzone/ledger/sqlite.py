@@ -279,6 +279,35 @@ def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def probe_ledger(path: Path) -> str:
+    """Open an existing ledger for writing, begin a write transaction and roll it back.
+
+    What ``dropzone check`` reports: proof that the daemon could write, with nothing changed
+    (no migration, no lock taken). LedgerError says what stands in the way.
+    """
+    if not path.is_file():
+        raise LedgerError(f"{path} is not a file: fix [ledger] path")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot open {path} for writing: {exc}") from exc
+    try:
+        version = user_version(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        entries = conn.execute("SELECT count(*) FROM entries").fetchone()[0] if version else 0
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot write {path}: {_with_space(exc, path)}") from exc
+    finally:
+        conn.close()
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"{path} has schema version {version}, newer than this dropzone's {SCHEMA_VERSION}"
+        )
+    migrated = "" if version == SCHEMA_VERSION else f"; schema {version} migrates on the next run"
+    return f"opens for writing ({entries} entries{migrated})"
+
+
 class SqliteLedger:
     """The embedded ledger (implements :class:`~dropzone.ledger.protocol.Ledger`).
 

@@ -174,6 +174,26 @@ class TosBucket:
             if is_last:
                 return
 
+    def region(self) -> str | None:
+        """HeadBucket: the bucket's region when the store tells it; SourceConfigError when the
+        bucket does not exist or refuses us."""
+        where = f"s3://{self.bucket}"
+        try:
+            response = self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            # A HEAD answer has no body: only its status says what went wrong.
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                raise SourceConfigError(f"{where}: no such bucket") from exc
+            if code in {"403", "AccessDenied", "Forbidden"}:
+                raise SourceConfigError(f"{where}: access denied") from exc
+            raise translate(exc, f"looking up {where}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, f"looking up {where}") from exc
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        region = headers.get("x-amz-bucket-region") or response.get("BucketRegion")
+        return str(region) if region else None
+
     def head(self, key: str) -> StoredObject | None:
         """The object's current version, or None when it does not exist."""
         try:

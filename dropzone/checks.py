@@ -1,0 +1,153 @@
+"""What ``dropzone check`` tries: everything the daemon will use, contacted the way it will be.
+
+Each probe returns :class:`Finding` values, ``ok`` or what is wrong and what to do, and never
+raises for a problem it was asked to find: the command prints one line per finding and exits 1
+if any failed. The probes take their parts (clients, buckets, paths) from the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from dropzone.ark import errors
+from dropzone.ark.models import ListJobsRequest
+from dropzone.ledger import LedgerError, probe_ledger
+from dropzone.sources.tos import SourceConfigError, SourceError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from dropzone.ark.client import ArkClient
+    from dropzone.config import WatchRule
+    from dropzone.sources.tos import TosBucket
+
+
+@dataclass(frozen=True)
+class Finding:
+    subject: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.subject}: {'ok' if self.ok else 'FAILED'}: {self.detail}"
+
+
+def _ark_problem(exc: errors.ArkError, endpoint: str) -> str:
+    """What a failed List says about the setup, and what to change."""
+    if isinstance(exc, errors.AuthError):
+        if exc.code == "InvalidTimestamp":
+            skew = f" (this clock is {exc.skew_s:+.0f} s off)" if exc.skew_s is not None else ""
+            return f"{exc.describe()}{skew}: set the system clock right (NTP)"
+        return (
+            f"the credentials were refused ({exc.describe()}): check the access key and "
+            "secret key, and that they belong to the account that owns the bucket"
+        )
+    if isinstance(exc, errors.Transient) and exc.status is None:
+        return f"cannot reach {endpoint} ({exc.describe()}): check [ark] endpoint and the network"
+    if isinstance(exc, errors.Throttled):
+        return f"throttled ({exc.describe()}): the credentials are not proven yet; check again"
+    if isinstance(exc, errors.Transient):
+        return f"{endpoint} answered with a server error ({exc.describe()}): try again later"
+    return f"refused ({exc.describe()}): check [ark] region, the project and the account"
+
+
+def ark_findings(client: ArkClient, endpoint: str, projects: Iterable[str]) -> Iterator[Finding]:
+    """One signed List (a page of one job) per project: proves endpoint, region, credentials
+    and the service's activation, and creates nothing."""
+    for project in sorted(set(projects)):
+        subject = f"ark {endpoint} project {project!r}"
+        try:
+            page = client.list_jobs(ListJobsRequest(project_name=project, page_size=1))
+        except errors.ArkError as exc:
+            yield Finding(subject, ok=False, detail=_ark_problem(exc, endpoint))
+            continue
+        except ValidationError:
+            detail = f"{endpoint} answered, but not as the Ark batch API does: check [ark] endpoint"
+            yield Finding(subject, ok=False, detail=detail)
+            continue
+        yield Finding(subject, ok=True, detail=f"signed List answered ({page.total_count} jobs)")
+
+
+def bucket_findings(rule: WatchRule, bucket: TosBucket, tos_region: str) -> Iterator[Finding]:
+    """HeadBucket (it exists, we may use it, and its region) and the first listing page."""
+    subject = f"watch {rule.name}: tos://{rule.bucket}/{rule.prefix}"
+    try:
+        region = bucket.region()
+        page = next(bucket.pages(rule.prefix, page_size=100))
+    except SourceConfigError as exc:
+        yield Finding(subject, ok=False, detail=f"{exc}: check the bucket name and its access")
+        return
+    except SourceError as exc:
+        yield Finding(subject, ok=False, detail=f"{exc}: check [tos] endpoint and the network")
+        return
+    if region is not None and region != tos_region:
+        detail = f"the bucket is in region {region!r}, [tos] region is {tos_region!r}"
+        yield Finding(subject, ok=False, detail=detail)
+        return
+    more = "" if page.is_last else " or more"
+    where = f"region {region}" if region else "region not reported"
+    listed = f"{len(page.objects)}{more} objects under the prefix"
+    yield Finding(subject, ok=True, detail=f"bucket found ({where}), {listed}")
+
+
+def _folder_problem(path: Path, *, writable: bool) -> str | None:
+    if not path.exists():
+        return f"{path} does not exist: create it or fix local_dir"
+    if not path.is_dir():
+        return f"{path} is not a folder: fix local_dir"
+    try:
+        next(os.scandir(path), None)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}: give the daemon's user read access"
+    if writable and not _can_create_in(path):
+        return f"cannot write in {path} (reports go there): give the daemon's user write access"
+    return None
+
+
+def folder_findings(rule: WatchRule) -> Iterator[Finding]:
+    if rule.local_dir is None:
+        return
+    subject = f"watch {rule.name}: folder {rule.local_dir}"
+    writable = rule.report and rule.preflight
+    problem = _folder_problem(rule.local_dir, writable=writable)
+    if problem:
+        yield Finding(subject, ok=False, detail=problem)
+        return
+    yield Finding(subject, ok=True, detail="readable" + (" and writable" if writable else ""))
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made here, tried for real (permission bits do not say it for
+    root, read-only mounts or full disks)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".dropzone-check-", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    Path(name).unlink()
+    return True
+
+
+def ledger_finding(path: Path) -> Finding:
+    """The ledger opened for writing (a transaction begun and rolled back), or, before the
+    first run, its folder shown to take new files."""
+    subject = f"ledger {path}"
+    if path.exists():
+        try:
+            detail = probe_ledger(path)
+        except LedgerError as exc:
+            return Finding(subject, ok=False, detail=str(exc))
+        return Finding(subject, ok=True, detail=detail)
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return Finding(subject, ok=False, detail=f"{existing} is not a folder: fix [ledger] path")
+    if not _can_create_in(existing):
+        detail = f"cannot create files in {existing}: fix [ledger] path or the folder's access"
+        return Finding(subject, ok=False, detail=detail)
+    return Finding(subject, ok=True, detail=f"not there yet; {existing} takes new files")

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(settings)
     credentials = runtime.credentials_for(settings)
-    ledger = runtime.open_ledger(settings)
+    ledger = runtime.open_ledger(settings, daemon=True)
     metrics = Metrics([rule.name for rule in settings.watches])
     api = runtime.ark_client(settings, credentials, observer=metrics.api_call)
     server = None
@@ -251,11 +251,22 @@ def forget(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
     rule = _single_watch(settings, args.watch)
     ledger = runtime.open_ledger(settings)
+    watch = rule.name if rule else None
     try:
-        removed = ledger.forget(rule.name if rule else None, set(args.keys))
+        removed = ledger.forget(watch, set(args.keys))
+        in_flight = sorted(
+            {e.key for e in ledger.in_state(State.SUBMITTING, watch) if e.key in args.keys}
+        )
     finally:
         ledger.close()
     print(f"{removed} entr{'y' if removed == 1 else 'ies'} forgotten")
+    if in_flight:
+        print(
+            f"kept, being submitted (their outcome is not known yet): {', '.join(in_flight)}; "
+            "forget them once `dropzone status` shows it",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -298,7 +309,7 @@ def submit(args: argparse.Namespace) -> int:
     if stored is None:
         print(f"tos://{bucket_name}/{key}: no such object", file=sys.stderr)
         return 1
-    ledger = runtime.open_ledger(settings)
+    ledger = runtime.open_ledger(settings, create=True)
     api = runtime.ark_client(settings, credentials)
     try:
         now = runtime.utc_now()

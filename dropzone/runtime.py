@@ -147,9 +147,24 @@ def attach_ops(
     return server
 
 
-def open_ledger(settings: Settings, *, readonly: bool = False) -> SqliteLedger:
+def open_ledger(
+    settings: Settings, *, readonly: bool = False, daemon: bool = False, create: bool = False
+) -> SqliteLedger:
+    """The ledger for a daemon (locked: one daemon per ledger) or for a short command.
+
+    Short commands (``retry``, ``backfill``, ``forget``, ``submit``) write beside a running
+    daemon: each change is one transaction the ledger's state rules guard, and the daemon's
+    workers read the ledger anew at least every second. Only ``submit`` (and the daemon) may
+    create a missing ledger; for the others a missing one is a mistaken path.
+    """
+    path = settings.ledger.path
+    if not (daemon or create) and not path.exists():
+        raise UsageError(
+            f"no ledger at {path} ([ledger] path): nothing has run with this config yet, "
+            "or it points elsewhere"
+        )
     try:
-        return SqliteLedger.open(settings.ledger.path, lock=not readonly, readonly=readonly)
+        return SqliteLedger.open(path, lock=daemon, readonly=readonly)
     except Exception as exc:
         raise UsageError(str(exc)) from exc
 

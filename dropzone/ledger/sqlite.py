@@ -177,7 +177,9 @@ _RETRY_KEY = (
     "UPDATE entries SET state = ?, attempts = 0, transient_failures = 0, error = NULL,"
     " next_attempt_at = NULL, updated_at = ? WHERE state IN (?, ?, ?) AND key = ?"
 )
-_FORGET = "DELETE FROM entries WHERE key = ? AND (? IS NULL OR watch = ?)"
+# Never an entry in submitting: its Create call may be in flight in a running daemon, and the
+# key would then count as new and be submitted a second time.
+_FORGET = "DELETE FROM entries WHERE key = ? AND (? IS NULL OR watch = ?) AND state != ?"
 # An entry whose Create call's outcome is unknown is kept whatever its age: it still has to be
 # reconciled, and forgetting it could let the same input run twice.
 _PRUNE = "DELETE FROM entries WHERE gone_since IS NOT NULL AND gone_since < ? AND state != ?"
@@ -723,9 +725,13 @@ class SqliteLedger:
             return conn.executemany(_RETRY_KEY, [(*values, key) for key in keys]).rowcount
 
     def forget(self, watch: str | None, keys: Collection[str]) -> int:
-        """Delete every version of ``keys`` (in one watch, or all): they will count as new."""
+        """Delete every version of ``keys`` (in one watch, or all): they will count as new.
+
+        Entries in ``submitting`` are kept: their outcome is not known yet.
+        """
         with self._write() as conn:
-            return conn.executemany(_FORGET, [(key, watch, watch) for key in keys]).rowcount
+            values = [(key, watch, watch, State.SUBMITTING) for key in keys]
+            return conn.executemany(_FORGET, values).rowcount
 
     def prune(self, older_than: datetime) -> int:
         """Delete entries gone from their listing since before ``older_than``.

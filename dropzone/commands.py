@@ -15,6 +15,7 @@ from dropzone.config_text import config_text
 from dropzone.ledger import State
 from dropzone.log import get_logger
 from dropzone.ops import Metrics
+from dropzone.reachability import Reachability
 from dropzone.runtime import UsageError
 from dropzone.scan import eligible, start_state
 from dropzone.sources.tos import SourceError, TosBucket
@@ -51,14 +52,18 @@ def run(args: argparse.Namespace) -> int:
     credentials = runtime.credentials_for(settings)
     ledger = runtime.open_ledger(settings, daemon=True)
     metrics = Metrics([rule.name for rule in settings.watches])
-    api = runtime.ark_client(settings, credentials, observer=metrics.api_call)
+    reachability = Reachability(runtime.utc_now)
+    observer = runtime.fan_out(metrics.api_call, reachability.observe)
+    api = runtime.ark_client(settings, credentials, observer=observer)
     server = None
     try:
         s3 = runtime.s3_client(settings, credentials)
-        daemon = runtime.build_daemon(settings, ledger=ledger, api=api, s3=s3)
+        daemon = runtime.build_daemon(
+            settings, ledger=ledger, api=api, s3=s3, reachability=reachability
+        )
         daemon.reload_hook = lambda: _reload(args.config, settings, daemon, ledger, s3)
         if not args.once:
-            server = runtime.attach_ops(daemon, settings, metrics, os.environ)
+            server = runtime.attach_ops(daemon, settings, metrics, os.environ, reachability)
 
         def stop(_signum: int, _frame: object) -> None:
             daemon.stop()

@@ -71,6 +71,13 @@ MAX_TAGS = 20
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 256
 NO_WATCH = "at least one [[watch]] table is required"
+# Settings that once existed: a config written for an earlier version says what became of them.
+REMOVED_SETTINGS = {
+    "max_transient_attempts": (
+        "no longer a setting: transient failures (5xx, time-outs, connection errors) never "
+        "reject a file, so an outage of any length holds files pending; delete this line"
+    ),
+}
 CREDENTIAL_FILE_NAMES = ("access_key", "secret_key", "session_token")
 _ENV_CREDENTIALS = (
     (
@@ -200,7 +207,6 @@ class DaemonSettings(_Section):
     track_interval_s: Seconds = 60
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     listen: str = "127.0.0.1:9464"
-    max_transient_attempts: Annotated[int, Field(ge=1)] = 10
     drain_timeout_s: Seconds = 30
     once_max_wait_s: Seconds = 300
 
@@ -642,6 +648,8 @@ def _origin(loc: Loc, origins: Mapping[Loc, str]) -> str:
 def _message(error: ErrorDetails) -> str:
     loc = error["loc"]
     if error["type"] == "extra_forbidden":
+        if loc[-1] in REMOVED_SETTINGS and _model_at(loc[:-1]) is DaemonSettings:
+            return REMOVED_SETTINGS[str(loc[-1])]
         model = _model_at(loc[:-1])
         keys = list(_fields_by_key(model)) if model else []
         return "unknown setting" + _suggest(str(loc[-1]), keys)

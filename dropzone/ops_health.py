@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from dropzone.reachability import Outage
+
 STALE_AFTER_INTERVALS = 3
 
 
@@ -25,8 +27,19 @@ class WatchHealth(TypedDict):
     due: int
 
 
+class ArkHealth(TypedDict):
+    reachable: bool
+    unreachable_since: str | None  # ISO-8601 UTC, during an outage
+    failed_calls: int
+    reason: str | None
+
+
 class HealthBody(TypedDict):
     ok: bool
+    # What is wrong but not cured by a restart (an Ark outage): said here, while ``ok`` (and
+    # so the HTTP status a supervisor acts on) stays about this process's own health.
+    degraded: list[str]
+    ark: ArkHealth
     ledger_writable: bool
     checked_at: str
     started_at: str
@@ -46,6 +59,7 @@ def health_report(
     *,
     ledger_writable: bool,
     started_at: float,
+    ark_outage: Outage | None = None,
 ) -> tuple[bool, HealthBody]:
     """Healthy when the ledger is writable and every watch polled within three intervals.
 
@@ -65,8 +79,17 @@ def health_report(
             "due": due.get(name, 0),
         }
     ok = ledger_writable and all(watch["ok"] for watch in watches.values())
+    ark: ArkHealth = {
+        "reachable": ark_outage is None,
+        "unreachable_since": None if ark_outage is None else _iso(ark_outage.since.timestamp()),
+        "failed_calls": 0 if ark_outage is None else ark_outage.failed_calls,
+        "reason": None if ark_outage is None else ark_outage.reason,
+    }
+    degraded = [] if ark_outage is None else [f"ark unreachable: {ark_outage.reason}"]
     return ok, {
         "ok": ok,
+        "degraded": degraded,
+        "ark": ark,
         "ledger_writable": ledger_writable,
         "checked_at": _iso(now),
         "started_at": _iso(started_at),
@@ -153,6 +176,7 @@ def health_probe(
     due: Callable[[], Mapping[str, int]],
     ledger_writable: Callable[[], bool],
     wall_clock: Callable[[], float] = time.time,
+    ark_outage: Callable[[], Outage | None] = lambda: None,
 ) -> Callable[[], tuple[bool, HealthBody]]:
     """The ``health`` callable for :class:`~dropzone.ops_http.OpsServer`.
 
@@ -168,6 +192,7 @@ def health_probe(
             due(),
             ledger_writable=ledger_writable(),
             started_at=started_at,
+            ark_outage=ark_outage(),
         )
 
     return probe

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from dropzone.ledger import State
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from datetime import datetime
 
 SubmissionOutcome = Literal["submitted", "duplicate", "rejected", "invalid", "retried"]
@@ -129,6 +129,14 @@ class Metrics:
             registry=reg,
         )
 
+    def track_ark_outage(self, seconds_down: Callable[[], float]) -> None:
+        """Serve, at each scrape, how long Ark has not answered (0 while it answers)."""
+        Gauge(
+            "dropzone_ark_unreachable_seconds",
+            "Seconds since Ark last answered, during an outage (no answer or 5xx); 0 otherwise.",
+            registry=self.registry,
+        ).set_function(seconds_down)
+
     def add_watch(self, watch: str) -> None:
         """Create the watch's series at zero, so rates and alerts work before the first event."""
         self._detected.labels(watch)
@@ -138,8 +146,9 @@ class Metrics:
 
     # --- events ----------------------------------------------------------------------------
 
-    def api_call(self, action: str, outcome: str, seconds: float) -> None:
+    def api_call(self, action: str, outcome: str, seconds: float, detail: str = "") -> None:
         """The Ark client's ``observer``: ``outcome`` is the HTTP status or a failure word."""
+        del detail  # words are for the log; a label of them would grow without bound
         self._api_requests.labels(action, outcome).inc()
         self._api_latency.labels(action).observe(seconds)
 

@@ -1,10 +1,10 @@
 """What to do after a failed Create call: pure decisions, tested without I/O.
 
-Throttling is retried for as long as it takes; other transient failures up to a count, then the
-entry is rejected; an answer that may have created a job is reconciled before anything else;
-credentials and clock problems hold the entry. Only transient failures count towards
-``max_transient_attempts``: an entry's claims (``attempts``) also include throttled and
-unauthorised ones, which say nothing about whether the input can ever be submitted.
+Throttling and other transient failures (5xx, time-outs, connection errors) are retried for as
+long as it takes: they say the platform is not answering, not that the file is unusable, and an
+outage of any length must never turn the files it delays into ``rejected``. An answer that may
+have created a job is reconciled before anything else; credentials and clock problems hold the
+entry. Transient failures are still counted (``transient_failures``) for ``status``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ class Action(StrEnum):
 class RetryPolicy:
     base_s: float = 1.0
     cap_s: float = 300.0
-    max_transient_attempts: int = 10
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,8 @@ def decide(
     jitter: float,
     *,
     attempts: int,
-    transient_failures: int,
 ) -> Decision:
-    """The next step for an entry whose Create call (attempt number ``attempts``) failed,
-    after ``transient_failures`` transient failures of its earlier attempts."""
+    """The next step for an entry whose Create call (attempt number ``attempts``) failed."""
     reason = error.describe()
     if isinstance(error, errors.Throttled):
         return Decision(Action.RETRY, backoff_delay(attempts, policy, jitter), reason)
@@ -73,24 +70,15 @@ def decide(
     if isinstance(error, errors.Transient):
         if error.may_have_reached:
             return Decision(Action.RECONCILE, 0.0, reason)
-        return transient_retry(
-            policy, jitter, reason, attempts=attempts, transient_failures=transient_failures
-        )
+        return transient_retry(policy, jitter, reason, attempts=attempts)
     return Decision(Action.REJECT, 0.0, reason)
 
 
-def transient_retry(
-    policy: RetryPolicy, jitter: float, reason: str, *, attempts: int, transient_failures: int
-) -> Decision:
-    """Retry a transient failure of attempt number ``attempts``, the entry's next after
-    ``transient_failures`` earlier ones, unless this one uses up its budget.
+def transient_retry(policy: RetryPolicy, jitter: float, reason: str, *, attempts: int) -> Decision:
+    """Retry a transient failure of attempt number ``attempts``, whatever came before.
 
     The delay grows with the attempts, whatever failed them: an entry just throttled many
-    times is not sent again within a second because this failure is its first 5xx.
+    times is not sent again within a second because this failure is its first 5xx. Nothing is
+    rejected for transient failures, however many there were.
     """
-    failures = transient_failures + 1
-    if failures >= policy.max_transient_attempts:
-        noun = "failure" if failures == 1 else "failures"
-        why = f"gave up after {failures} transient {noun}: {reason}"
-        return Decision(Action.REJECT, 0.0, why, transient=True)
     return Decision(Action.RETRY, backoff_delay(attempts, policy, jitter), reason, transient=True)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
     from dropzone.ops import Metrics
+    from dropzone.reachability import Reachability
     from dropzone.submitter import Preflight
 
 CONTAINER_SECRETS = Path("/run/secrets")
@@ -112,8 +113,22 @@ def ark_client(
     )
 
 
+def fan_out(*observers: CallObserver) -> CallObserver:
+    """One client observer that tells each of ``observers`` about every call."""
+
+    def observe(action: str, outcome: str, seconds: float, detail: str = "") -> None:
+        for observer in observers:
+            observer(action, outcome, seconds, detail)
+
+    return observe
+
+
 def attach_ops(
-    daemon: Daemon, settings: Settings, metrics: Metrics, env: Mapping[str, str]
+    daemon: Daemon,
+    settings: Settings,
+    metrics: Metrics,
+    env: Mapping[str, str],
+    reachability: Reachability | None = None,
 ) -> OpsServer | None:
     """Metrics, /healthz and systemd notify for a running daemon; the server if ``listen``."""
     names = [rule.name for rule in settings.watches]
@@ -125,6 +140,13 @@ def attach_ops(
         ledger=daemon.ledger,
         clock=utc_now,
     )
+    outage = reachability.outage if reachability is not None else lambda: None
+
+    def seconds_down() -> float:
+        current = outage()
+        return 0.0 if current is None else (utc_now() - current.since).total_seconds()
+
+    metrics.track_ark_outage(seconds_down)
     address = settings.daemon.listen_address
     if address is None:
         return None
@@ -138,6 +160,7 @@ def attach_ops(
         started_at=time.time(),
         due=due,
         ledger_writable=ledger_writable(settings.ledger.path),
+        ark_outage=outage,
     )
     server = OpsServer(address, metrics, probe)
     try:
@@ -188,14 +211,20 @@ def watches_for(settings: Settings, s3: S3Client) -> dict[str, tuple[Watch, TosB
 
 
 def build_daemon(
-    settings: Settings, *, ledger: SqliteLedger, api: ArkClient, s3: S3Client
+    settings: Settings,
+    *,
+    ledger: SqliteLedger,
+    api: ArkClient,
+    s3: S3Client,
+    reachability: Reachability | None = None,
 ) -> Daemon:
     submitter = Submitter(
         ledger=ledger,
         api=api,
         watches={},
         clock=utc_now,
-        policy=RetryPolicy(max_transient_attempts=settings.daemon.max_transient_attempts),
+        policy=RetryPolicy(),
+        reachability=reachability,
         # A Create that outlived the client's read time-out may still be carried out: twice
         # that is the wait before "no job listed" counts as "no job made".
         late_create_s=2 * settings.ark.timeout_s,
@@ -209,7 +238,9 @@ def build_daemon(
         track_interval_s=settings.daemon.track_interval_s,
     )
     daemon = Daemon(ledger=ledger, pollers=[], submitter=submitter, options=options, clock=utc_now)
-    daemon.tracker = Tracker(ledger=ledger, api=api, projects={}, clock=utc_now)
+    daemon.tracker = Tracker(
+        ledger=ledger, api=api, projects={}, clock=utc_now, reachability=reachability
+    )
     apply_watches(daemon, settings, ledger=ledger, s3=s3)
     return daemon
 

@@ -9,6 +9,7 @@ confirmed and recorded as ``duplicate``, or adopted when the named job is our ow
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from dropzone import plan
 from dropzone.ark import errors
 from dropzone.ledger import Entry, State
 from dropzone.log import get_logger
-from dropzone.policy import Action, Decision, RetryPolicy, decide, transient_retry
+from dropzone.policy import Action, Decision, RetryPolicy, backoff_delay, decide, transient_retry
 from dropzone.sources.tos import SourceError, StoredObject
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from dropzone.ark.models import CreateJobRequest, Job
     from dropzone.config import WatchRule
     from dropzone.ledger import Ledger
+    from dropzone.reachability import Reachability
     from dropzone.validate import Report
 
 # A job created by this attempt has a CreateTime no earlier than the claim, give or take the
@@ -99,7 +101,7 @@ def adoptable(job: Job, claimed_at: datetime) -> bool:
 class Submitter:
     """Submits claimed entries and reconciles ambiguous ones; safe to share between threads."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every parameter is an independent, injected dependency
         self,
         *,
         ledger: Ledger,
@@ -109,9 +111,12 @@ class Submitter:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         late_create_s: float = 0.0,
+        reachability: Reachability | None = None,
     ) -> None:
         """``late_create_s``: how long after it was sent a Create may still make a job (it may
-        be on its way, or being carried out); until then, no job listed proves nothing."""
+        be on its way, or being carried out); until then, no job listed proves nothing.
+        ``reachability``: while it tells of an outage, per-file retry lines go to debug (the
+        outage itself is logged once, there)."""
         self._ledger = ledger
         self._api = api
         self._watches = dict(watches)
@@ -119,6 +124,7 @@ class Submitter:
         self._policy = policy or RetryPolicy()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._late_create = timedelta(seconds=late_create_s)
+        self._reachability = reachability
         self._log = get_logger()
 
     def replace_watches(self, watches: Mapping[str, Watch]) -> None:
@@ -223,7 +229,6 @@ class Submitter:
             self._policy,
             self._rng.random(),
             attempts=entry.attempts,
-            transient_failures=entry.transient_failures,
         )
         if decision.action is Action.RECONCILE:
             return self.reconcile(entry, request.project_name, reason=decision.reason)
@@ -257,11 +262,18 @@ class Submitter:
         except errors.ArkError as exc:
             # Unknown still: keep the entry in `submitting` and look again later. Submitting
             # again now could start a second job once the first has finished.
-            delay = self._policy.base_s * 2 + self._rng.random() * self._policy.base_s * 2
+            # Backing off like a retry: through a long outage, not a look every few seconds.
+            failures = entry.transient_failures + 1
+            delay = backoff_delay(failures + 1, self._policy, self._rng.random())
             self._ledger.defer_reconcile(
-                entry.id, self._clock() + timedelta(seconds=delay), exc.describe(), self._clock()
+                entry.id,
+                self._clock() + timedelta(seconds=delay),
+                exc.describe(),
+                self._clock(),
+                transient=True,
             )
-            log.warning("job.reconcile_deferred", reason=exc.describe(), delay_s=round(delay, 3))
+            level = logging.DEBUG if self._in_outage() else logging.WARNING
+            log.log(level, "job.reconcile_deferred", reason=exc.describe(), delay_s=round(delay, 3))
             return State.SUBMITTING
         claimed_at = entry.claimed_at or entry.updated_at
         found = [job for job in jobs if adoptable(job, claimed_at)]
@@ -296,7 +308,6 @@ class Submitter:
             self._rng.random(),
             reason,
             attempts=entry.attempts,
-            transient_failures=entry.transient_failures,
         )
 
     def _apply_retry(self, entry: Entry, decision: Decision) -> State:
@@ -310,13 +321,18 @@ class Submitter:
             now,
             transient=decision.transient,
         )
-        self._bind(entry).info(
+        quiet = decision.transient and self._in_outage()
+        self._bind(entry).log(
+            logging.DEBUG if quiet else logging.INFO,
             "job.retry",
             attempt=entry.attempts,
             delay_s=round(decision.delay_s, 3),
             reason=decision.reason,
         )
         return State.PENDING
+
+    def _in_outage(self) -> bool:
+        return self._reachability is not None and self._reachability.outage() is not None
 
     def _reject(self, entry: Entry, reason: str, *, logged: bool = False) -> State:
         self._ledger.record_rejected(entry.id, reason, self._clock())

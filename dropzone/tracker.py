@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
     from dropzone.ark.models import Job
     from dropzone.ledger import Entry, Ledger
+    from dropzone.reachability import Reachability
 
 BATCH = 100
 TRACK_LIMIT = 5000
@@ -42,6 +44,7 @@ class Tracker:
         clock: Callable[[], datetime],
         on_phase: Callable[[str, str], None] | None = None,
         limit: int = TRACK_LIMIT,
+        reachability: Reachability | None = None,
     ) -> None:
         self._ledger = ledger
         self._api = api
@@ -49,6 +52,7 @@ class Tracker:
         self._clock = clock
         self._on_phase = on_phase
         self._limit = limit
+        self._reachability = reachability
         self._log = get_logger()
         # Where the last round stopped: an unchanged job keeps its place in the order, so
         # rounds that always began at the front would never reach the jobs past the limit.
@@ -76,7 +80,10 @@ class Tracker:
         try:
             jobs = {job.id: job for job in self._api.get_many(ids, project)}
         except errors.ArkError as exc:
-            self._log.warning("track.failed", error=exc.describe(), jobs=len(ids))
+            # During an outage the outage is the news, logged once where it is noticed.
+            in_outage = self._reachability is not None and self._reachability.outage()
+            level = logging.DEBUG if in_outage else logging.WARNING
+            self._log.log(level, "track.failed", error=exc.describe(), jobs=len(ids))
             return 0
         changed = 0
         for entry in entries:

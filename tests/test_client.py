@@ -199,9 +199,11 @@ def test_connection_refused_never_reached(clock: FakeClock) -> None:
 def test_observer_sees_every_call(emulator: Emulator, clock: FakeClock) -> None:
     """The metrics hook hears each call's action and status."""
     seen: list[tuple[str, str]] = []
-    with _client(
-        emulator, clock, observer=lambda action, outcome, _s: seen.append((action, outcome))
-    ) as client:
+
+    def observe(action: str, outcome: str, _seconds: float, _detail: str = "") -> None:
+        seen.append((action, outcome))
+
+    with _client(emulator, clock, observer=observe) as client:
         job_id = client.create(_request())
         client.get(job_id)
         with pytest.raises(errors.Rejected):

@@ -81,7 +81,6 @@ def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> li
         ("daemon.concurrency", 4),
         ("daemon.listen", "127.0.0.1:9464"),
         ("daemon.listen_address", ("127.0.0.1", 9464)),
-        ("daemon.max_transient_attempts", 10),
         ("daemon.drain_timeout_s", 30),
         ("daemon.once_max_wait_s", 300),
         ("watches[0].pattern", "*.jsonl"),
@@ -219,7 +218,7 @@ BAD_SECTIONS = [
     ('[daemon]\nlisten = "9464"', "daemon.listen", 'is not "host:port"'),
     ('[daemon]\nlisten = "::1:9464"', "daemon.listen", 'is not "host:port"'),
     ('[daemon]\nlisten = "h:65536"', "daemon.listen", 'is not "host:port"'),
-    ("[daemon]\nmax_transient_attempts = 0", "daemon.max_transient_attempts", ">= 1"),
+    ("[daemon]\nmax_transient_attempts = 10", "daemon.max_transient_attempts", "never reject"),
     ("[daemon]\ndrain_timeout_s = -1", "daemon.drain_timeout_s", "greater than or equal to 0"),
     ("[daemon]\nonce_max_wait_s = -1", "daemon.once_max_wait_s", "greater than or equal to 0"),
 ]

@@ -40,6 +40,7 @@ from dropzone.ops import (
     submission_outcome,
     watchdog_interval_s,
 )
+from dropzone.reachability import Outage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -336,6 +337,8 @@ def test_health_body_fields() -> None:
     )
     assert body == {
         "ok": True,
+        "degraded": [],
+        "ark": {"reachable": True, "unreachable_since": None, "failed_calls": 0, "reason": None},
         "ledger_writable": True,
         "checked_at": "2023-11-14T22:14:40Z",
         "started_at": "2023-11-14T22:13:20Z",
@@ -351,6 +354,23 @@ def test_health_body_fields() -> None:
         },
     }
     assert json.loads(json.dumps(body)) == body
+
+
+def test_an_ark_outage_degrades_the_body_but_not_the_verdict() -> None:
+    """During an Ark outage /healthz still says ok (a restart cures nothing) and tells it."""
+    since = datetime.fromtimestamp(START + 10, UTC)
+    outage = Outage(since=since, failed_calls=7, reason="ConnectError: refused", declared=True)
+    ok, body = health_report(
+        START + 80, INTERVAL, {}, {}, ledger_writable=True, started_at=START, ark_outage=outage
+    )
+    assert ok
+    assert body["degraded"] == ["ark unreachable: ConnectError: refused"]
+    assert body["ark"] == {
+        "reachable": False,
+        "unreachable_since": "2023-11-14T22:13:30Z",
+        "failed_calls": 7,
+        "reason": "ConnectError: refused",
+    }
 
 
 # --- heartbeat -------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) 
     assert health.status_code == 200
     body = health.json()
     assert body["ok"] is True
+    assert (body["degraded"], body["ark"]["reachable"]) == ([], True)
+    assert metrics["dropzone_ark_unreachable_seconds", ()] == 0
     assert body["watches"]["chat"]["last_poll"] is not None
     assert row["key"] == key
     assert row["request_counts"]["total"] >= 1

@@ -39,9 +39,10 @@ USER_AGENT = "dropzone/0.1"
 
 
 class CallObserver(Protocol):
-    """Told about every API call, for metrics: action, outcome label, seconds taken."""
+    """Told about every API call: action, outcome label (HTTP status or ``transport_error``),
+    seconds taken, and for a failure a one-line ``detail`` (never a credential)."""
 
-    def __call__(self, action: str, outcome: str, seconds: float) -> None: ...
+    def __call__(self, action: str, outcome: str, seconds: float, detail: str = "") -> None: ...
 
 
 def utc_now() -> datetime:
@@ -231,17 +232,19 @@ class ArkClient:
             service=SERVICE,
         )
         started = time.monotonic()
-        outcome = "error"
+        outcome, detail = "error", ""
         try:
             response = self._send(query, headers, body)
             answer = parse_answer(response.status_code, response.content)
             outcome = str(response.status_code)
-        except errors.Transient:
-            outcome = "transport_error"
+            if answer.result is None:
+                detail = f"{answer.code or 'HTTP'} {response.status_code}: {answer.message}"
+        except errors.Transient as exc:
+            outcome, detail = "transport_error", exc.describe()
             raise
         finally:
             if self._observer is not None:
-                self._observer(action, outcome, time.monotonic() - started)
+                self._observer(action, outcome, time.monotonic() - started, detail)
         if answer.result is None:
             raise error_for(answer, response.headers.get("Date"), self._clock())
         return answer.result

@@ -141,7 +141,7 @@ class Entry:
 
     ``attempts`` counts claims, whatever became of them; ``transient_failures`` only the
     attempts that failed transiently (5xx, time-outs, connection errors, failed lookups or
-    preflight reads), the count ``max_transient_attempts`` limits. ``updated_at`` is the last
+    preflight reads, failed reconcile look-ups), shown by ``status``. ``updated_at`` is the last
     change to the submission record; ``claimed_at`` the start of the latest attempt (any
     Create call of that attempt was sent after it); ``gone_since`` when the version was last
     found missing from a listing (None while it is present).

@@ -73,7 +73,13 @@ class Ledger(Protocol):
         transient: bool,
     ) -> Entry: ...
     def defer_reconcile(
-        self, entry_id: int, next_attempt_at: datetime, reason: str, now: datetime
+        self,
+        entry_id: int,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        transient: bool = False,
     ) -> Entry: ...
     def release(self, entry_id: int, now: datetime) -> Entry: ...
     def mark_sending(self, entry_id: int, now: datetime) -> Entry: ...

@@ -114,8 +114,8 @@ _SET_RETRY = (
     " WHERE id = ? AND state IN (?, ?, ?) RETURNING *"
 )
 _SET_DEFERRED = (
-    "UPDATE entries SET next_attempt_at = ?, error = ?, updated_at = ?"
-    " WHERE id = ? AND state = ? RETURNING *"
+    "UPDATE entries SET next_attempt_at = ?, error = ?, updated_at = ?,"
+    " transient_failures = transient_failures + ? WHERE id = ? AND state = ? RETURNING *"
 )
 _SET_SENDING = (
     "UPDATE entries SET claimed_at = ?, updated_at = ? WHERE id = ? AND state = ? RETURNING *"
@@ -596,13 +596,20 @@ class SqliteLedger:
         return self._guarded(_SET_SENDING, (stamp, stamp), entry_id, State.SUBMITTING)
 
     def defer_reconcile(
-        self, entry_id: int, next_attempt_at: datetime, reason: str, now: datetime
+        self,
+        entry_id: int,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        transient: bool = False,
     ) -> Entry:
         """Keep a submitting entry whose outcome is still unknown; look again at the time.
 
         ``claimed_at`` is kept: it still dates the attempt that is being reconciled.
+        ``transient``: the look failed (Ark did not answer), one more transient failure.
         """
-        values = (to_text(next_attempt_at), reason, to_text(now))
+        values = (to_text(next_attempt_at), reason, to_text(now), int(transient))
         return self._guarded(_SET_DEFERRED, values, entry_id, State.SUBMITTING)
 
     def record_phase(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +16,7 @@ import pytest
 
 from dropzone.config import ArkSettings, DaemonSettings, LedgerSettings, TosSettings, WatchRule
 from tests.conftest import REPO
+from tests.harness import free_port, log_events
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -88,3 +94,39 @@ def test_configuration_reference_matches_the_models(section: str, model: type[Ba
             if isinstance(expected, tuple):
                 expected = list(expected)
             assert value == expected, key
+
+
+@pytest.mark.slow
+def test_the_trial_runs_as_written(tmp_path: Path) -> None:
+    """The README's local trial, run by bash as written (on free ports, with this test's
+    virtual environment): check passes, the file is submitted once and shows `submitted`."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    [trial] = [block for block in _shell_blocks(readme) if "dropzone emulator --port" in block]
+    ark_port, s3_port = free_port(), free_port()
+    script = (
+        trial.replace(". .venv/bin/activate", f". {Path(sys.prefix) / 'bin' / 'activate'}")
+        .replace("8765", str(ark_port))
+        .replace("9000", str(s3_port))
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLC", "DROPZONE_"))}
+    shell = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the servers it starts in the background die with it
+    )
+    try:
+        out, err = shell.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert shell.returncode == 0, out[-3000:] + err[-3000:]
+    assert "FAILED" not in err
+    assert f"ark http://127.0.0.1:{ark_port} project 'default': ok" in err
+    submitted = [e for e in log_events(out) if e.get("event") == "job.submitted"]
+    assert [e["key"] for e in submitted] == ["dataset/hello.jsonl"]
+    assert "submitted" in out.splitlines()[-1]
+    assert (tmp_path / "trial-ledger.sqlite3").exists()

@@ -32,6 +32,11 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="log rendering (default: console on a terminal, JSON lines otherwise)",
     )
+    parser.add_argument(
+        "--log-level",
+        choices=log.LOG_LEVELS,
+        help="least severe level logged (default: [daemon] log_level, else info)",
+    )
 
 
 def _watch_option(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +57,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    status = sub.add_parser("status", help="what the ledger knows, one entry per line")
+    status = sub.add_parser(
+        "status", help="what the ledger knows: a table on a terminal, else one entry per line"
+    )
     _config_option(status)
     _watch_option(status)
     status.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -67,10 +74,13 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     _config_option(backfill)
     _watch_option(backfill)
 
-    retry = sub.add_parser("retry", help="rejected or invalid entries -> pending")
+    retry = sub.add_parser("retry", help="rejected, invalid (or duplicate) entries -> pending")
     _config_option(retry)
     retry.add_argument(
-        "--state", choices=["rejected", "invalid"], action="append", help="default: both"
+        "--state",
+        choices=["rejected", "invalid", "duplicate"],
+        action="append",
+        help="default: rejected and invalid, and duplicate too for the KEYs given",
     )
     retry.add_argument("keys", nargs="*", metavar="KEY")
 
@@ -137,7 +147,7 @@ def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    log.configure(getattr(args, "log_format", "auto"))
+    log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
     try:
         return _dispatch()[args.command](args)
     except (commands.UsageError, LedgerError) as exc:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dropzone import checks, plan, runtime
+from dropzone import checks, plan, runtime, status_view
 from dropzone.config_text import config_text
 from dropzone.ledger import State
 from dropzone.log import get_logger
@@ -180,6 +181,8 @@ def entry_record(entry: Entry) -> dict[str, object]:
         "next_attempt_at": entry.next_attempt_at,
         "first_seen_at": entry.first_seen_at,
         "updated_at": entry.updated_at,
+        "gone_since": entry.gone_since,
+        "awaits_job": entry.awaits_job,
     }
 
 
@@ -206,6 +209,11 @@ def status(args: argparse.Namespace) -> int:
         return 1
     ledger = runtime.open_ledger(settings, readonly=True)
     try:
+        if not args.json and sys.stdout.isatty():
+            entries = list(ledger.entries(state=state, watch=args.watch))
+            columns = shutil.get_terminal_size().columns
+            print("\n".join(status_view.table(entries, runtime.utc_now(), columns)))
+            return 0
         for entry in ledger.entries(state=state, watch=args.watch):
             if args.json:
                 _print_json(entry_record(entry))
@@ -242,7 +250,10 @@ def backfill(args: argparse.Namespace) -> int:
 
 def retry(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
-    states = {State(s) for s in (args.state or ["rejected", "invalid"])}
+    # A duplicate of the same version is an outcome, so only a duplicate named by its key (or
+    # asked for with --state) goes back: once the job it names has ended, it gets its own.
+    default = ["rejected", "invalid", "duplicate"] if args.keys else ["rejected", "invalid"]
+    states = {State(s) for s in (args.state or default)}
     ledger = runtime.open_ledger(settings)
     try:
         moved = ledger.retry(states, set(args.keys) or None, runtime.utc_now())

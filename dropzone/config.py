@@ -209,6 +209,7 @@ class DaemonSettings(_Section):
     listen: str = "127.0.0.1:9464"
     drain_timeout_s: Seconds = 30
     once_max_wait_s: Seconds = 300
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     _listen = field_validator("listen")(_check_listen)
 
@@ -295,7 +296,7 @@ class WatchRule(WatchLayout, _WatchName):
     completion_window: str = "1d"
     tags: dict[str, str] = Field(default_factory=dict)
     on_start: Literal["skip-existing", "submit-existing"] = "skip-existing"
-    on_change: Literal["resubmit", "ignore"] = "resubmit"
+    on_change: Literal["resubmit", "ignore", "after-active"] = "resubmit"
     # `validate` would shadow a BaseModel method; the TOML key stays `validate`.
     preflight: bool = Field(default=False, alias="validate")
     report: bool = False
@@ -423,11 +424,20 @@ class Settings(BaseSettings):
 
     @field_validator("watches")
     @classmethod
-    def _check_watches(cls, value: tuple[WatchRule, ...]) -> tuple[WatchRule, ...]:
+    def _check_watches(
+        cls, value: tuple[WatchRule, ...], info: ValidationInfo
+    ) -> tuple[WatchRule, ...]:
         if not value:
             raise ValueError(NO_WATCH)
+        daemon = info.data.get("daemon")
         first: dict[str, int] = {}
         for index, rule in enumerate(value):
+            if rule.on_change == "after-active" and daemon and not daemon.track_interval_s:
+                # Only tracking sees the awaited job end: without it the version would wait forever.
+                raise ValueError(
+                    f'watch {rule.name!r}: on_change = "after-active" needs job tracking;'
+                    " set [daemon] track_interval_s above 0"
+                )
             seen = first.setdefault(rule.name.lower(), index)
             if seen != index:
                 raise ValueError(

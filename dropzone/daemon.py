@@ -148,6 +148,8 @@ class Daemon:
             self.tracker.track_once()
         except Exception:  # noqa: BLE001 - tracking is best effort; the next round tries again
             self._log.exception("track.failed")
+        # A duplicate whose awaited job ended is pending now: no need to wait for a tick.
+        self._wake.notify()
 
     def start_folders(self) -> bool:
         """Start folder watches not yet running; True once each has its first full scan."""
@@ -282,6 +284,10 @@ class Daemon:
         """Scan once, submit all that is due (retrying within a bounded wait), then exit."""
         self._log.info("daemon.started", watches=self._watch_names(), once=True)
         self.reconcile_stranded(all_of_them=True)
+        if self.options.track_interval_s > 0:
+            # One round, so that phases are current and a duplicate whose awaited job ended
+            # since the last run is pending (and submitted) in this one.
+            self.track()
         folders_ok = self.start_folders()
         polled = self.poll_all() and folders_ok
         deadline = time.monotonic() + self.options.once_max_wait_s

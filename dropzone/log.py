@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import structlog
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, MutableMapping
 
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+DEFAULT_LEVEL: LogLevel = "info"
 MASK = "[secure]"
 _SECRET_FIELD_PARTS = ("secret", "password", "token", "authorization")
 _registered: set[str] = set()
@@ -66,10 +70,29 @@ def _renderer(fmt: LogFormat, stream: TextIO) -> structlog.typing.Processor:
     return structlog.processors.JSONRenderer(ensure_ascii=False)
 
 
+@dataclass
+class _Levels:
+    configured: bool = False
+    # --log-level: when given, it wins over the config file's [daemon] log_level.
+    chosen: LogLevel | None = None
+
+
+_levels = _Levels()
+
+
+def _filtering(level: LogLevel) -> type[structlog.typing.FilteringBoundLogger]:
+    return structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()])
+
+
 def configure(
-    fmt: LogFormat = "auto", *, level: str = "info", stream: TextIO | None = None
+    fmt: LogFormat = "auto", *, level: LogLevel | None = None, stream: TextIO | None = None
 ) -> None:
-    """Set up structlog for the process (call once, from the CLI)."""
+    """Set up structlog for the process (call once, from the CLI).
+
+    ``level`` is the command line's choice; None logs at info until :func:`use_setting`
+    applies the config file's.
+    """
+    _levels.configured, _levels.chosen = True, level
     out = stream if stream is not None else sys.stdout
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -85,7 +108,7 @@ def configure(
         processors.pop(3)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=_filtering(level or DEFAULT_LEVEL),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
@@ -94,8 +117,16 @@ def configure(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def use_setting(level: LogLevel) -> None:
+    """The config file's log level, unless the command line chose one or logging was not
+    set up by :func:`configure` (code using dropzone as a library keeps its own)."""
+    if _levels.configured and _levels.chosen is None:
+        structlog.configure(wrapper_class=_filtering(level))
+
+
 def reset() -> None:
     """Back to structlog's defaults and no registered secrets (for tests)."""
+    _levels.configured, _levels.chosen = False, None
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
     with _registered_lock:

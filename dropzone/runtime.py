@@ -17,7 +17,7 @@ from dropzone.config import ConfigError, config_path, load_credentials, load_set
 from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger, State
-from dropzone.log import register_secrets
+from dropzone.log import register_secrets, use_setting
 from dropzone.ops import (
     Heartbeat,
     ListenError,
@@ -65,9 +65,12 @@ def config_file(cli_value: str | None) -> Path:
 def settings_from(cli_value: str | None, env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     try:
-        return load_settings(config_path(cli_value, env), env)
+        settings = load_settings(config_path(cli_value, env), env)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+    # Here, so that every command and a SIGHUP reload log at the configured level.
+    use_setting(settings.daemon.log_level)
+    return settings
 
 
 def credentials_for(settings: Settings, env: Mapping[str, str] | None = None) -> Credentials:

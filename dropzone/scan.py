@@ -114,7 +114,9 @@ class WatchPoller:
         result = PollResult(
             self.rule.name, objects, matching, new - baseline, baseline, time.monotonic() - started
         )
-        self._log.info(
+        # A poll that found nothing is the daemon's heartbeat: at info it would fill the log.
+        log = self._log.info if result.new or baseline else self._log.debug
+        log(
             "poll.completed",
             objects=objects,
             matching=matching,

@@ -154,7 +154,7 @@ class Submitter:
         try:
             job_id = self._api.create(request)
         except errors.Duplicate as exc:
-            return self._duplicate(entry, request, exc)
+            return self._duplicate(entry, request, exc, watch.rule)
         except errors.ArkError as exc:
             return self._failed(entry, request, exc)
         output_dir = request.output_dir_tos_location.object_key
@@ -206,21 +206,27 @@ class Submitter:
         )
         return State.INVALID
 
-    def _duplicate(self, entry: Entry, request: CreateJobRequest, exc: errors.Duplicate) -> State:
+    def _duplicate(
+        self, entry: Entry, request: CreateJobRequest, exc: errors.Duplicate, rule: WatchRule
+    ) -> State:
         log = self._bind(entry)
         output_dir = request.output_dir_tos_location.object_key
         own_tag = request.tag(plan.INPUT_TAG_KEY)
-        if (
-            exc.job is not None
-            and own_tag is not None
-            and exc.job.tag(plan.INPUT_TAG_KEY) == own_tag
-        ):
+        their_tag = exc.job.tag(plan.INPUT_TAG_KEY) if exc.job is not None else None
+        if own_tag is not None and their_tag == own_tag:
             # Our own earlier attempt created it (its answer was lost): that is this entry's job.
             self._ledger.record_submitted(entry.id, exc.existing_job_id, output_dir, self._clock())
             log.info("job.reconciled", job_id=exc.existing_job_id, found_by="guard")
             return State.SUBMITTED
-        self._ledger.record_duplicate(entry.id, exc.existing_job_id, output_dir, self._clock())
-        log.info("job.duplicate", existing_job_id=exc.existing_job_id, code=exc.code)
+        # Another tag is dropzone's job for another version of this key. A job without one
+        # was started elsewhere, on content dropzone cannot tell: that stays an outcome.
+        awaits = rule.on_change == "after-active" and their_tag is not None
+        self._ledger.record_duplicate(
+            entry.id, exc.existing_job_id, output_dir, self._clock(), awaits_job=awaits
+        )
+        log.info(
+            "job.duplicate", existing_job_id=exc.existing_job_id, code=exc.code, awaits_job=awaits
+        )
         return State.DUPLICATE
 
     def _failed(self, entry: Entry, request: CreateJobRequest, exc: errors.ArkError) -> State:

@@ -1,4 +1,8 @@
-"""Job tracking: entries with a job and a non-terminal phase, refreshed by List-by-Ids batches."""
+"""Job tracking: entries with a job and a non-terminal phase, refreshed by List-by-Ids batches.
+
+A duplicate that awaits its job (``on_change = "after-active"``) goes back to pending when
+that job is seen ended, instead of recording the end: the submit workers take it from there.
+"""
 
 from __future__ import annotations
 
@@ -90,6 +94,9 @@ class Tracker:
             job = jobs.get(entry.job_id or "")
             if job is None:
                 continue
+            if entry.awaits_job and job.phase.is_terminal:
+                self._end_wait(entry, job)
+                continue
             counts = counts_of(job)
             if job.phase.value == entry.phase and counts == entry.request_counts:
                 continue
@@ -110,3 +117,18 @@ class Tracker:
                 if self._on_phase is not None:
                     self._on_phase(entry.watch, job.phase.value)
         return changed
+
+    def _end_wait(self, entry: Entry, job: Job) -> None:
+        """The job another version held the input with has ended: this version's turn."""
+        released = self._ledger.end_wait(entry.id, job.id, job.phase.value, self._clock())
+        if released is None:
+            return  # retried or forgotten meanwhile: someone else decided
+        self._log.info(
+            "job.wait_ended",
+            watch=entry.watch,
+            bucket=entry.bucket,
+            key=entry.key,
+            etag=entry.etag,
+            awaited_job_id=job.id,
+            phase=job.phase.value,
+        )

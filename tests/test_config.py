@@ -83,6 +83,7 @@ def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> li
         ("daemon.listen_address", ("127.0.0.1", 9464)),
         ("daemon.drain_timeout_s", 30),
         ("daemon.once_max_wait_s", 300),
+        ("daemon.log_level", "info"),
         ("watches[0].pattern", "*.jsonl"),
         ("watches[0].output_prefix", "batch-inference-job/output/"),
         ("watches[0].output_template", "{output_prefix}{relpath_stem}/"),
@@ -221,6 +222,7 @@ BAD_SECTIONS = [
     ("[daemon]\nmax_transient_attempts = 10", "daemon.max_transient_attempts", "never reject"),
     ("[daemon]\ndrain_timeout_s = -1", "daemon.drain_timeout_s", "greater than or equal to 0"),
     ("[daemon]\nonce_max_wait_s = -1", "daemon.once_max_wait_s", "greater than or equal to 0"),
+    ('[daemon]\nlog_level = "verbose"', "daemon.log_level", "'debug', 'info', 'warning' or"),
 ]
 
 
@@ -231,6 +233,18 @@ def test_section_errors(tmp_path: Path, text: str, setting: str, message: str) -
     assert len(found) == 1
     assert found[0].startswith(f"{setting}: ")
     assert message.replace(">= 1", "greater than or equal to 1") in found[0]
+
+
+def test_after_active_needs_job_tracking(tmp_path: Path) -> None:
+    """on_change = "after-active" waits for a job that only tracking sees end: with tracking
+    off the watch is refused, naming both settings; with tracking on it is taken."""
+    text = f'[daemon]\ntrack_interval_s = 0\n{WATCH}on_change = "after-active"\n'
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith("watch: watch 'chat': ")
+    assert 'on_change = "after-active"' in problem
+    assert "[daemon] track_interval_s above 0" in problem
+    tracked = write(tmp_path, text.replace("track_interval_s = 0", "track_interval_s = 5"))
+    assert load_settings(tracked, {}).watches[0].on_change == "after-active"
 
 
 BAD_WATCHES = [
@@ -255,7 +269,7 @@ BAD_WATCHES = [
     (f'tags = {{ k = "{"v" * 257}" }}', ".tags", "at most 256"),
     ("tags = { k = 1 }", ".tags.k", "valid string"),
     ('on_start = "skip"', ".on_start", "'skip-existing' or 'submit-existing'"),
-    ('on_change = "always"', ".on_change", "'resubmit' or 'ignore'"),
+    ('on_change = "always"', ".on_change", "'resubmit', 'ignore' or 'after-active'"),
     ('validate = "maybe"', ".validate", "valid boolean"),
     ("min_age_s = -1", ".min_age_s", "greater than or equal to 0"),
     ('local_mode = "fuse"', ".local_mode", "'upload', 'synced' or 'mounted'"),

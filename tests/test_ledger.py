@@ -119,6 +119,7 @@ ALLOWED = {
     (State.SUBMITTING, State.REJECTED),
     (State.SUBMITTING, State.INVALID),
     (State.SUBMITTING, State.PENDING),
+    (State.DUPLICATE, State.PENDING),
     (State.INVALID, State.PENDING),
     (State.REJECTED, State.PENDING),
 }
@@ -524,6 +525,44 @@ def test_record_duplicate(ledger: SqliteLedger) -> None:
     assert (dup.state, dup.job_id) == (State.DUPLICATE, "bi-other")
 
 
+def test_an_awaiting_duplicate_goes_back_to_pending_once_its_job_ended(
+    ledger: SqliteLedger,
+) -> None:
+    """A duplicate marked to await its job is tracked like one; once that job ended it is
+    pending again (due now, the job dropped, a note why), exactly once: a second end, or an
+    end of another job, changes nothing."""
+    entry = submitting(ledger)
+    waiting = ledger.record_duplicate(entry.id, "bi-v1", "out/a/", at(2), awaits_job=True)
+    assert (waiting.state, waiting.job_id, waiting.awaits_job) == (State.DUPLICATE, "bi-v1", True)
+    assert [e.id for e in ledger.tracking(10)] == [entry.id]
+    ledger.record_phase(entry.id, "Running", RequestCounts(10, 4, 0), at(3))
+    assert ledger.end_wait(entry.id, "bi-other", "Completed", at(4)) is None
+
+    back = ledger.end_wait(entry.id, "bi-v1", "Completed", at(5))
+    assert back is not None
+    assert (back.state, back.job_id, back.phase, back.request_counts) == (
+        State.PENDING,
+        None,
+        None,
+        None,
+    )
+    assert (back.awaits_job, back.output_dir, back.next_attempt_at) == (False, None, None)
+    assert (
+        back.error == "job bi-v1 of another version ended Completed; this version is submitted now"
+    )
+    assert ledger.end_wait(entry.id, "bi-v1", "Completed", at(6)) is None
+    assert ledger.tracking(10) == []
+    assert [e.id for e in ledger.claim_due(10, at(6))] == [entry.id]
+
+
+def test_a_duplicate_that_does_not_await_is_never_released(ledger: SqliteLedger) -> None:
+    """A plain duplicate (the default "resubmit") is an outcome: its job's end leaves it."""
+    entry = submitting(ledger)
+    ledger.record_duplicate(entry.id, "bi-v1", None, at(2))
+    assert ledger.end_wait(entry.id, "bi-v1", "Completed", at(3)) is None
+    assert ledger.get(entry.id).state is State.DUPLICATE
+
+
 @pytest.mark.parametrize("start", [State.PENDING, State.SUBMITTING, State.WAITING])
 def test_record_rejected_from_each_allowed_state(ledger: SqliteLedger, start: State) -> None:
     """Rejected (with its reason) from pending, submitting or waiting."""
@@ -775,6 +814,31 @@ def test_retry(ledger: SqliteLedger) -> None:
     assert (again.error, again.next_attempt_at) == (None, None)
 
 
+def test_retry_of_a_duplicate_drops_the_job_it_named(ledger: SqliteLedger) -> None:
+    """A duplicate (awaiting or not) goes back to pending only when its state is asked for;
+    it then holds no job, no phase and no wait: the next claim submits it afresh."""
+    plain = submitting(ledger, "p")
+    ledger.record_duplicate(plain.id, "bi-1", "out/p/", at(2))
+    ledger.record_phase(plain.id, "Completed", RequestCounts(3, 3, 0), at(3))
+    waiting = submitting(ledger, "w")
+    ledger.record_duplicate(waiting.id, "bi-2", None, at(2), awaits_job=True)
+    assert ledger.retry({State.REJECTED, State.INVALID}, None, at(4)) == 0
+    assert ledger.retry({State.DUPLICATE}, ["p"], at(4)) == 1
+    back = ledger.get(plain.id)
+    assert (back.state, back.job_id, back.phase, back.request_counts, back.output_dir) == (
+        State.PENDING,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert ledger.retry({State.DUPLICATE}, None, at(5)) == 1
+    assert (ledger.get(waiting.id).state, ledger.get(waiting.id).awaits_job) == (
+        State.PENDING,
+        False,
+    )
+
+
 def test_forget_makes_an_object_new_again(ledger: SqliteLedger) -> None:
     """forget deletes every version of the keys (in one watch, or all); the next listing
     records the object as new."""
@@ -964,6 +1028,26 @@ def test_a_version_1_ledger_migrates_with_no_transient_failures_counted(tmp_path
         retry = opened.schedule_retry(entry.id, at(2), "HTTP 503", at(1), transient=True)
         assert (retry.attempts, retry.transient_failures) == (8, 1)
     assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_version_2_ledger_migrates_with_no_duplicate_awaiting(tmp_path: Path) -> None:
+    """A ledger from before after-active (schema 2) keeps its duplicates as outcomes: none
+    awaits its job after the migration."""
+    target = tmp_path / "v2.sqlite3"
+    stamp = ledger_model.to_text(T0)
+    conn = sqlite3.connect(target, isolation_level=None)
+    schema.migrate(conn, target, schema.MIGRATIONS[:2])
+    conn.execute(
+        "INSERT INTO entries (watch, bucket, key, etag, size, state, job_id,"
+        " first_seen_at, updated_at) VALUES (?, ?, 'k', 'e', 1, 'duplicate', 'bi-1', ?, ?)",
+        (W, B, stamp, stamp),
+    )
+    conn.close()
+    with SqliteLedger.open(target) as opened:
+        (entry,) = opened.entries()
+        assert (entry.state, entry.job_id, entry.awaits_job) == (State.DUPLICATE, "bi-1", False)
+        assert opened.end_wait(entry.id, "bi-1", "Completed", at(1)) is None
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_newer_schema_is_refused(path: Path) -> None:

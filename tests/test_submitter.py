@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dropzone import plan
 from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
 from dropzone.ark.signer import Credentials
@@ -51,6 +52,7 @@ class World:
         rule = WatchRule.model_validate(
             {"name": "w", "bucket": self.bucket, "prefix": "in/", "model": {"name": "m-1"}}
         )
+        self.rule = rule
         watch = Watch(rule, TosBucket(self.s3, self.bucket).head)
         self.submitter = Submitter(
             ledger=self.ledger,
@@ -162,3 +164,25 @@ def test_no_job_listed_waits_out_a_late_create_counted_from_the_latest_send(
     world.clock.advance(1)
     assert world.submitter.reconcile(deferred) is State.PENDING
     assert world.creates() == 0
+
+
+@pytest.mark.parametrize(
+    ("holder", "awaits"),
+    [("dropzone, another version", True), ("started elsewhere, untagged", False)],
+)
+def test_after_active_awaits_only_a_job_known_to_hold_another_version(
+    world: World, holder: str, awaits: bool
+) -> None:
+    """on_change = "after-active": the guard naming dropzone's job of another ETag (its
+    `dropzone-input` tag differs) makes the duplicate await that job; a job without the tag
+    was started elsewhere on content dropzone cannot tell, and stays a plain duplicate."""
+    rule = world.rule.model_copy(update={"on_change": "after-active"})
+    world.submitter.replace_watches({"w": Watch(rule)})
+    other = plan.plan_request(plan.ObjectRef(world.bucket, KEY, "older-etag"), rule, world.clock())
+    if not awaits:
+        other = other.model_copy(update={"tags": ()})
+    active = world.api.create(other)
+    world.listed()
+    assert world.submitter.submit(world.claim()) is State.DUPLICATE, holder
+    (entry,) = world.ledger.in_state(State.DUPLICATE)
+    assert (entry.job_id, entry.awaits_job) == (active, awaits)

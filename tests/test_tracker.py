@@ -66,3 +66,38 @@ def test_jobs_beyond_the_limit_are_not_starved_by_unchanging_ones(tmp_path: Path
         ["a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl", "e.jsonl"], "Queued"
     )
     assert changed == [0, 2, 1]
+
+
+def test_an_awaiting_duplicate_is_released_once_when_its_job_ends(tmp_path: Path) -> None:
+    """A duplicate awaiting a job gets the job's phases while it runs; the round that sees the
+    job Completed sends it back to pending (no phase recorded) and later rounds leave it."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    with (
+        Emulator(AK, SK, clock=clock, queue_s=10, run_s=10) as ark,
+        ArkClient(
+            endpoint=ark.url,
+            region="cn-beijing",
+            credentials=Credentials(AK, SK),
+            max_requests_per_second=1000,
+            clock=clock,
+        ) as api,
+        SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger,
+    ):
+        job_id = api.create(_request("a.jsonl"))
+        entry, _ = ledger.add_object("w", "b", "a.jsonl", "v2", 1, State.PENDING, clock())
+        ledger.claim_one(entry.id, clock())
+        ledger.record_duplicate(entry.id, job_id, None, clock(), awaits_job=True)
+        tracker = Tracker(ledger=ledger, api=api, projects={"w": "default"}, clock=clock)
+        assert tracker.track_once() == 1
+        assert (ledger.get(entry.id).state, ledger.get(entry.id).phase) == (
+            State.DUPLICATE,
+            "Queued",
+        )
+        clock.advance(21)
+        tracker.track_once()
+        released = ledger.get(entry.id)
+        tracker.track_once()
+        assert ledger.get(entry.id) == released
+    assert (released.state, released.job_id, released.phase) == (State.PENDING, None, None)
+    assert released.error is not None
+    assert job_id in released.error

@@ -60,7 +60,9 @@ TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType(
         ),
         # A job exists: only its phase changes from here on.
         State.SUBMITTED: frozenset(),
-        State.DUPLICATE: frozenset(),
+        # Another job held the input: back to pending once that job ended (with
+        # `on_change = "after-active"`), or on purpose (`dropzone retry`).
+        State.DUPLICATE: frozenset({State.PENDING}),
         # Terminal until someone asks again on purpose (`dropzone retry`).
         State.INVALID: frozenset({State.PENDING}),
         State.REJECTED: frozenset({State.PENDING}),
@@ -106,6 +108,7 @@ INVALID = Move(frozenset({State.PENDING, State.SUBMITTING}), State.INVALID)
 REQUEUE = Move(frozenset({State.SUBMITTING}), State.PENDING)
 PROMOTE = Move(frozenset({State.WAITING}), State.PENDING)
 BACKFILL = Move(frozenset({State.BASELINE}), State.PENDING)
+AWAITED = Move(frozenset({State.DUPLICATE}), State.PENDING)
 
 START_STATES = frozenset({State.BASELINE, State.WAITING, State.PENDING})
 UNSUBMITTED = (State.WAITING, State.PENDING, State.SUBMITTING)
@@ -125,7 +128,7 @@ class ScopeStatus(Enum):
     CHANGED = "changed"
 
 
-OnChange = Literal["resubmit", "ignore"]
+OnChange = Literal["resubmit", "ignore", "after-active"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ class Entry:
     preflight reads, failed reconcile look-ups), shown by ``status``. ``updated_at`` is the last
     change to the submission record; ``claimed_at`` the start of the latest attempt (any
     Create call of that attempt was sent after it); ``gone_since`` when the version was last
-    found missing from a listing (None while it is present).
+    found missing from a listing (None while it is present). ``awaits_job``: a ``duplicate``
+    that goes back to ``pending`` once its ``job_id`` (another version's job) has ended.
     """
 
     id: int
@@ -167,6 +171,7 @@ class Entry:
     updated_at: datetime
     claimed_at: datetime | None
     gone_since: datetime | None
+    awaits_job: bool
 
 
 def to_text(moment: datetime) -> str:

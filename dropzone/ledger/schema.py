@@ -79,7 +79,16 @@ _V2_TRANSIENT_FAILURES: Migration = (
     "ALTER TABLE entries ADD COLUMN transient_failures INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_TRANSIENT_FAILURES)
+# `on_change = "after-active"`: a duplicate that waits for the job it names (its job_id) to
+# end, and is then submitted. Existing duplicates were recorded as outcomes: they do not wait.
+_V3_AWAITS_JOB: Migration = (
+    (
+        "ALTER TABLE entries ADD COLUMN awaits_job INTEGER NOT NULL DEFAULT 0"
+        " CHECK (awaits_job IN (0, 1))"
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_TRANSIENT_FAILURES, _V3_AWAITS_JOB)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -99,6 +99,18 @@ _SET_JOB = (
     " error = NULL, next_attempt_at = NULL, updated_at = ?"
     " WHERE id = ? AND state IN (?, ?, ?) RETURNING *"
 )
+_SET_DUPLICATE = (
+    "UPDATE entries SET state = ?, job_id = ?, output_dir = ?, input_tag = COALESCE(?, input_tag),"
+    " awaits_job = ?, error = NULL, next_attempt_at = NULL, updated_at = ?"
+    " WHERE id = ? AND state IN (?, ?, ?) RETURNING *"
+)
+# The job it waited for is not the entry's: it goes back as it was before its first claim.
+_SET_AWAITED = (
+    "UPDATE entries SET state = ?, job_id = NULL, phase = NULL, output_dir = NULL,"
+    " requests_total = NULL, requests_completed = NULL, requests_failed = NULL,"
+    " awaits_job = 0, error = ?, next_attempt_at = NULL, updated_at = ?"
+    " WHERE id = ? AND state IN (?, ?, ?) AND awaits_job = 1 AND job_id = ? RETURNING *"
+)
 _SET_END = (
     "UPDATE entries SET state = ?, error = ?, next_attempt_at = NULL, updated_at = ?"
     " WHERE id = ? AND state IN (?, ?, ?) RETURNING *"
@@ -169,13 +181,18 @@ _BACKFILL = (
     "UPDATE entries SET state = ?, next_attempt_at = NULL, updated_at = ?"
     " WHERE state = ? AND (? IS NULL OR watch = ?)"
 )
+# A retried duplicate drops the job it named: that job was never the entry's own.
 _RETRY_ALL = (
     "UPDATE entries SET state = ?, attempts = 0, transient_failures = 0, error = NULL,"
-    " next_attempt_at = NULL, updated_at = ? WHERE state IN (?, ?, ?)"
+    " next_attempt_at = NULL, job_id = NULL, phase = NULL, output_dir = NULL,"
+    " requests_total = NULL, requests_completed = NULL, requests_failed = NULL,"
+    " awaits_job = 0, updated_at = ? WHERE state IN (?, ?, ?)"
 )
 _RETRY_KEY = (
     "UPDATE entries SET state = ?, attempts = 0, transient_failures = 0, error = NULL,"
-    " next_attempt_at = NULL, updated_at = ? WHERE state IN (?, ?, ?) AND key = ?"
+    " next_attempt_at = NULL, job_id = NULL, phase = NULL, output_dir = NULL,"
+    " requests_total = NULL, requests_completed = NULL, requests_failed = NULL,"
+    " awaits_job = 0, updated_at = ? WHERE state IN (?, ?, ?) AND key = ?"
 )
 # Never an entry in submitting: its Create call may be in flight in a running daemon, and the
 # key would then count as new and be submitted a second time.
@@ -213,6 +230,7 @@ def _entry(row: sqlite3.Row) -> Entry:
         updated_at=from_text(row["updated_at"]),
         claimed_at=from_optional_text(row["claimed_at"]),
         gone_since=from_optional_text(row["gone_since"]),
+        awaits_job=bool(row["awaits_job"]),
     )
 
 
@@ -556,9 +574,26 @@ class SqliteLedger:
         now: datetime,
         *,
         input_tag: str | None = None,
+        awaits_job: bool = False,
     ) -> Entry:
-        values = (State.DUPLICATE, existing_job_id, output_dir, input_tag, to_text(now))
-        return self._move(entry_id, model.DUPLICATE, _SET_JOB, values)
+        """``awaits_job``: the entry is another version than the input of the job the guard
+        named, and goes back to pending once that job ends (:meth:`end_wait`)."""
+        stamp = to_text(now)
+        values = (State.DUPLICATE, existing_job_id, output_dir, input_tag, int(awaits_job), stamp)
+        return self._move(entry_id, model.DUPLICATE, _SET_DUPLICATE, values)
+
+    def end_wait(self, entry_id: int, job_id: str, phase: str, now: datetime) -> Entry | None:
+        """A duplicate awaiting ``job_id``, which ended in ``phase``: back to pending, due now.
+
+        One conditional write, so it happens once however often the job is seen ended; None
+        when the entry no longer awaits that job (retried, forgotten, or released already).
+        """
+        note = f"job {job_id} of another version ended {phase}; this version is submitted now"
+        move = model.AWAITED
+        values = (move.target, note, to_text(now), entry_id, *move.slots(), job_id)
+        with self._write() as conn:
+            rows = conn.execute(_SET_AWAITED, values).fetchall()
+        return _entry(rows[0]) if rows else None
 
     def record_rejected(self, entry_id: int, reason: str, now: datetime) -> Entry:
         values = (State.REJECTED, reason, to_text(now))
@@ -819,4 +854,5 @@ def _new_entry(
         updated_at=moment,
         claimed_at=None,
         gone_since=None,
+        awaits_job=False,
     )

@@ -80,3 +80,8 @@ def test_memory_reports_peak_rss_of_each_process() -> None:
         assert re.search(rf"^{mode}\s+\d+\.\d MiB\s+\d+\.\d MiB\s+\d+\.\d+x$", out, re.MULTILINE)
     assert "3000 lines" in out
     assert len(VERDICT.findall(out)) == 1
+
+
+def test_beside_daemon_reports_the_retry_latency() -> None:
+    out = run_bench("beside_daemon.py", "--files", "2")
+    assert re.search(r"2 files\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+(PASS|FAIL)", out)

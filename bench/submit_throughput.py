@@ -349,7 +349,8 @@ def qps_cap(args: argparse.Namespace, moto: MotoS3, folder: Path) -> None:
     sent: list[float] = []
     lock = threading.Lock()
 
-    def observe(action: str, outcome: str, seconds: float) -> None:
+    def observe(action: str, outcome: str, seconds: float, detail: str = "") -> None:
+        del detail  # only the send times matter here
         if action == "CreateBatchInferenceJob" and outcome == "200":
             with lock:
                 sent.append(time.monotonic() - seconds)

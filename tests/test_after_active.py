@@ -103,6 +103,7 @@ def stop_daemon(process: subprocess.Popen[str]) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_a_new_version_waits_for_the_active_job_and_is_submitted_once_after_it(
     stage: Stage, ark_clock: ShiftedClock, ark: ArkClient
 ) -> None:
@@ -154,6 +155,7 @@ def test_a_new_version_waits_for_the_active_job_and_is_submitted_once_after_it(
     assert [(e["etag"], e["awaits_job"]) for e in duplicates] == [(v2, True), (v3, True)]
 
 
+@pytest.mark.slow
 def test_resubmit_keeps_a_duplicate_and_retry_of_its_key_submits_it(
     stage: Stage, ark: ArkClient
 ) -> None:

@@ -79,6 +79,7 @@ def _state_of(stage: Stage, key: str) -> str | None:
     return states[-1] if states else None
 
 
+@pytest.mark.slow
 def test_retry_beside_the_daemon_is_submitted_at_once(
     stage: Stage, daemon: subprocess.Popen[str]
 ) -> None:
@@ -92,6 +93,7 @@ def test_retry_beside_the_daemon_is_submitted_at_once(
     assert list(stage.create_calls().values()) == [1]
 
 
+@pytest.mark.slow
 def test_backfill_beside_the_daemon_is_submitted_at_once(stage: Stage) -> None:
     """Baseline entries backfilled while the daemon runs are submitted before its next poll."""
     key = stage.put("old.jsonl")
@@ -109,6 +111,7 @@ def test_backfill_beside_the_daemon_is_submitted_at_once(stage: Stage) -> None:
         running.communicate(timeout=60)
 
 
+@pytest.mark.slow
 def test_forget_and_submit_beside_the_daemon(stage: Stage, daemon: subprocess.Popen[str]) -> None:
     """forget and submit work while the daemon runs; a second daemon is still refused."""
     key = stage.put("now.jsonl")
@@ -135,6 +138,7 @@ def test_forget_keeps_an_entry_whose_create_may_be_in_flight(stage: Stage) -> No
     assert _state_of(stage, key) == "submitting"
 
 
+@pytest.mark.slow
 def test_commands_other_than_submit_need_an_existing_ledger(stage: Stage) -> None:
     """retry, backfill, forget with a ledger path that holds nothing: exit 2, no file made."""
     for args in (["retry"], ["backfill"], ["forget", "x.jsonl"]):

@@ -10,6 +10,8 @@ import sys
 import tomllib
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.harness import SECRET_KEY, free_port, wait_for
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ def test_every_fault_is_named_and_exits_1(stage: Stage, tmp_path: Path) -> None:
     assert "wrong-secret" not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_ark_is_named_and_offline_skips_it(stage: Stage) -> None:
     """A closed port: "cannot reach", exit 1; --offline checks only this machine, exit 0."""
     closed = f"http://127.0.0.1:{free_port()}"
@@ -93,6 +96,7 @@ def test_an_unreachable_ark_is_named_and_offline_skips_it(stage: Stage) -> None:
     assert _lines(offline.stderr)["credentials"].startswith("ok")
 
 
+@pytest.mark.slow
 def test_a_ledger_is_opened_for_writing_without_changing_it(stage: Stage) -> None:
     """An existing ledger: a write transaction begun and rolled back; the file is unchanged."""
     stage.put("a.jsonl")
@@ -104,6 +108,7 @@ def test_a_ledger_is_opened_for_writing_without_changing_it(stage: Stage) -> Non
     assert stage.ledger_path.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_the_config_reads_as_toml_on_a_terminal_and_json_otherwise(stage: Stage) -> None:
     """On a terminal the effective config is TOML that tomllib reads back; --json and pipes
     get JSON; unset settings show as comments, secrets never."""

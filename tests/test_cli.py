@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.harness import SECRET_KEY, Stage, wait_for
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ def test_check_without_credentials_exit_1(stage: Stage) -> None:
     assert "no Volcengine credentials found" in done.stderr
 
 
+@pytest.mark.slow
 def test_check_list_counts_without_writing(stage: Stage) -> None:
     """check --list gives objects, matching and new per watch and creates no ledger."""
     stage.put("a.jsonl")
@@ -79,6 +82,7 @@ def test_dry_run_prints_requests_and_changes_nothing(stage: Stage) -> None:
     assert stage.create_calls() == {}
 
 
+@pytest.mark.slow
 def test_status_filters_and_retry_forget(stage: Stage) -> None:
     """status --state/--watch filter; forget makes a file new again; retry needs a state."""
     key = stage.put("a.jsonl")
@@ -95,6 +99,7 @@ def test_status_filters_and_retry_forget(stage: Stage) -> None:
     assert stage.dropzone("retry").stdout.strip() == "0 entries -> pending"
 
 
+@pytest.mark.slow
 def test_submit_one_object_now(stage: Stage) -> None:
     """submit tos://BUCKET/KEY records and submits one object at once, even a baseline one."""
     stage.watch["on_start"] = "skip-existing"
@@ -110,6 +115,7 @@ def test_submit_one_object_now(stage: Stage) -> None:
     assert stage.dropzone("submit", "s3://x").returncode == 2
 
 
+@pytest.mark.slow
 def test_second_daemon_on_the_same_ledger_refuses(stage: Stage) -> None:
     """A second daemon on the same ledger stops with a clear message naming the ledger."""
     first = stage.spawn("run")
@@ -124,6 +130,7 @@ def test_second_daemon_on_the_same_ledger_refuses(stage: Stage) -> None:
         first.communicate(timeout=30)
 
 
+@pytest.mark.slow
 def test_validate_command(tmp_path: Path, stage: Stage) -> None:
     """dropzone validate: exit 0 for a valid file, 1 with line-numbered reasons otherwise."""
     good = tmp_path / "good.jsonl"

@@ -62,6 +62,7 @@ def test_each_file_one_job_with_derived_output(stage: Stage) -> None:
     assert sum(stage.create_calls().values()) == len(keys)
 
 
+@pytest.mark.slow
 def test_first_start_baseline_then_new_objects(stage: Stage) -> None:
     """With skip-existing, objects already there are baseline; later uploads are submitted."""
     stage.watch["on_start"] = "skip-existing"
@@ -83,6 +84,7 @@ def test_first_start_baseline_then_new_objects(stage: Stage) -> None:
     assert sum(stage.create_calls().values()) == 4
 
 
+@pytest.mark.slow
 def test_pagination_beyond_1000_keys(stage: Stage) -> None:
     """A prefix of 1,050 objects is listed page by page; each is recorded and submitted once."""
     for i in range(1050):
@@ -97,6 +99,7 @@ def test_pagination_beyond_1000_keys(stage: Stage) -> None:
     assert polls[0]["new"] == 1050
 
 
+@pytest.mark.slow
 def test_reupload_while_active_is_a_duplicate(stage: Stage) -> None:
     """A new version of a file whose job is still active is recorded against that job."""
     key = stage.put("a.jsonl", b'{"custom_id":"1","body":{}}\n')
@@ -115,6 +118,7 @@ def test_reupload_while_active_is_a_duplicate(stage: Stage) -> None:
     assert stage.jobs_by_input() == {key: [job_id]}
 
 
+@pytest.mark.slow
 def test_reupload_after_completion_is_a_new_job(tmp_path: Path, moto_endpoint: str) -> None:
     """Once the first job has completed, a new version of the file gets a job of its own."""
     s3 = s3_client(moto_endpoint)
@@ -132,6 +136,7 @@ def test_reupload_after_completion_is_a_new_job(tmp_path: Path, moto_endpoint: s
         assert {r["state"] for r in stage.status()} == {"submitted"}
 
 
+@pytest.mark.slow
 def test_guard_in_another_wording(tmp_path: Path, moto_endpoint: str) -> None:
     """A guard answering 409 in Chinese is still recognised by the job ID it names."""
     s3 = s3_client(moto_endpoint)
@@ -156,6 +161,7 @@ def test_guard_in_another_wording(tmp_path: Path, moto_endpoint: str) -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_throttling_and_faults_still_one_job_each(stage: Stage) -> None:
     """With 20% throttling, 10% 5xx and 20% lost answers, every file still gets exactly one job."""
     stage.emulator.set_faults(throttle_rate=0.2, fail_rate=0.1, lose_answer_rate=0.2)
@@ -172,6 +178,7 @@ def test_throttling_and_faults_still_one_job_each(stage: Stage) -> None:
     assert "job.retry" in events
 
 
+@pytest.mark.slow
 def test_rejected_request_ends_rejected_and_exit_1(tmp_path: Path, moto_endpoint: str) -> None:
     """A request the API refuses for good ends `rejected` with the reason; --once exits 1."""
     s3 = s3_client(moto_endpoint)
@@ -189,6 +196,7 @@ def test_rejected_request_ends_rejected_and_exit_1(tmp_path: Path, moto_endpoint
         assert [e["code"] for e in rejected] == ["NotFound.ModelReference.FoundationModel"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_burst_loses_nothing_and_doubles_nothing(stage: Stage) -> None:
     """A daemon killed with SIGKILL mid-burst, then restarted: one job per file, none missing."""
     stage.emulator.set_faults(latency_ms=40)
@@ -218,6 +226,7 @@ def test_sigterm_drains_and_exits_0(stage: Stage) -> None:
     assert "daemon.stopping" in events
 
 
+@pytest.mark.slow
 def test_secrets_never_printed_or_stored(stage: Stage) -> None:
     """The secret key appears in no output of any command and nowhere in the ledger file."""
     stage.put("a.jsonl")
@@ -230,6 +239,7 @@ def test_secrets_never_printed_or_stored(stage: Stage) -> None:
         assert SECRET_KEY.encode() not in path.read_bytes()
 
 
+@pytest.mark.slow
 def test_max_active_jobs_caps_the_queue(tmp_path: Path, moto_endpoint: str) -> None:
     """With max_active_jobs = 2, never more than two jobs are active; all files get theirs."""
     s3 = s3_client(moto_endpoint)
@@ -257,6 +267,7 @@ def test_max_active_jobs_caps_the_queue(tmp_path: Path, moto_endpoint: str) -> N
         assert {k: len(v) for k, v in stage.jobs_by_input().items()} == dict.fromkeys(keys, 1)
 
 
+@pytest.mark.slow
 def test_sighup_reloads_watches_and_refuses_a_bad_config(stage: Stage) -> None:
     """SIGHUP adds a new watch without a restart; a broken config is refused, the old one runs."""
     first = stage.put("before.jsonl")
@@ -287,6 +298,7 @@ def test_sighup_reloads_watches_and_refuses_a_bad_config(stage: Stage) -> None:
     assert process.returncode == 0
 
 
+@pytest.mark.slow
 def test_preflight_refuses_a_malformed_dataset_without_a_call(stage: Stage) -> None:
     """validate = true: a bad file ends `invalid` with line numbers, a report beside it, no call."""
     stage.watch.update({"validate": True, "report": True})

@@ -6,10 +6,13 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from pathlib import Path
 
 
+@pytest.mark.slow
 def test_demo_reaches_completed_with_one_job(tmp_path: Path) -> None:
     """Detected, submitted, dropped again -> the existing job, phases up to Completed."""
     done = subprocess.run(

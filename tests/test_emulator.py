@@ -806,6 +806,7 @@ def _signed_create(url: str, clock: FakeClock) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+@pytest.mark.slow
 def test_a_client_gone_mid_answer_prints_no_traceback(
     slow_ark: tuple[emu.Emulator, list[str]], clock: FakeClock, capfd: pytest.CaptureFixture[str]
 ) -> None:

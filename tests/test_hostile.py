@@ -162,6 +162,7 @@ def test_malformed_files_end_invalid_and_their_fixes_are_submitted(stage: Stage)
     assert all(fixed[key]["etag"] != old_etags[key] for key in bad)
 
 
+@pytest.mark.slow
 def test_validate_command_exit_codes(tmp_path: Path) -> None:
     """`dropzone validate` exits 0 for well-formed files (CRLF, mixed line endings) and 1,
     with the exact line-numbered reasons per file, when any file is malformed."""
@@ -336,6 +337,7 @@ CONFIG_ERRORS = {
 @pytest.mark.parametrize(
     ("changes", "env", "message"), CONFIG_ERRORS.values(), ids=CONFIG_ERRORS.keys()
 )
+@pytest.mark.slow
 def test_config_errors_exit_2_naming_the_file_and_the_setting(
     stage: Stage, changes: dict[str, dict[str, Any]], env: dict[str, str], message: str
 ) -> None:
@@ -630,6 +632,7 @@ def test_an_unreachable_ark_keeps_entries_pending(stage: Stage) -> None:
     one_job_each(stage, [key])
 
 
+@pytest.mark.slow
 def test_an_unreachable_tos_fails_the_poll_naming_the_bucket(stage: Stage) -> None:
     """TOS on a closed port: `run --once` exits 1 after one `poll.failed` line naming the
     bucket and prefix and the connection error; nothing is recorded, nothing is called."""

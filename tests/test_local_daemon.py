@@ -198,6 +198,7 @@ def big_jsonl(size: int, tag: str = "big") -> bytes:
 
 
 @pytest.mark.parametrize("mode", ["upload", "synced", "mounted"])
+@pytest.mark.slow
 def test_slow_write_is_submitted_once_when_complete(stage: Stage, mode: str) -> None:
     """A file written in many flushed chunks over more than a second, while `dropzone run` runs,
     gets no Create call while it is open and exactly one after, for its full content.
@@ -241,6 +242,7 @@ def test_slow_write_is_submitted_once_when_complete(stage: Stage, mode: str) -> 
 # --- upload mode -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_atomic_rename_gives_one_job_and_none_for_the_part_file(stage: Stage) -> None:
     """`x.jsonl.part` written and closed is ignored (not uploaded, not recorded); renamed to
     `x.jsonl` it gives exactly one job, for `x.jsonl`."""
@@ -262,6 +264,7 @@ def test_atomic_rename_gives_one_job_and_none_for_the_part_file(stage: Stage) ->
     assert object_body(stage, key) == body
 
 
+@pytest.mark.slow
 def test_nested_folders_give_posix_keys_and_derived_output(stage: Stage) -> None:
     """A file n folders deep has key prefix + POSIX relpath and the design's output folder
     (the prefix's parent + output/ + relpath without .jsonl); hidden folders, files outside the
@@ -295,6 +298,7 @@ def test_nested_folders_give_posix_keys_and_derived_output(stage: Stage) -> None
     assert bucket_keys(stage) == sorted(keys)
 
 
+@pytest.mark.slow
 def test_catch_up_after_restart_with_submit_existing(stage: Stage) -> None:
     """submit-existing: files there at the first start are submitted; files dropped while the
     daemon is down are submitted at the next start (`run --once`); none of them twice."""
@@ -316,6 +320,7 @@ def test_catch_up_after_restart_with_submit_existing(stage: Stage) -> None:
     assert {row["state"] for row in stage.status()} == {"submitted"}
 
 
+@pytest.mark.slow
 def test_skip_existing_records_baseline_then_submits_later_files(stage: Stage) -> None:
     """skip-existing: files there at the first start become `baseline` (one summary log line,
     even though they count only after settling), a file dropped while running and one dropped
@@ -339,6 +344,7 @@ def test_skip_existing_records_baseline_then_submits_later_files(stage: Stage) -
     assert states == {**dict.fromkeys(old, "baseline"), live: "submitted", down: "submitted"}
 
 
+@pytest.mark.slow
 def test_upload_is_verified_and_never_repeated(stage: Stage) -> None:
     """The uploaded objects' content has the files' MD5 (a single-part upload and a multipart
     one); a second run uploads nothing (one object version, LastModified unchanged) and makes
@@ -376,6 +382,7 @@ def test_upload_is_verified_and_never_repeated(stage: Stage) -> None:
 # --- synced and mounted modes ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_synced_file_waits_for_its_object(stage: Stage) -> None:
     """synced: a file that is complete locally but whose object is not in the bucket (only an
     older version is) is `waiting` in status and gets no Create call, past sync_timeout_s (one
@@ -407,6 +414,7 @@ def test_synced_file_waits_for_its_object(stage: Stage) -> None:
     assert len(stage.s3.list_object_versions(Bucket=stage.bucket)["Versions"]) == 2
 
 
+@pytest.mark.slow
 def test_synced_file_replaced_before_its_sync_is_submitted_once(stage: Stage) -> None:
     """synced: a file rewritten before its first version reached the bucket gives one job, for
     the version that arrived; the version that never will ends `rejected` as superseded, and
@@ -430,6 +438,7 @@ def test_synced_file_replaced_before_its_sync_is_submitted_once(stage: Stage) ->
     assert "superseded" in by_etag[md5(first)]["error"]
 
 
+@pytest.mark.slow
 def test_mounted_folder_one_job_per_file_without_s3(stage: Stage) -> None:
     """mounted: the file is the object. Files there at start and files dropped while running
     (seen by polling) each get one job with the file's MD5 as ETag; nothing is uploaded, and

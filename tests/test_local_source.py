@@ -385,6 +385,7 @@ def test_scan_reports_names_that_cannot_be_keys(tmp_path: Path) -> None:
 # --- the watcher --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_chunked_write_is_reported_once_when_closed_with_final_size(
     tmp_path: Path, watch: Watch
 ) -> None:
@@ -499,6 +500,7 @@ def test_rewritten_file_is_reported_again_and_unchanged_one_is_not(
     assert [f.size for f in reports.of("a.jsonl")] == [6, 15]
 
 
+@pytest.mark.slow
 def test_polling_observer_reports_only_after_the_file_is_stable(
     tmp_path: Path, watch: Watch
 ) -> None:

@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropzone.ark.emulator import Emulator
@@ -26,6 +27,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
+@pytest.mark.slow
 def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) -> None:
     """One daemon run: READY=1 after the first poll, metrics and health over HTTP, phases to
     Completed in status, STOPPING=1 on SIGTERM."""

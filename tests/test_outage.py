@@ -139,6 +139,7 @@ def _lines(logs: list[MutableMapping[str, Any]]) -> Counter[str]:
 
 
 @pytest.mark.parametrize("kind", ["server errors", "connection refused"])
+@pytest.mark.slow
 def test_a_thirty_minute_outage_rejects_nothing_and_is_two_lines(world: World, kind: str) -> None:
     """Every file stays pending or submitting through 30 minutes of 500s (or of a closed
     port), then gets exactly one job; the outage is one `ark.unreachable` and one

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 import tomli_w
 
 from dropzone.config import load_settings
@@ -61,6 +62,7 @@ def test_a_config_given_relative_is_anchored_at_once(tmp_path: Path) -> None:
     assert settings.ledger.path.is_absolute()
 
 
+@pytest.mark.slow
 def test_run_once_from_another_folder_uses_the_one_ledger(stage: Stage, tmp_path: Path) -> None:
     """Seen on 0.1: run --once from another folder made a second, empty ledger there."""
     stage.put("a.jsonl")

@@ -80,6 +80,7 @@ def mixed(stage: Stage) -> dict[str, str]:
     return {"kept": kept, "deleted": deleted}
 
 
+@pytest.mark.slow
 def test_status_on_a_terminal_is_a_table_with_a_summary(
     stage: Stage, mixed: dict[str, str]
 ) -> None:
@@ -113,6 +114,7 @@ def test_status_on_a_terminal_is_a_table_with_a_summary(
     assert filtered.rstrip("\n").split("\n")[-1] == "1 entry: 1 duplicate"
 
 
+@pytest.mark.slow
 def test_status_piped_or_json_is_unchanged_for_scripts(stage: Stage, mixed: dict[str, str]) -> None:
     """Not a terminal: the tab-separated lines scripts read (no header, no summary); with
     --json, JSON lines even on a terminal, now also saying which versions are gone."""
@@ -136,6 +138,7 @@ def test_status_piped_or_json_is_unchanged_for_scripts(stage: Stage, mixed: dict
     assert {r["awaits_job"] for r in records} == {False}
 
 
+@pytest.mark.slow
 def test_a_long_error_is_cut_to_the_terminal_and_kept_in_full_in_json(stage: Stage) -> None:
     """A rejected entry's error fills the rest of the line and no more; `--json` has it all."""
     key = stage.put("x.jsonl")
@@ -203,6 +206,7 @@ def _run_once_events(stage: Stage, *args: str) -> list[dict[str, object]]:
     return list(log_events(done.stdout))
 
 
+@pytest.mark.slow
 def test_a_poll_that_found_nothing_logs_at_debug(stage: Stage) -> None:
     """poll.completed is info when a poll found something, debug when it found nothing new:
     an idle daemon at the default level says nothing per poll; --log-level debug shows it."""
@@ -216,6 +220,7 @@ def test_a_poll_that_found_nothing_logs_at_debug(stage: Stage) -> None:
     assert [(e["level"], e["new"]) for e in quiet] == [("debug", 0)]
 
 
+@pytest.mark.slow
 def test_log_level_setting_and_option(stage: Stage) -> None:
     """[daemon] log_level sets the level for the commands reading the file; --log-level
     wins over it; a level that is not one of the four is refused by either, naming it."""

@@ -100,6 +100,7 @@ def test_sigkill_torture_with_short_jobs_leaves_one_job_per_file(
     assert report["create_calls"] >= FILES
 
 
+@pytest.mark.slow
 def test_a_create_carried_out_after_the_time_out_makes_no_second_job(
     tmp_path: Path, moto_endpoint: str
 ) -> None:

@@ -565,6 +565,7 @@ def _jsonl(
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_RECORDS, st.booleans(), st.booleans(), st.booleans(), _CHUNKS)
+@pytest.mark.slow
 def test_valid_records_validate_however_read(
     records: list[tuple[str, dict[str, Any]]],
     crlf: bool,

@@ -17,7 +17,7 @@ from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
 from dropzone.ark.signer import Credentials
 from dropzone.ledger import Entry, LedgerError, SqliteLedger, State
-from tests.harness import ACCESS_KEY, SECRET_KEY, jsonl, log_events, wait_for
+from tests.harness import ACCESS_KEY, SECRET_KEY, jsonl, load_scale, log_events, wait_for
 
 if TYPE_CHECKING:
     import subprocess
@@ -98,7 +98,7 @@ def wait_state(stage: Stage, etag: str, state: State, *, awaits: bool = False) -
 
 def stop_daemon(process: subprocess.Popen[str]) -> str:
     process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
+    out, _ = process.communicate(timeout=30 * load_scale())
     assert process.returncode == 0
     return out
 

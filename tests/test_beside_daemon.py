@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dropzone.ledger import LedgerError, SqliteLedger, State
-from tests.harness import wait_for
+from tests.harness import load_scale, wait_for
 
 if TYPE_CHECKING:
     import subprocess
@@ -58,7 +58,7 @@ def daemon(stage: Stage) -> Iterator[subprocess.Popen[str]]:
         yield running
     finally:
         running.send_signal(signal.SIGTERM)
-        running.communicate(timeout=60)
+        running.communicate(timeout=60 * load_scale())
 
 
 def _polled(stage: Stage) -> bool:
@@ -108,7 +108,7 @@ def test_backfill_beside_the_daemon_is_submitted_at_once(stage: Stage) -> None:
         assert len(stage.jobs()) == 1
     finally:
         running.send_signal(signal.SIGTERM)
-        running.communicate(timeout=60)
+        running.communicate(timeout=60 * load_scale())
 
 
 @pytest.mark.slow

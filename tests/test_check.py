@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import SECRET_KEY, free_port, wait_for
+from tests.harness import SECRET_KEY, free_port, load_scale, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,6 +154,6 @@ def _on_a_terminal(stage: Stage, *args: str) -> str:
             break
         chunks.append(chunk)
     os.close(leader)
-    child.communicate(timeout=60)
+    child.communicate(timeout=60 * load_scale())
     wait_for(lambda: child.returncode is not None, what="check to exit")
     return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import SECRET_KEY, Stage, wait_for
+from tests.harness import SECRET_KEY, Stage, load_scale, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -127,7 +127,7 @@ def test_second_daemon_on_the_same_ledger_refuses(stage: Stage) -> None:
         assert f"pid {first.pid}" in second.stderr
     finally:
         first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=30)
+        first.communicate(timeout=30 * load_scale())
 
 
 @pytest.mark.slow

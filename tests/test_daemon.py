@@ -13,6 +13,7 @@ from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
     Stage,
+    load_scale,
     log_events,
     new_bucket,
     s3_client,
@@ -205,7 +206,7 @@ def test_sigkill_mid_burst_loses_nothing_and_doubles_nothing(stage: Stage) -> No
     first = stage.spawn("run")
     wait_for(lambda: sum(stage.create_calls().values()) >= 10, what="the burst to start")
     first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=10)
+    first.communicate(timeout=10 * load_scale())
     assert sum(stage.create_calls().values()) < len(keys)
     done = stage.dropzone("run", "--once")
     assert done.returncode == 0, done.stderr
@@ -219,7 +220,7 @@ def test_sigterm_drains_and_exits_0(stage: Stage) -> None:
     process = stage.spawn("run")
     wait_for(lambda: sum(stage.create_calls().values()) == 1, what="the submission")
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=30 * load_scale())
     assert process.returncode == 0, err
     events = [e["event"] for e in log_events(out)]
     assert events[0] == "daemon.started"
@@ -262,7 +263,7 @@ def test_max_active_jobs_caps_the_queue(tmp_path: Path, moto_endpoint: str) -> N
             wait_for(all_submitted, timeout=60, what="every file to get its job")
         finally:
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=30)
+            process.communicate(timeout=30 * load_scale())
         assert 1 <= peak <= 2
         assert {k: len(v) for k, v in stage.jobs_by_input().items()} == dict.fromkeys(keys, 1)
 
@@ -291,7 +292,7 @@ def test_sighup_reloads_watches_and_refuses_a_bad_config(stage: Stage) -> None:
         wait_for(lambda: later in stage.jobs_by_input(), what="a job after the refused reload")
     finally:
         process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=30)
+        out, _ = process.communicate(timeout=30 * load_scale())
     events = [e["event"] for e in log_events(out)]
     assert "config.reloaded" in events
     assert "config.reload_refused" in events

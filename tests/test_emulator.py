@@ -38,6 +38,7 @@ from tests.emulator_fixtures import (
     create_body,
     error_of,
 )
+from tests.harness import load_scale
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -991,7 +992,7 @@ def test_cli_prints_banner_serves_and_exits_0_on_sigterm(http: httpx.Client) -> 
         )
         assert caller.phase(caller.create()) == "Running"
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=20 * load_scale()) == 0
         stdout, stderr = process.communicate()
         assert stdout == ""
         assert stderr == ""

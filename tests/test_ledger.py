@@ -41,6 +41,7 @@ from dropzone.ledger import (
     schema,
 )
 from dropzone.ledger import model as ledger_model
+from tests.harness import load_scale
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -911,7 +912,7 @@ def test_second_process_is_refused_while_readers_still_work(path: Path) -> None:
                     reader.backfill(None, T0)
         finally:
             holder.stdin.close()
-            holder.wait(timeout=10)
+            holder.wait(timeout=10 * load_scale())
     with SqliteLedger.open(path) as reopened:
         assert reopened.counts()[State.PENDING] == 1
 

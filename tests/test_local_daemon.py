@@ -23,6 +23,7 @@ import pytest
 from tests.harness import (
     Stage,
     jsonl,
+    load_scale,
     log_events,
     wait_for,
 )
@@ -96,10 +97,10 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            code = self.process.wait(timeout=30)
+            code = self.process.wait(timeout=30 * load_scale())
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=10 * load_scale())
             raise
         for reader in self._readers:
             reader.join(timeout=10)

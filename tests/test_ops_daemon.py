@@ -13,7 +13,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropzone.ark.emulator import Emulator
-from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, free_port, new_bucket, s3_client, wait_for
+from tests.harness import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Stage,
+    free_port,
+    load_scale,
+    new_bucket,
+    s3_client,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,7 +68,7 @@ def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) 
             health = httpx.get(f"http://127.0.0.1:{port}/healthz")
         finally:
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=30)
+            process.communicate(timeout=30 * load_scale())
         messages: list[bytes] = []
         while b"STOPPING=1" not in b"".join(messages):
             messages.append(receiver.recv(4096))

@@ -16,7 +16,7 @@ import pytest
 
 from dropzone.config import ArkSettings, DaemonSettings, LedgerSettings, TosSettings, WatchRule
 from tests.conftest import REPO
-from tests.harness import free_port, log_events
+from tests.harness import free_port, load_scale, log_events
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -119,7 +119,7 @@ def test_the_trial_runs_as_written(tmp_path: Path) -> None:
         start_new_session=True,  # the servers it starts in the background die with it
     )
     try:
-        out, err = shell.communicate(timeout=240)
+        out, err = shell.communicate(timeout=240 * load_scale())
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(shell.pid, signal.SIGKILL)

@@ -15,7 +15,16 @@ import pytest
 
 from dropzone.ark.emulator import Emulator
 from dropzone.plan import REPORT_SUFFIX
-from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, free_port, new_bucket, s3_client, wait_for
+from tests.harness import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Stage,
+    free_port,
+    load_scale,
+    new_bucket,
+    s3_client,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     import subprocess
@@ -78,7 +87,7 @@ def test_no_command_prints_or_stores_a_secret(tmp_path: Path, moto_endpoint: str
             rec.texts["/healthz"] = httpx.get(f"http://127.0.0.1:{port}/healthz").text
         finally:
             process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=30)
+            out, err = process.communicate(timeout=30 * load_scale())
         rec.texts["run (daemon)"] = out + err
         # A wrong secret: the refusal and its hint are printed; the secret is not.
         late = stage.put("late.jsonl")

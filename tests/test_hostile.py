@@ -34,6 +34,7 @@ from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
     Stage,
+    assert_no_traceback,
     free_port,
     jsonl,
     log_events,
@@ -86,11 +87,6 @@ def cli(
 
 def events(done: subprocess.CompletedProcess[str], name: str) -> list[dict[str, Any]]:
     return [e for e in log_events(done.stdout) if e["event"] == name]
-
-
-def assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
-    text = done.stdout + done.stderr
-    assert "Traceback" not in text, text[-3000:]
 
 
 def ledger(stage: Stage) -> list[dict[str, Any]]:

@@ -671,6 +671,18 @@ def _expected(error: ErrorDetails) -> str:
     return expected
 
 
+def _quoted_scalar(value: object) -> bool:
+    """Whether ``value`` is a string that, without its quotes, TOML reads as a number or boolean
+    ("5", "true"; not "soon")."""
+    if not isinstance(value, str):
+        return False
+    try:
+        unquoted = tomllib.loads(f"value = {value}").get("value")
+    except tomllib.TOMLDecodeError:
+        return False
+    return isinstance(unquoted, int | float | bool)
+
+
 def _message(error: ErrorDetails, *, from_file: bool) -> str:
     loc = error["loc"]
     if error["type"] == "extra_forbidden":
@@ -687,7 +699,7 @@ def _message(error: ErrorDetails, *, from_file: bool) -> str:
     # pydantic's own messages do not show the value; ours (value_error) say what they need to.
     if isinstance(shown, str | int | float | bool) and error["type"] != "value_error":
         message += f" (got {json.dumps(shown, ensure_ascii=False)[:80]})"
-        if from_file and isinstance(shown, str) and error["type"] in _UNQUOTED:
+        if from_file and error["type"] in _UNQUOTED and _quoted_scalar(shown):
             message += "; in TOML, numbers and true/false are written without quotes"
     return message
 

@@ -302,17 +302,14 @@ CONFIG_ERRORS = {
     "wrong type": (
         {"watch": {"min_age_s": "soon"}},
         {},
-        (
-            'watch[0] (name "chat").min_age_s: Input should be a valid number, unable to parse '
-            'string as a number (got "soon")'
-        ),
+        ('watch[0] (name "chat").min_age_s: expected a number (got "soon")'),
     ),
     "wrong type from the environment": (
         {},
         {"DROPZONE_DAEMON__CONCURRENCY": "lots"},
         (
-            "daemon.concurrency (from environment DROPZONE_DAEMON__CONCURRENCY): Input should be a "
-            'valid integer, unable to parse string as an integer (got "lots")'
+            "daemon.concurrency (from environment DROPZONE_DAEMON__CONCURRENCY): expected an "
+            'integer (got "lots")'
         ),
     ),
     "output inside its own watch": (

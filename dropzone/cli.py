@@ -6,6 +6,9 @@ Exit codes: 0 ok; 1 the command ran and found problems; 2 usage or configuration
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -146,6 +149,24 @@ def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Stop quietly, as a program killed by SIGPIPE would, when stdout's reader has gone away
+    (``dropzone status --json | head -1``): the reader asked for no more."""
+    # What is still buffered would be flushed onto the closed pipe at exit, and Python would
+    # print "Exception ignored ... BrokenPipeError" about it.
+    # (A stdout that is no file descriptor, such as a caller's buffer, is not flushed there.)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
     try:

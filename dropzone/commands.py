@@ -199,6 +199,7 @@ def _state_option(value: str | None) -> State | None:
 def status(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
     state = _state_option(args.state)
+    _status_watch(settings, args.watch)
     if not settings.ledger.path.exists():
         config = runtime.config_file(args.config)
         print(
@@ -225,6 +226,27 @@ def status(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     return 0
+
+
+def _status_watch(settings: Settings, name: str | None) -> None:
+    """Refuse a --watch that names nothing: neither a configured watch nor, for one since
+    removed from the config, any entry in the ledger."""
+    configured = [rule.name for rule in settings.watches]
+    if name is None or name in configured:
+        return
+    if settings.ledger.path.exists():
+        ledger = runtime.open_ledger(settings, readonly=True)
+        try:
+            removed = next(iter(ledger.entries(watch=name)), None) is not None
+        finally:
+            ledger.close()
+        if removed:
+            print(f"watch {name!r} is not in the configuration; its entries:", file=sys.stderr)
+            return
+    raise UsageError(
+        f"--watch {name!r}: no such watch, and none of its entries in the ledger; "
+        f"the configured watches: {', '.join(configured)}"
+    )
 
 
 def _single_watch(settings: Settings, name: str | None) -> WatchRule | None:
@@ -303,10 +325,14 @@ def _watch_for(settings: Settings, name: str | None, bucket: str, key: str) -> W
             )
         return chosen
     matching = [r for r in settings.watches if r.bucket == bucket and key.startswith(r.prefix)]
-    if len(matching) != 1:
-        names = ", ".join(r.name for r in matching) or "none"
+    if not matching:
+        covered = ", ".join(f"tos://{r.bucket}/{r.prefix} ({r.name})" for r in settings.watches)
+        raise UsageError(f"tos://{bucket}/{key}: no watch covers it; the watches cover {covered}")
+    if len(matching) > 1:
+        names = ", ".join(r.name for r in matching)
         raise UsageError(
-            f"tos://{bucket}/{key}: {len(matching)} watches match ({names}); use --watch"
+            f"tos://{bucket}/{key}: {len(matching)} watches match ({names}); "
+            "choose one with --watch"
         )
     return matching[0]
 
@@ -361,7 +387,10 @@ def _trial_listing(rule: WatchRule, bucket: TosBucket, ledger: SqliteLedger | No
             if is_candidate(obj.key):
                 matching += 1
                 new += obj.etag not in _known_etags(ledger, rule, obj.key)
-    return f"{objects} objects, {matching} match, {new} new"
+    first_listing = ledger is None or not ledger.baseline_done(rule.name)
+    becomes_baseline = start_state(rule, first_listing=first_listing) is State.BASELINE
+    baseline = " (would be recorded as baseline on first start)" if new and becomes_baseline else ""
+    return f"{objects} objects, {matching} match, {new} new{baseline}"
 
 
 def _credential_findings(settings: Settings) -> tuple[Credentials | None, checks.Finding]:

@@ -15,6 +15,9 @@ Environment overrides (names are case-insensitive, keys are lower-cased):
   addressed. An empty value unsets a setting whose default is unset
   (``DROPZONE_WATCH__CHAT__MODEL=`` plus ``..._CUSTOM_MODEL_ID=ep-...``).
 
+The file's values are validated strictly (TOML has types: ``min_age_s = "5"`` is an error),
+each environment string is first read as its setting's type (``"5"`` -> 5, ``"yes"`` -> True).
+
 Environment wins over the file. pydantic-settings' own environment source is not used: it reads
 ``os.environ`` and cannot address a watch by name. ``Settings`` takes its values from the
 constructor alone, so nothing (no ``.env`` file, no secrets directory) is read behind our back.
@@ -46,6 +49,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     SecretBytes,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -166,14 +170,21 @@ def _from_config_folder(value: Path) -> Path:
 # Set by load_settings while it validates. A context variable, not pydantic's validation
 # context: BaseSettings has its own __init__, through which pydantic drops that context.
 _config_folder: ContextVar[Path | None] = ContextVar("config_folder", default=None)
-ConfigPath = Annotated[Path, AfterValidator(_from_config_folder)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Seconds = Annotated[float, Field(ge=0)]
+# Settings are strict: TOML has types, and `validate = "yes"` or `min_age_s = "5"` is a mistake
+# to report, not a string to guess at (environment strings are typed before validation, see
+# _typed_env_string). TOML has no path and no tuple type: those alone are taken from strings
+# and arrays, as lax validation takes them.
+FromToml = Field(strict=False)
+TomlPath = Annotated[Path, FromToml]
+# Relative paths are the config file's folder's (see _from_config_folder).
+ConfigPath = Annotated[TomlPath, AfterValidator(_from_config_folder)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class ArkSettings(_Section):
@@ -305,7 +316,7 @@ class WatchRule(WatchLayout, _WatchName):
     local_mode: Literal["upload", "synced", "mounted"] = "upload"
     settle_s: Seconds = 2
     sync_timeout_s: PositiveSeconds = 300
-    ignore: tuple[NonEmpty, ...] = DEFAULT_IGNORE
+    ignore: Annotated[tuple[NonEmpty, ...], FromToml] = DEFAULT_IGNORE
     max_active_jobs: Annotated[int, Field(ge=1)] | None = None
 
     _name_template = field_validator("name_template")(_check_template)
@@ -402,14 +413,14 @@ def _tag_problem(key: str, value: str) -> str | None:
 class Settings(BaseSettings):
     """The effective configuration: frozen, validated, free of secrets."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     ark: ArkSettings = Field(default_factory=ArkSettings)
     tos: TosSettings = Field(default_factory=TosSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     # Not min_length: pydantic would add "at least 1 item" to a list whose items are invalid.
-    watches: tuple[WatchRule, ...] = Field(alias="watch")
+    watches: tuple[WatchRule, ...] = Field(alias="watch", strict=False)
 
     @classmethod
     def settings_customise_sources(
@@ -583,11 +594,23 @@ def _env_value(loc: Loc, raw: str) -> object:
     if raw == "" and info.default is None:
         return None
     if not _is_structured(info.annotation):
-        return raw
+        return _typed_env_string(info, raw)
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
         raise _EnvProblem(f"{loc[-1]} takes a JSON list or table") from None
+
+
+def _typed_env_string(info: FieldInfo, raw: str) -> object:
+    """The string read as the setting's type reads one ("5" -> 5, "true" -> true), as TOML
+    would have typed it: the file's values are taken strictly, but the environment has only
+    strings. One the type cannot read is left as it is, for validation to report."""
+    if info.annotation is None:
+        return raw
+    try:
+        return TypeAdapter(info.annotation).validate_python(raw)
+    except ValidationError:
+        return raw
 
 
 def _place(data: dict[str, Any], loc: Loc, value: object) -> None:
@@ -655,7 +678,48 @@ def _origin(loc: Loc, origins: Mapping[Loc, str]) -> str:
     return ""
 
 
-def _message(error: ErrorDetails) -> str:
+# pydantic's words for a value of the wrong type name Python's types ("a valid tuple", "instance
+# of ModelSpec", "<class 'pathlib.Path'>"); these are TOML's.
+_EXPECTED = {
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "path_type": "expected a path (a string)",
+    "tuple_type": "expected an array",
+    "list_type": "expected an array",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+}
+_UNQUOTED = {"int_type", "float_type", "bool_type"}
+_MAX_SHAPE_KEYS = 3
+
+
+def _expected(error: ErrorDetails) -> str:
+    loc, kind = error["loc"], error["type"]
+    if loc == ("watch",) and kind == "tuple_type":
+        return "expected [[watch]] tables (an array of tables), not one [watch] table"
+    expected = _EXPECTED[kind]
+    model = _model_at(loc) if kind == "model_type" else None
+    keys = list(_fields_by_key(model)) if model else []
+    if 0 < len(keys) <= _MAX_SHAPE_KEYS:
+        expected += " { " + ", ".join(f"{key} = ..." for key in keys) + " }"
+    return expected
+
+
+def _quoted_scalar(value: object) -> bool:
+    """Whether ``value`` is a string that, without its quotes, TOML reads as a number or boolean
+    ("5", "true"; not "soon")."""
+    if not isinstance(value, str):
+        return False
+    try:
+        unquoted = tomllib.loads(f"value = {value}").get("value")
+    except tomllib.TOMLDecodeError:
+        return False
+    return isinstance(unquoted, int | float | bool)
+
+
+def _message(error: ErrorDetails, *, from_file: bool) -> str:
     loc = error["loc"]
     if error["type"] == "extra_forbidden":
         if loc[-1] in REMOVED_SETTINGS and _model_at(loc[:-1]) is DaemonSettings:
@@ -665,11 +729,16 @@ def _message(error: ErrorDetails) -> str:
         return "unknown setting" + _suggest(str(loc[-1]), keys)
     if error["type"] == "missing":
         return NO_WATCH if loc == ("watch",) else "required setting is missing"
-    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in _EXPECTED:
+        message = _expected(error)
+    else:
+        message = error["msg"].removeprefix("Value error, ")
     shown = error.get("input")
     # pydantic's own messages do not show the value; ours (value_error) say what they need to.
     if isinstance(shown, str | int | float | bool) and error["type"] != "value_error":
         message += f" (got {json.dumps(shown, ensure_ascii=False)[:80]})"
+        if from_file and error["type"] in _UNQUOTED and _quoted_scalar(shown):
+            message += "; in TOML, numbers and true/false are written without quotes"
     return message
 
 
@@ -677,10 +746,12 @@ def describe_errors(
     exc: ValidationError, data: dict[str, Any], origins: Mapping[Loc, str]
 ) -> list[str]:
     """One line per validation error: ``setting.path (from environment X): what is wrong``."""
-    return [
-        f"{_setting_path(e['loc'], data)}{_origin(e['loc'], origins)}: {_message(e)}"
-        for e in exc.errors(include_url=False)
-    ]
+    described = []
+    for error in exc.errors(include_url=False):
+        origin = _origin(error["loc"], origins)
+        message = _message(error, from_file=not origin)
+        described.append(f"{_setting_path(error['loc'], data)}{origin}: {message}")
+    return described
 
 
 # --- loading --------------------------------------------------------------------------------

@@ -205,9 +205,15 @@ def demo(args: argparse.Namespace) -> int:
     out = sys.stdout
     root = Path(args.dir).resolve() if args.dir else Path(tempfile.mkdtemp(prefix="dropzone-demo-"))
     inbox = root / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    (root / "ledger.sqlite3").unlink(missing_ok=True)
-    log_file = (root / "dropzone.log").open("a", encoding="utf-8")
+    try:
+        inbox.mkdir(parents=True, exist_ok=True)
+        (root / "ledger.sqlite3").unlink(missing_ok=True)
+        log_file = (root / "dropzone.log").open("a", encoding="utf-8")
+    except OSError as exc:
+        raise runtime.UsageError(
+            f"--dir {root}: cannot make the demo folder there ({exc.strerror}); "
+            "give a folder you can write to, or leave out --dir for a temporary one"
+        ) from exc
     log.configure("json", stream=log_file)
     started = time.monotonic()
     with Emulator(DEMO_KEY.access_key, DEMO_KEY.secret_key, queue_s=QUEUE_S, run_s=RUN_S) as ark:

@@ -53,6 +53,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
         time.sleep(0.02)
 
 
+def assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    """Neither output of a finished command holds a Python traceback."""
+    text = done.stdout + done.stderr
+    assert "Traceback" not in text, text[-3000:]
+
+
 def s3_client(endpoint: str) -> S3Client:
     return boto3.client(
         "s3",

@@ -215,7 +215,7 @@ BAD_SECTIONS = [
     ("[daemon]\ntrack_interval_s = -1", "daemon.track_interval_s", "greater than or equal to 0"),
     ("[daemon]\nconcurrency = 0", "daemon.concurrency", "greater than or equal to 1"),
     ("[daemon]\nconcurrency = 65", "daemon.concurrency", "less than or equal to 64"),
-    ("[daemon]\nconcurrency = 2.5", "daemon.concurrency", "valid integer"),
+    ("[daemon]\nconcurrency = 2.5", "daemon.concurrency", "expected an integer (got 2.5)"),
     ('[daemon]\nlisten = "9464"', "daemon.listen", 'is not "host:port"'),
     ('[daemon]\nlisten = "::1:9464"', "daemon.listen", 'is not "host:port"'),
     ('[daemon]\nlisten = "h:65536"', "daemon.listen", 'is not "host:port"'),
@@ -267,10 +267,10 @@ BAD_WATCHES = [
     ('tags = { "sys:ark" = "x" }', ".tags", "belong to the platform"),
     ('tags = { "" = "x" }', ".tags", "1-128 characters"),
     (f'tags = {{ k = "{"v" * 257}" }}', ".tags", "at most 256"),
-    ("tags = { k = 1 }", ".tags.k", "valid string"),
+    ("tags = { k = 1 }", ".tags.k", "expected a string (got 1)"),
     ('on_start = "skip"', ".on_start", "'skip-existing' or 'submit-existing'"),
     ('on_change = "always"', ".on_change", "'resubmit', 'ignore' or 'after-active'"),
-    ('validate = "maybe"', ".validate", "valid boolean"),
+    ('validate = "maybe"', ".validate", 'expected true or false (got "maybe")'),
     ("min_age_s = -1", ".min_age_s", "greater than or equal to 0"),
     ('local_mode = "fuse"', ".local_mode", "'upload', 'synced' or 'mounted'"),
     ("settle_s = -0.5", ".settle_s", "greater than or equal to 0"),
@@ -316,7 +316,7 @@ def test_a_model_is_required(tmp_path: Path) -> None:
     [
         ("", "watch: at least one [[watch]] table is required"),
         ("watch = []", "watch: at least one [[watch]] table is required"),
-        ('[watch]\nname = "x"', "watch: Input should be a valid tuple"),
+        ('[watch]\nname = "x"', "watch: expected [[watch]] tables (an array of tables)"),
         (
             WATCH + WATCH.replace('"chat"', '"Chat"'),
             "watch: watch names must be unique (ignoring case): watch[0] and watch[1]",
@@ -621,8 +621,8 @@ def test_empty_value_unsets_an_optional_setting(tmp_path: Path) -> None:
         (
             {"DROPZONE_DAEMON__CONCURRENCY": "many"},
             (
-                "daemon.concurrency (from environment DROPZONE_DAEMON__CONCURRENCY): Input should "
-                'be a valid integer, unable to parse string as an integer (got "many")'
+                "daemon.concurrency (from environment DROPZONE_DAEMON__CONCURRENCY): expected an "
+                'integer (got "many")'
             ),
         ),
         (

@@ -20,8 +20,10 @@ Layers, from the inside out:
 from __future__ import annotations
 
 import argparse
+import errno
 import hmac
 import json
+import math
 import os
 import random
 import re
@@ -54,6 +56,7 @@ STATE_PATH = "/_emulator/state"
 TOTAL_REQUESTS = 10
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
+MAX_PORT = 65535
 DEFAULT_COMPLETION_WINDOW = "28d"
 CREATED_BY_TAG = "sys:ark:createdBy"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -1232,6 +1235,39 @@ def _rate(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is 0-{MAX_PORT} (0 picks a free one), got {text}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"seconds are a number, 0 or more, got {text}")
+    return value
+
+
+def _not_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text}")
+    return value
+
+
+def _listen_problem(host: str, port: int, exc: OSError) -> str:
+    """What to do when the emulator cannot bind ``host:port``, in the words of its options."""
+    where = f"cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: port {port} is already in use (another emulator?); stop what uses it "
+            "or give another --port (--port 0 picks a free one)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{where}: ports below 1024 need privileges; give --port 1024 or above"
+    return f"{where}: {exc.strerror or exc}; check --host and --port"
+
+
 def _env_first(*names: str) -> str | None:
     return next((os.environ[name] for name in names if os.environ.get(name)), None)
 
@@ -1240,7 +1276,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser`` (the ``dropzone emulator`` sub-command)."""
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", type=int, default=8765, help="port; 0 picks a free one (default: %(default)s)")
+    add("--port", type=_port, default=8765, help="port; 0 picks a free one (default: %(default)s)")
     add(
         "--access-key",
         help="the access key to accept (default: $VOLCENGINE_ACCESS_KEY, else $VOLC_ACCESSKEY, "
@@ -1252,8 +1288,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "else 'emulator-sk')",
     )
     add("--region", default=DEFAULT_REGION, help="signing region (default: %(default)s)")
-    add("--queue-s", type=float, default=2.0, help="seconds a job stays Queued (default: 2)")
-    add("--run-s", type=float, default=10.0, help="seconds a job stays Running (default: 10)")
+    add("--queue-s", type=_seconds, default=2.0, help="seconds a job stays Queued (default: 2)")
+    add("--run-s", type=_seconds, default=10.0, help="seconds a job stays Running (default: 10)")
     add("--fail-rate", type=_rate, default=0.0, help="share of requests answered 500")
     add("--throttle-rate", type=_rate, default=0.0, help="share of requests answered 429")
     add(
@@ -1263,7 +1299,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="share of Creates whose job is made but whose answer is lost (503 or a dropped "
         "connection)",
     )
-    add("--latency-ms", type=int, default=0, help="delay added to every API request")
+    add("--latency-ms", type=_not_negative_int, default=0, help="delay added to every API request")
     add(
         "--slow-create-rate",
         type=_rate,
@@ -1272,7 +1308,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--slow-create-s",
-        type=float,
+        type=_seconds,
         default=0.0,
         help="how long such a Create is held before it is carried out (default: 0)",
     )
@@ -1312,18 +1348,23 @@ def _stop_serving(signum: int, frame: FrameType | None) -> None:
 def command(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; prints one line saying what this is and where it listens."""
     emulator = _emulator_from(args)
+    try:
+        emulator.start()
+    except OSError as exc:
+        sys.stderr.write(f"dropzone emulator: {_listen_problem(args.host, args.port, exc)}\n")
+        return 2
     # Python runs signal handlers in the main thread whichever thread the signal reached, so
     # raising from the handler ends the wait below even with other threads running.
     previous = {number: signal.signal(number, _stop_serving) for number in STOP_SIGNALS}
     try:
-        with emulator:
-            sys.stdout.write(BANNER.format(url=emulator.url) + "\n")
-            sys.stdout.flush()
-            while True:
-                signal.pause()
+        sys.stdout.write(BANNER.format(url=emulator.url) + "\n")
+        sys.stdout.flush()
+        while True:
+            signal.pause()
     except _StopServing:
         return 0
     finally:
+        emulator.stop()
         for number, handler in previous.items():
             signal.signal(number, handler)
 

@@ -368,11 +368,18 @@ def submit(args: argparse.Namespace) -> int:
             print("the entry is being submitted by a running daemon", file=sys.stderr)
             return 1
         final = daemon.submitter.submit(claimed)
-        _print_json(entry_record(ledger.get(entry.id)))
+        recorded = ledger.get(entry.id)
+        _print_json(entry_record(recorded))
     finally:
         api.close()
         ledger.close()
-    return 1 if final in {State.REJECTED, State.INVALID} else 0
+    if final in {State.PENDING, State.SUBMITTING}:
+        print(
+            f"not submitted yet ({recorded.error or final}); the entry is {final} and the "
+            "daemon, or `dropzone run --once`, will go on with it",
+            file=sys.stderr,
+        )
+    return 0 if final in {State.SUBMITTED, State.DUPLICATE} else 1
 
 
 # --- check ---------------------------------------------------------------------------------

@@ -343,6 +343,9 @@ def test_unreachable_services_get_messages_not_tracebacks(stage: Stage) -> None:
     assert "Could not connect to the endpoint URL" in dry_run.stderr
     assert "dropzone submit: " in submit.stderr
     assert "Could not connect to the endpoint URL" in listing.stderr
+    held = without_ark[1]
+    assert "not submitted yet (ConnectError" in held.stderr
+    assert "the entry is pending" in held.stderr
 
 
 # --- the emulator's port -------------------------------------------------------------------

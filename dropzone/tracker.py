@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from datetime import datetime
 
+    from structlog.typing import FilteringBoundLogger
+
     from dropzone.ark.models import Job
     from dropzone.ledger import Entry, Ledger
     from dropzone.reachability import Reachability
@@ -103,12 +105,8 @@ class Tracker:
             self._ledger.record_phase(entry.id, job.phase.value, counts, self._clock())
             if job.phase.value != entry.phase:
                 changed += 1
-                self._log.info(
+                self._bind(entry).info(
                     "job.phase",
-                    watch=entry.watch,
-                    bucket=entry.bucket,
-                    key=entry.key,
-                    etag=entry.etag,
                     job_id=job.id,
                     phase=job.phase.value,
                     previous=entry.phase,
@@ -123,12 +121,9 @@ class Tracker:
         released = self._ledger.end_wait(entry.id, job.id, job.phase.value, self._clock())
         if released is None:
             return  # retried or forgotten meanwhile: someone else decided
-        self._log.info(
-            "job.wait_ended",
-            watch=entry.watch,
-            bucket=entry.bucket,
-            key=entry.key,
-            etag=entry.etag,
-            awaited_job_id=job.id,
-            phase=job.phase.value,
+        self._bind(entry).info("job.wait_ended", awaited_job_id=job.id, phase=job.phase.value)
+
+    def _bind(self, entry: Entry) -> FilteringBoundLogger:
+        return self._log.bind(
+            watch=entry.watch, bucket=entry.bucket, key=entry.key, etag=entry.etag
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,29 @@ from dropzone.tracker import Tracker
 from tests.emulator_fixtures import FakeClock
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 AK, SK = "AKLTtrackertest", "tracker-test-secret"
+
+
+@contextmanager
+def _world(
+    tmp_path: Path, clock: FakeClock, job_s: float
+) -> Iterator[tuple[ArkClient, SqliteLedger]]:
+    """The emulator (jobs Queued then Running ``job_s`` each), a client of it, a ledger."""
+    with (
+        Emulator(AK, SK, clock=clock, queue_s=job_s, run_s=job_s) as ark,
+        ArkClient(
+            endpoint=ark.url,
+            region="cn-beijing",
+            credentials=Credentials(AK, SK),
+            max_requests_per_second=1000,
+            clock=clock,
+        ) as api,
+        SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger,
+    ):
+        yield api, ledger
 
 
 def _request(key: str) -> CreateJobRequest:
@@ -32,17 +53,7 @@ def test_jobs_beyond_the_limit_are_not_starved_by_unchanging_ones(tmp_path: Path
     """Limit 2, five jobs: the two least recently updated never change phase (the clock
     stands still), yet three rounds reach all five."""
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    with (
-        Emulator(AK, SK, clock=clock, queue_s=60, run_s=60) as ark,
-        ArkClient(
-            endpoint=ark.url,
-            region="cn-beijing",
-            credentials=Credentials(AK, SK),
-            max_requests_per_second=1000,
-            clock=clock,
-        ) as api,
-        SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger,
-    ):
+    with _world(tmp_path, clock, job_s=60) as (api, ledger):
 
         def submit(key: str) -> None:
             entry, _ = ledger.add_object("w", "b", key, "e1", 1, State.PENDING, clock())
@@ -72,17 +83,7 @@ def test_an_awaiting_duplicate_is_released_once_when_its_job_ends(tmp_path: Path
     """A duplicate awaiting a job gets the job's phases while it runs; the round that sees the
     job Completed sends it back to pending (no phase recorded) and later rounds leave it."""
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
-    with (
-        Emulator(AK, SK, clock=clock, queue_s=10, run_s=10) as ark,
-        ArkClient(
-            endpoint=ark.url,
-            region="cn-beijing",
-            credentials=Credentials(AK, SK),
-            max_requests_per_second=1000,
-            clock=clock,
-        ) as api,
-        SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger,
-    ):
+    with _world(tmp_path, clock, job_s=10) as (api, ledger):
         job_id = api.create(_request("a.jsonl"))
         entry, _ = ledger.add_object("w", "b", "a.jsonl", "v2", 1, State.PENDING, clock())
         ledger.claim_one(entry.id, clock())

@@ -38,16 +38,23 @@ class Finding:
         return f"{self.subject}: {'ok' if self.ok else 'FAILED'}: {self.detail}"
 
 
-def _ark_problem(exc: errors.ArkError, endpoint: str) -> str:
-    """What a failed List says about the setup, and what to change."""
+def _held_problem(exc: errors.Held) -> str:
+    """What an answer refusing the account says: the clock, the credentials, or the account."""
+    if isinstance(exc, errors.AuthError) and exc.code == "InvalidTimestamp":
+        skew = f" (this clock is {exc.skew_s:+.0f} s off)" if exc.skew_s is not None else ""
+        return f"{exc.describe()}{skew}: set the system clock right (NTP)"
     if isinstance(exc, errors.AuthError):
-        if exc.code == "InvalidTimestamp":
-            skew = f" (this clock is {exc.skew_s:+.0f} s off)" if exc.skew_s is not None else ""
-            return f"{exc.describe()}{skew}: set the system clock right (NTP)"
         return (
             f"the credentials were refused ({exc.describe()}): check the access key and "
             "secret key, and that they belong to the account that owns the bucket"
         )
+    return f"the account is refused ({exc.describe()}): {exc.hint}"
+
+
+def _ark_problem(exc: errors.ArkError, endpoint: str) -> str:
+    """What a failed List says about the setup, and what to change."""
+    if isinstance(exc, errors.Held):
+        return _held_problem(exc)
     if isinstance(exc, errors.Transient) and exc.status is None:
         return f"cannot reach {endpoint} ({exc.describe()}): check [ark] endpoint and the network"
     if isinstance(exc, errors.Throttled):

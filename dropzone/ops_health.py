@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
@@ -47,6 +48,15 @@ class HealthBody(TypedDict):
     watches: dict[str, WatchHealth]
 
 
+@dataclass(frozen=True)
+class ArkStatus:
+    """What /healthz tells of the platform: an outage under way, and what it refuses the
+    account (one line each, saying what to do)."""
+
+    outage: Outage | None = None
+    held: tuple[str, ...] = ()
+
+
 def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -59,9 +69,12 @@ def health_report(
     *,
     ledger_writable: bool,
     started_at: float,
-    ark_outage: Outage | None = None,
+    ark: ArkStatus = ArkStatus(),
 ) -> tuple[bool, HealthBody]:
     """Healthy when the ledger is writable and every watch polled within three intervals.
+
+    ``ark``: an outage, and what the platform refuses the account; both go in ``degraded`` and
+    do not fail the verdict (a restart would cure neither).
 
     Times are unix seconds. A watch that has never polled counts as healthy until three
     intervals have passed since ``started_at``: a daemon that just started is not dead.
@@ -79,17 +92,19 @@ def health_report(
             "due": due.get(name, 0),
         }
     ok = ledger_writable and all(watch["ok"] for watch in watches.values())
-    ark: ArkHealth = {
+    ark_outage = ark.outage
+    ark_body: ArkHealth = {
         "reachable": ark_outage is None,
         "unreachable_since": None if ark_outage is None else _iso(ark_outage.since.timestamp()),
         "failed_calls": 0 if ark_outage is None else ark_outage.failed_calls,
         "reason": None if ark_outage is None else ark_outage.reason,
     }
     degraded = [] if ark_outage is None else [f"ark unreachable: {ark_outage.reason}"]
+    degraded += ark.held
     return ok, {
         "ok": ok,
         "degraded": degraded,
-        "ark": ark,
+        "ark": ark_body,
         "ledger_writable": ledger_writable,
         "checked_at": _iso(now),
         "started_at": _iso(started_at),
@@ -176,7 +191,7 @@ def health_probe(
     due: Callable[[], Mapping[str, int]],
     ledger_writable: Callable[[], bool],
     wall_clock: Callable[[], float] = time.time,
-    ark_outage: Callable[[], Outage | None] = lambda: None,
+    ark: Callable[[], ArkStatus] = ArkStatus,
 ) -> Callable[[], tuple[bool, HealthBody]]:
     """The ``health`` callable for :class:`~dropzone.ops_http.OpsServer`.
 
@@ -192,7 +207,7 @@ def health_probe(
             due(),
             ledger_writable=ledger_writable(),
             started_at=started_at,
-            ark_outage=ark_outage(),
+            ark=ark(),
         )
 
     return probe

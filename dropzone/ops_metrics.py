@@ -60,6 +60,7 @@ class Metrics:
         self._phases_lock = threading.Lock()
         self._phases: set[str] = set()
         self._build_counters()
+        self._build_held()
         self._build_gauges()
         for watch in watches:
             self.add_watch(watch)
@@ -101,6 +102,17 @@ class Metrics:
             registry=reg,
         )
 
+    def _build_held(self) -> None:
+        # Labelled by the platform's code: a closed set (the errors module's table and the
+        # few codes the platform may add), unlike the messages.
+        self._held_answers = Counter(
+            "dropzone_ark_held_answers_total",
+            "Answers that hold every file because of the account, by Ark's error code "
+            "(credentials, clock, service not activated, overdue, model not opened).",
+            ["code"],
+            registry=self.registry,
+        )
+
     def _build_gauges(self) -> None:
         reg = self.registry
         self._last_poll = Gauge(
@@ -128,6 +140,10 @@ class Metrics:
             ["watch"],
             registry=reg,
         )
+
+    def ark_held(self, code: str) -> None:
+        """One answer refusing the account (credentials, clock, service, balance, model)."""
+        self._held_answers.labels(code).inc()
 
     def track_ark_outage(self, seconds_down: Callable[[], float]) -> None:
         """Serve, at each scrape, how long Ark has not answered (0 while it answers)."""

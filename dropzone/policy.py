@@ -3,8 +3,10 @@
 Throttling and other transient failures (5xx, time-outs, connection errors) are retried for as
 long as it takes: they say the platform is not answering, not that the file is unusable, and an
 outage of any length must never turn the files it delays into ``rejected``. An answer that may
-have created a job is reconciled before anything else; credentials and clock problems hold the
-entry. Transient failures are still counted (``transient_failures``) for ``status``.
+have created a job is reconciled before anything else. A
+:class:`~dropzone.ark.errors.Held` answer (credentials, the clock, an account not activated or
+overdue, a model not opened) holds the entry: the account must change, not the file. Transient
+failures are still counted (``transient_failures``) for ``status``.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Decision:
-    """``transient``: the failure is one more transient failure for the entry's record."""
+    """``transient``: the failure is one more transient failure for the entry's record;
+    ``held``: the account's problem, told once for every file, not the file's."""
 
     action: Action
     delay_s: float = 0.0
     reason: str = ""
     transient: bool = False
+    held: bool = False
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, jitter: float) -> float:
@@ -64,9 +68,10 @@ def decide(
     reason = error.describe()
     if isinstance(error, errors.Throttled):
         return Decision(Action.RETRY, backoff_delay(attempts, policy, jitter), reason)
-    if isinstance(error, errors.AuthError):
-        # Not the input's fault: hold it at the longest interval until the operator acts.
-        return Decision(Action.RETRY, backoff_delay(attempts, policy, jitter), reason)
+    if isinstance(error, errors.Held):
+        # Not the input's fault (credentials, clock, the account): hold it until the operator
+        # acts, backing off towards the cap.
+        return Decision(Action.RETRY, backoff_delay(attempts, policy, jitter), reason, held=True)
     if isinstance(error, errors.Transient):
         if error.may_have_reached:
             return Decision(Action.RECONCILE, 0.0, reason)

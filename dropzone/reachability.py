@@ -1,4 +1,5 @@
-"""Whether Ark answers: an outage is told once when it starts and once when it ends.
+"""Whether Ark answers, and what it refuses the account: each told once when it starts and
+once when it ends.
 
 Every API call reports here (through the client's observer): no answer at all, or a 5xx, is a
 failed call; any other answer, an error of ours included, proves the platform is there. During
@@ -7,6 +8,12 @@ per file per retry; instead the submitter keeps those at debug, and this module 
 ``ark.unreachable`` once :data:`OUTAGE_AFTER` calls in a row failed and ``ark.reachable`` at
 the first answer after that, with what happened in between. Metrics and ``/healthz`` read
 :meth:`Reachability.outage`.
+
+The account's refusals (:class:`~dropzone.ark.errors.Held`: credentials, the clock, a service
+not activated, an overdue account, a model not opened) hold every file of a watch on every
+retry too: :meth:`Reachability.hold` logs each code once (``ark.auth_failed`` or
+``ark.account_blocked``, with what to do), and the first Create answered after them logs
+``ark.holds_ended``.
 
 :func:`after_call` is the pure transition; :class:`Reachability` holds the state for threads.
 """
@@ -17,11 +24,23 @@ import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from dropzone.ark import errors
 from dropzone.log import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The account refused with ``code`` since ``since``; ``hint`` says what to do."""
+
+    code: str
+    since: datetime
+    message: str
+    hint: str
+    answers: int
 
 
 # Failed calls in a row that make an outage: a lone 5xx among answers is a retry, not news.
@@ -66,7 +85,9 @@ class Reachability:
         self._clock = clock
         self._lock = threading.Lock()
         self._outage: Outage | None = None
+        self._holds: dict[str, Hold] = {}
         self._log = get_logger()
+        self.on_held: Callable[[str], None] | None = None  # a metric, counted by code
 
     def outage(self) -> Outage | None:
         """The outage under way, once declared; None while Ark answers."""
@@ -100,4 +121,47 @@ class Reachability:
                 down_s=round((now - before.since).total_seconds(), 3),
                 failed_calls=before.failed_calls,
                 last_reason=before.reason,
+            )
+
+    # --- the account's refusals ------------------------------------------------------------
+
+    def holds(self) -> list[Hold]:
+        with self._lock:
+            return list(self._holds.values())
+
+    def hold(self, error: errors.Held) -> bool:
+        """One Held answer; True (and one log line) when its code is new since the last
+        Create that was answered."""
+        code = error.code or type(error).__name__
+        now = self._clock()
+        with self._lock:
+            seen = self._holds.get(code)
+            answers = seen.answers + 1 if seen else 1
+            since = seen.since if seen else now
+            self._holds[code] = Hold(code, since, error.message, error.hint, answers)
+        if self.on_held is not None:
+            self.on_held(code)
+        if seen is not None:
+            return False
+        event = "ark.auth_failed" if isinstance(error, errors.AuthError) else "ark.account_blocked"
+        skew = error.skew_s if isinstance(error, errors.AuthError) else None
+        self._log.error(
+            event,
+            code=code,
+            message=error.message,
+            hint=error.hint,
+            clock_skew_s=skew,
+            note="every file stays pending and is retried with backoff until this is fixed",
+        )
+        return True
+
+    def create_answered(self) -> None:
+        """A Create was answered: whatever held the account is over."""
+        with self._lock:
+            ended, self._holds = self._holds, {}
+        if ended:
+            self._log.info(
+                "ark.holds_ended",
+                codes=sorted(ended),
+                answers=sum(hold.answers for hold in ended.values()),
             )

@@ -27,6 +27,7 @@ from dropzone.ops import (
     watchdog_interval_s,
 )
 from dropzone.ops_daemon import DaemonOps, ledger_writable
+from dropzone.ops_health import ArkStatus
 from dropzone.policy import RetryPolicy
 from dropzone.preflight import BucketPreflight, FolderPreflight
 from dropzone.scan import WatchPoller
@@ -150,6 +151,14 @@ def attach_ops(
         return 0.0 if current is None else (utc_now() - current.since).total_seconds()
 
     metrics.track_ark_outage(seconds_down)
+    if reachability is not None:
+        reachability.on_held = metrics.ark_held
+
+    def ark() -> ArkStatus:
+        holds = reachability.holds() if reachability is not None else []
+        held = tuple(f"ark refuses the account: {h.code}: {h.hint}" for h in holds)
+        return ArkStatus(outage=outage(), held=held)
+
     address = settings.daemon.listen_address
     if address is None:
         return None
@@ -163,7 +172,7 @@ def attach_ops(
         started_at=time.time(),
         due=due,
         ledger_writable=ledger_writable(settings.ledger.path),
-        ark_outage=outage,
+        ark=ark,
     )
     server = OpsServer(address, metrics, probe)
     try:

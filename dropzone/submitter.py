@@ -157,6 +157,8 @@ class Submitter:
             return self._duplicate(entry, request, exc, watch.rule)
         except errors.ArkError as exc:
             return self._failed(entry, request, exc)
+        if self._reachability is not None:
+            self._reachability.create_answered()
         output_dir = request.output_dir_tos_location.object_key
         self._ledger.record_submitted(entry.id, job_id, output_dir, self._clock())
         log.info("job.submitted", job_id=job_id, output_dir=output_dir, attempt=entry.attempts)
@@ -238,14 +240,8 @@ class Submitter:
         )
         if decision.action is Action.RECONCILE:
             return self.reconcile(entry, request.project_name, reason=decision.reason)
-        if isinstance(exc, errors.AuthError):
-            self._bind(entry).error(
-                "ark.auth_failed",
-                code=exc.code,
-                message=exc.message,
-                clock_skew_s=exc.skew_s,
-                hint="check the credentials and the system clock",
-            )
+        if isinstance(exc, errors.Held):
+            self._held(entry, exc)
         if decision.action is Action.REJECT:
             self._bind(entry).warning(
                 "job.rejected", code=exc.code, message=exc.message, status=exc.status
@@ -327,7 +323,9 @@ class Submitter:
             now,
             transient=decision.transient,
         )
-        quiet = decision.transient and self._in_outage()
+        quiet = (decision.transient and self._in_outage()) or (
+            decision.held and self._reachability is not None
+        )
         self._bind(entry).log(
             logging.DEBUG if quiet else logging.INFO,
             "job.retry",
@@ -336,6 +334,20 @@ class Submitter:
             reason=decision.reason,
         )
         return State.PENDING
+
+    def _held(self, entry: Entry, exc: errors.Held) -> None:
+        """The account's problem: told once for all files (a line per file per retry would
+        bury it), or per file when no one keeps count."""
+        if self._reachability is not None:
+            self._reachability.hold(exc)
+            return
+        self._bind(entry).error(
+            "ark.auth_failed" if isinstance(exc, errors.AuthError) else "ark.account_blocked",
+            code=exc.code,
+            message=exc.message,
+            hint=exc.hint,
+            clock_skew_s=exc.skew_s if isinstance(exc, errors.AuthError) else None,
+        )
 
     def _in_outage(self) -> bool:
         return self._reachability is not None and self._reachability.outage() is not None

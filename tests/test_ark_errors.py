@@ -35,7 +35,9 @@ def _error_body(code: str, message: str) -> bytes:
         (504, "InternalServiceTimeout", errors.Transient),
         (400, "InvalidParameter.Name", errors.Rejected),
         (404, "NotFound.Id", errors.Rejected),
-        (403, "OperationDenied.ServiceNotOpen", errors.Rejected),
+        (403, "OperationDenied.ServiceNotOpen", errors.AccountError),
+        (418, "NoSuchCodeAnywhere", errors.Rejected),
+        (401, "NoSuchCodeAnywhere", errors.AuthError),
     ],
 )
 def test_classify(status: int, code: str, expected: type[errors.ArkError]) -> None:
@@ -161,3 +163,48 @@ def test_rate_limiter_rejects_nonpositive() -> None:
     """A zero rate is a configuration error, not an infinite wait."""
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(0)
+
+
+@pytest.mark.parametrize(("code", "row"), list(errors.KNOWN_CODES.items()), ids=str)
+def test_every_known_code_lands_on_its_row(code: str, row: errors.KnownCode) -> None:
+    """Each row of the table: its code, at its status, is its branch; a code that holds says
+    what to do; a request family covers its members (InvalidParameter.Name)."""
+    answer = client.parse_answer(row.status, _error_body(code, "m"))
+    error = client.error_for(answer, None, datetime.now(UTC))
+    assert type(error) is row.kind
+    if isinstance(error, errors.Held):
+        assert error.hint
+        assert error.hint == row.hint
+    if row.kind is errors.Rejected and "." not in code:
+        member = client.error_for(
+            client.parse_answer(row.status, _error_body(f"{code}.Name", "m")),
+            None,
+            datetime.now(UTC),
+        )
+        assert type(member) is errors.Rejected
+
+
+def test_account_codes_hold_and_never_reject() -> None:
+    """The account's answers (not activated, overdue, model not opened, bad credential) are
+    Held: the policy retries them without counting, never rejects (they rejected every file)."""
+    from dropzone.policy import Action, RetryPolicy, decide  # noqa: PLC0415 - this test only
+
+    account = [c for c, row in errors.KNOWN_CODES.items() if issubclass(row.kind, errors.Held)]
+    assert {
+        "OperationDenied.ServiceNotOpen",
+        "OperationDenied.ServiceOverdue",
+        "AccountOverdueError",
+        "ModelNotOpen",
+        "InvalidCredential",
+        "MissingRequestInfo",
+    } <= set(account)
+    for code in account:
+        row = errors.KNOWN_CODES[code]
+        error = errors.classify(row.status, code, "m")
+        decision = decide(error, RetryPolicy(), 0.5, attempts=7)
+        assert (decision.action, decision.held, decision.transient) == (Action.RETRY, True, False)
+
+
+def test_job_ids_are_found_whatever_their_case() -> None:
+    """A message that upper-cases the ID still names the job, given back in the platform's case."""
+    assert find_job_id("active job BI-20240918194641-R2NWQ exists") == "bi-20240918194641-r2nwq"

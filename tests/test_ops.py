@@ -40,6 +40,7 @@ from dropzone.ops import (
     submission_outcome,
     watchdog_interval_s,
 )
+from dropzone.ops_health import ArkStatus
 from dropzone.reachability import Outage
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ def test_every_series_is_prefixed_and_documented() -> None:
         "dropzone_ledger_entries",
         "dropzone_jobs",
         "dropzone_backlog_oldest_age_seconds",
+        "dropzone_ark_held_answers",
     }
     assert all(len(family.documentation) > 20 for family in families)
 
@@ -361,7 +363,7 @@ def test_an_ark_outage_degrades_the_body_but_not_the_verdict() -> None:
     since = datetime.fromtimestamp(START + 10, UTC)
     outage = Outage(since=since, failed_calls=7, reason="ConnectError: refused", declared=True)
     ok, body = health_report(
-        START + 80, INTERVAL, {}, {}, ledger_writable=True, started_at=START, ark_outage=outage
+        START + 80, INTERVAL, {}, {}, ledger_writable=True, started_at=START, ark=ArkStatus(outage)
     )
     assert ok
     assert body["degraded"] == ["ark unreachable: ConnectError: refused"]

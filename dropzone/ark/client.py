@@ -164,7 +164,10 @@ class ArkClient:
         """Create a job and return its ID; raises Duplicate when the guard names an active job."""
         try:
             result = self.call("CreateBatchInferenceJob", request.wire())
-        except (errors.Rejected, errors.Transient) as exc:
+        except errors.ArkError as exc:
+            # Any answer may be the guard's, whatever its status and code (a 429 or an
+            # auth-looking code included): retrying it would make the second job the guard
+            # exists to prevent once the first has ended. No answer at all names nothing.
             if exc.status is None:
                 raise
             named = find_job_id(exc.message)

@@ -894,6 +894,7 @@ class _Engine:
         self._on_create_received = on_create_received
         self._requests = 0
         self._counts = FaultCounts()
+        self._refusals: dict[str, ApiError] = {}
         self.book = book_of(self._suffix)
 
     def now(self) -> datetime:
@@ -905,6 +906,14 @@ class _Engine:
     def add_key(self, access_key: str, secret_key: str) -> None:
         with self._lock:
             self._keys[access_key] = secret_key
+
+    def refuse(self, actions: Iterable[str], error: ApiError | None) -> None:
+        with self._lock:
+            for action in actions:
+                if error is None:
+                    self._refusals.pop(action, None)
+                else:
+                    self._refusals[action] = error
 
     def update_faults(self, change: Callable[[Faults], Faults]) -> Faults:
         with self._lock:
@@ -969,6 +978,9 @@ class _Engine:
         with self._lock:
             if action == CREATE:
                 self.book.count_create_call(body)
+            refusal = self._refusals.get(action)
+            if refusal is not None:
+                raise refusal
             fault = fault_for(self._faults, self._random.random)
             if fault is not None:
                 raise fault
@@ -1219,6 +1231,23 @@ class Emulator:
             )
 
         return self._engine.update_faults(change)
+
+    def refuse(
+        self,
+        code: str,
+        *,
+        status: int,
+        message: str = "",
+        actions: Iterable[str] = (CREATE,),
+    ) -> None:
+        """Answer every signed call of ``actions`` with this error, as the platform answers an
+        account it refuses (``OperationDenied.ServiceNotOpen``, 403, say), until
+        :meth:`stop_refusing`."""
+        text = message or f"The request was refused: {code}."
+        self._engine.refuse(actions, ApiError(status, code, text))
+
+    def stop_refusing(self, actions: Iterable[str] = (CREATE, GET, LIST, STOP)) -> None:
+        self._engine.refuse(actions, None)
 
     def add_account(self, access_key: str, secret_key: str) -> None:
         """Accept another key pair: a second account, which sees only its own jobs."""

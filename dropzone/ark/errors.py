@@ -10,8 +10,15 @@
     │   └── Transient(may_have_reached)5xx, time-outs, connection errors; when the request may
     │                                  have reached the server, reconcile before calling again
     ├── Rejected(code, message)        any other 4xx: permanent for this request
-    └── AuthError(code, skew_s)        the credentials or the clock are wrong: nothing a retry of
-                                       this request fixes, and no input is to blame
+    └── Held(code, hint)               the account or its setup must change, not the file: hold
+        │                              every entry pending (backoff, no count), say what to do
+        ├── AuthError(code, skew_s)    the credentials or the clock are wrong
+        └── AccountError(code)         the account cannot do it yet: the service not activated,
+                                       the account overdue, the model not opened
+
+:data:`KNOWN_CODES` is the table of every code dropzone knows, its branch and, for those that
+hold, what the operator must do. A code not in it is sorted by its HTTP status (429 throttled,
+401 auth, 5xx transient, other 4xx rejected).
 
 httpx exceptions are translated into this tree in one place (``client.py``), always chained.
 Messages never include credentials; the client builds them only from the answer.
@@ -19,33 +26,13 @@ Messages never include credentials; the client builds them only from the answer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dropzone.ark.models import Job
+    from collections.abc import Mapping
 
-THROTTLING_CODES = frozenset(
-    {
-        "FlowLimitExceeded",
-        "APIAccountRpmRateLimitExceeded",
-        "AccountRateLimitExceeded",
-        "QuotaExceeded",
-        "Throttling",
-        "RequestLimitExceeded",
-    }
-)
-AUTH_CODES = frozenset(
-    {
-        "SignatureDoesNotMatch",
-        "InvalidAccessKey",
-        "InvalidTimestamp",
-        "InvalidAuthorization",
-        "InvalidSecurityToken",
-        "MissingAuthenticationToken",
-        "AuthFailure",
-        "AccessDenied",
-    }
-)
+    from dropzone.ark.models import Job
 
 
 class ArkError(Exception):
@@ -122,7 +109,24 @@ class Rejected(ArkError):
     """The API refused this request for good."""
 
 
-class AuthError(ArkError):
+class Held(ArkError):
+    """Nothing a retry of this request fixes, and no input is to blame: the operator must act
+    (``hint`` says how); entries wait ``pending`` meanwhile."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int | None = None,
+        request_id: str = "",
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, code=code, status=status, request_id=request_id)
+        self.hint = hint
+
+
+class AuthError(Held):
     """Wrong key, signature or token, or a clock too far off (``skew_s`` when measured)."""
 
     def __init__(
@@ -133,22 +137,109 @@ class AuthError(ArkError):
         status: int | None = None,
         request_id: str = "",
         skew_s: float | None = None,
+        hint: str = "check the access key, the secret key and the system clock",
     ) -> None:
-        super().__init__(message, code=code, status=status, request_id=request_id)
+        super().__init__(message, code=code, status=status, request_id=request_id, hint=hint)
         self.skew_s = skew_s
+
+
+class AccountError(Held):
+    """The account may not do this yet: the service is not activated, the account is overdue,
+    or the model is not opened for it."""
+
+
+@dataclass(frozen=True)
+class KnownCode:
+    kind: type[ArkError]
+    status: int  # the HTTP status the platform gives it (documented, or seen)
+    hint: str = ""  # for Held codes: what the operator must do
+
+
+_CREDENTIALS = "check the access key and secret key (and the session token, if any)"
+_SERVICE = "activate the Ark model service for this account in the Volcengine console"
+_OVERDUE = "the account is overdue: settle the account's balance in the Volcengine console"
+
+KNOWN_CODES: Mapping[str, KnownCode] = {
+    # Throttling: the gateway's and Ark's own.
+    "FlowLimitExceeded": KnownCode(Throttled, 429),
+    "APIAccountRpmRateLimitExceeded": KnownCode(Throttled, 429),
+    "AccountRateLimitExceeded": KnownCode(Throttled, 429),
+    "QuotaExceeded": KnownCode(Throttled, 429),
+    "Throttling": KnownCode(Throttled, 429),
+    "RequestLimitExceeded": KnownCode(Throttled, 429),
+    # Credentials and the clock.
+    "SignatureDoesNotMatch": KnownCode(AuthError, 401, "check the secret key"),
+    "InvalidAccessKey": KnownCode(AuthError, 401, "check the access key"),
+    "InvalidTimestamp": KnownCode(AuthError, 400, "set the system clock right (NTP)"),
+    "InvalidAuthorization": KnownCode(AuthError, 401, _CREDENTIALS),
+    "InvalidSecurityToken": KnownCode(AuthError, 401, "renew the STS session token"),
+    "MissingAuthenticationToken": KnownCode(AuthError, 401, _CREDENTIALS),
+    "AuthFailure": KnownCode(AuthError, 401, _CREDENTIALS),
+    "InvalidCredential": KnownCode(AuthError, 400, _CREDENTIALS),
+    "MissingRequestInfo": KnownCode(AuthError, 400, _CREDENTIALS),
+    "AccessDenied": KnownCode(
+        AuthError, 403, "give the key's user permission for Ark batch inference (IAM)"
+    ),
+    # The account: not a file's fault, so never a rejection.
+    "OperationDenied.ServiceNotOpen": KnownCode(AccountError, 403, _SERVICE),
+    "OperationDenied.ServiceOverdue": KnownCode(AccountError, 403, _OVERDUE),
+    "AccountOverdueError": KnownCode(AccountError, 403, _OVERDUE),
+    "ModelNotOpen": KnownCode(
+        AccountError,
+        404,
+        "open the watch's model for this account in the Ark console, or fix the watch's model",
+    ),
+    # The platform's own faults.
+    "InternalError": KnownCode(Transient, 500),
+    "InternalServiceError": KnownCode(Transient, 502),
+    "ServiceUnavailableTemp": KnownCode(Transient, 503),
+    "InternalServiceTimeout": KnownCode(Transient, 504),
+    # The request: permanent for it (families: InvalidParameter.X, MissingParameter.X, ...).
+    "InvalidParameter": KnownCode(Rejected, 400),
+    "MissingParameter": KnownCode(Rejected, 400),
+    "NotFound": KnownCode(Rejected, 404),
+    "OperationDenied.UnsupportedPhase": KnownCode(Rejected, 403),
+    "InvalidActionOrVersion": KnownCode(Rejected, 404),
+    "Duplicate.Tags.Key": KnownCode(Rejected, 400),
+}
+# By family, for callers that ask so.
+THROTTLING_CODES = frozenset(c for c, k in KNOWN_CODES.items() if k.kind is Throttled)
+AUTH_CODES = frozenset(c for c, k in KNOWN_CODES.items() if k.kind is AuthError)
+
+
+def known(code: str) -> KnownCode | None:
+    """The table's row for ``code``, or for its family (``InvalidParameter.Name``)."""
+    if code in KNOWN_CODES:
+        return KNOWN_CODES[code]
+    family = code.split(".", 1)[0]
+    row = KNOWN_CODES.get(family)
+    # Only the request's families: an unknown "OperationDenied.X" says nothing by its name.
+    return row if row is not None and row.kind is Rejected else None
 
 
 def classify(status: int, code: str, message: str, request_id: str = "") -> ArkError:
     """Map an error answer (status, Code, Message) to the tree, without the guard check.
 
-    The guard is recognised by the caller, which must confirm the named job first.
+    A known code decides by the table; an unknown one by its status. The guard is recognised
+    by the caller, which must confirm the named job first.
     """
-    if status == 429 or code in THROTTLING_CODES:
-        return Throttled(message, code=code, status=status, request_id=request_id)
-    if code in AUTH_CODES or status == 401:
-        return AuthError(message, code=code, status=status, request_id=request_id)
-    if status >= 500:
+    row = known(code)
+    kind: type[ArkError]
+    if row is not None:
+        kind = row.kind
+    elif status == 429:
+        kind = Throttled
+    elif status == 401:
+        kind = AuthError
+    elif status >= 500:
+        kind = Transient
+    else:
+        kind = Rejected
+    if kind is Transient:
         return Transient(
             message, may_have_reached=True, code=code, status=status, request_id=request_id
         )
-    return Rejected(message, code=code, status=status, request_id=request_id)
+    if issubclass(kind, Held):
+        hint = row.hint if row is not None and row.hint else _CREDENTIALS
+        return kind(message, code=code, status=status, request_id=request_id, hint=hint)
+    return kind(message, code=code, status=status, request_id=request_id)

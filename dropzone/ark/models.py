@@ -15,7 +15,8 @@ from pydantic.alias_generators import to_pascal
 
 API_VERSION = "2024-01-01"
 # Lookarounds, not \b: in Chinese text the ID touches other word characters ("任务bi-...").
-JOB_ID_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])bi-[0-9]+-[0-9a-z]+(?![A-Za-z0-9_])")
+# Case-insensitive: a message may be upper-cased on its way; IDs are lower case on the platform.
+JOB_ID_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])bi-[0-9]+-[0-9a-z]+(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 class Phase(StrEnum):
@@ -161,4 +162,4 @@ class JobPage(WireModel):
 def find_job_id(message: str) -> str | None:
     """The first batch job ID (``bi-<digits>-<suffix>``) in a message, in any language."""
     found = JOB_ID_PATTERN.search(message)
-    return found.group(0) if found else None
+    return found.group(0).lower() if found else None

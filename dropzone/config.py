@@ -13,7 +13,7 @@ Environment overrides (names are case-insensitive, keys are lower-cased):
   keys address tables (``..._MODEL__VERSION``, ``..._TAGS__TEAM``); a whole list or table
   (``ignore``, ``tags``, ``model``) is given as JSON; a name holding ``__`` cannot be
   addressed. An empty value unsets a setting whose default is unset
-  (``DROPZONE_WATCH__CHAT__MODEL=`` plus ``..._CUSTOM_MODEL_ID=ep-...``).
+  (``DROPZONE_WATCH__CHAT__MODEL=`` plus ``..._CUSTOM_MODEL_ID=cm-...``).
 
 The file's values are validated strictly (TOML has types: ``min_age_s = "5"`` is an error),
 each environment string is first read as its setting's type (``"5"`` -> 5, ``"yes"`` -> True).
@@ -94,7 +94,7 @@ _ENV_CREDENTIALS = (
 Loc = tuple[str | int, ...]
 
 _WATCH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_COMPLETION_WINDOW = re.compile(r"([0-9]{1,2})d")
+_COMPLETION_WINDOW = re.compile(r"([1-9][0-9]?)d")  # "01d" is no window the platform takes
 _PORT = re.compile(r"[0-9]{1,5}")
 
 
@@ -200,12 +200,30 @@ class ArkSettings(_Section):
     _endpoint = field_validator("endpoint")(_check_endpoint)
 
 
+# TOS's own hosts: tos-s3-<region>.volces.com, and .ivolces.com on the private network.
+_TOS_HOSTS = (".volces.com", ".ivolces.com")
+
+
 class TosSettings(_Section):
     endpoint: str = "https://tos-s3-cn-beijing.volces.com"
     region: NonEmpty = "cn-beijing"
     addressing_style: Literal["virtual", "path", "auto"] = "virtual"
+    # TOS calls have time-outs of their own: a listing page of a large prefix may take longer
+    # than any one Ark call should.
+    timeout_s: PositiveSeconds = 60
+    connect_timeout_s: PositiveSeconds = 10
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
+
+    @model_validator(mode="after")
+    def _tos_serves_virtual_hosts(self) -> Self:
+        host = urlsplit(self.endpoint).hostname or ""
+        if self.addressing_style == "path" and host.endswith(_TOS_HOSTS):
+            raise ValueError(
+                f'addressing_style = "path" with the TOS endpoint {host}: TOS serves '
+                'virtual-hosted style only; use "virtual" ("path" is for local S3 servers)'
+            )
+        return self
 
 
 class LedgerSettings(_Section):

@@ -99,7 +99,8 @@ def s3_client(settings: Settings, credentials: Credentials | None) -> S3Client:
         region=settings.tos.region,
         addressing_style=settings.tos.addressing_style,
         credentials=credentials,
-        timeout_s=settings.ark.timeout_s,
+        timeout_s=settings.tos.timeout_s,
+        connect_timeout_s=settings.tos.connect_timeout_s,
     )
 
 

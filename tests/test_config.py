@@ -261,6 +261,7 @@ BAD_WATCHES = [
     ('project_name = ""', ".project_name", "at least 1 character"),
     ('completion_window = "0d"', ".completion_window", '"1d" to "28d"'),
     ('completion_window = "29d"', ".completion_window", '"1d" to "28d"'),
+    ('completion_window = "01d"', ".completion_window", '"1d" to "28d"'),
     ('completion_window = "24h"', ".completion_window", '"1d" to "28d"'),
     ('tags = { "dropzone-input" = "x" }', ".tags", "'dropzone-input' is reserved"),
     ('tags = { "dropzone-watch" = "x" }', ".tags", "'dropzone-watch' is reserved"),
@@ -536,14 +537,14 @@ def test_section_override_wins_over_file(tmp_path: Path) -> None:
     env = {
         "DROPZONE_DAEMON__POLL_INTERVAL_S": "5",
         "dropzone_daemon__listen": "",  # names are case-insensitive
-        "DROPZONE_TOS__ADDRESSING_STYLE": "path",
+        "DROPZONE_TOS__ADDRESSING_STYLE": "auto",
         "DROPZONE_LEDGER__PATH": "/tmp/l.sqlite3",
         "DROPZONE_ARK__SECRET_KEY_FILE": "/run/sk",
     }
     settings = load(tmp_path, text, env)
     assert settings.daemon.poll_interval_s == 5
     assert settings.daemon.listen_address is None
-    assert settings.tos.addressing_style == "path"
+    assert settings.tos.addressing_style == "auto"
     assert settings.ledger.path == Path("/tmp/l.sqlite3")
     assert settings.ark.secret_key_file == Path("/run/sk")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import boto3
 import botocore.session
@@ -35,6 +36,9 @@ _PERMANENT_CODES = frozenset(
         "AllAccessDisabled",
         "InvalidBucketName",
         "PermanentRedirect",
+        # A HEAD answer has no body, so only its status: a refusal of the config's access.
+        "403",
+        "Forbidden",
     }
 )
 
@@ -85,14 +89,15 @@ def make_s3_client(
     region: str,
     addressing_style: str,
     credentials: Credentials | None,
-    timeout_s: float = 30.0,
+    timeout_s: float = 60.0,
+    connect_timeout_s: float = 10.0,
 ) -> S3Client:
     """A boto3 S3 client for TOS: SigV4, the configured addressing style, bounded retries."""
     config = Config(
         signature_version="s3v4",
         s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
         retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=min(timeout_s, 10.0),
+        connect_timeout=connect_timeout_s,
         read_timeout=timeout_s,
         # botocore >= 1.36 adds CRC checksums to every upload by default; S3-compatible stores
         # (TOS among them) do not all accept them, so send them only where S3 requires them.
@@ -141,7 +146,8 @@ def server_time(response: Any) -> datetime:  # noqa: ANN401 - a boto3 response d
 
 def _stored(item: Any) -> StoredObject:  # noqa: ANN401 - a boto3 listing entry
     return StoredObject(
-        key=item["Key"],
+        # Asked for URL-encoded (see TosBucket.pages): decoded here, echoed or not.
+        key=unquote_plus(item["Key"]),
         etag=str(item.get("ETag", "")).strip('"'),
         size=int(item.get("Size", 0)),
         last_modified=item["LastModified"],
@@ -159,7 +165,15 @@ class TosBucket:
         """The listing under ``prefix``, one page at a time, never the whole of it in memory."""
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+            # EncodingType given here, not left to botocore: botocore decodes keys only when the
+            # answer echoes EncodingType, and S3-compatible stores that encode without echoing
+            # would hand back "a%20b.jsonl" for "a b.jsonl". Given, it is decoded in _stored.
+            kwargs: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": prefix,
+                "MaxKeys": page_size,
+                "EncodingType": "url",
+            }
             if token:
                 kwargs["ContinuationToken"] = token
             try:

@@ -285,7 +285,7 @@ class Submitter:
                 job.output_dir_tos_location.object_key if job.output_dir_tos_location else None
             )
             self._ledger.record_submitted(entry.id, job.id, output_dir, self._clock())
-            log.info("job.reconciled", job_id=job.id, phase=job.phase, found_by="tag")
+            log.info("job.reconciled", job_id=job.id, phase=job.phase.value, found_by="tag")
             return State.SUBMITTED
         now, settled_at = self._clock(), claimed_at + self._late_create + _REDATE_AFTER
         if now < settled_at:

@@ -12,12 +12,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import tomli_w
+
+from dropzone.ledger import SqliteLedger, State
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -214,6 +220,55 @@ class Stage:
             location = job["InputFileTosLocation"]
             found.setdefault(location["ObjectKey"], []).append(job["Id"])
         return found
+
+
+@contextmanager
+def answering(status: int, body: bytes) -> Iterator[str]:
+    """A loopback HTTP server answering every POST with ``status`` and ``body`` (JSON), for
+    answers the emulator never gives; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's
+            """Quiet: the test checks what the client made of the answer."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def seed_entry(stage: Stage, key: str, state: State) -> str:
+    """A ledger as a daemon would have left it: the watch started, ``key`` in ``state``;
+    returns the version's ETag."""
+    head = stage.s3.head_object(Bucket=stage.bucket, Key=key)
+    now = datetime.now(UTC)
+    with SqliteLedger.open(stage.ledger_path, lock=False) as ledger:
+        ledger.begin_watch("chat", stage.bucket, stage.prefix, now)
+        ledger.mark_baseline_done("chat")
+        etag = head["ETag"].strip('"')
+        initial = State.BASELINE if state is State.BASELINE else State.PENDING
+        entry, _ = ledger.add_object(
+            "chat", stage.bucket, key, etag, head["ContentLength"], initial, now
+        )
+        if state in {State.SUBMITTING, State.REJECTED}:
+            claimed = ledger.claim_one(entry.id, now)
+            assert claimed is not None
+        if state is State.REJECTED:
+            ledger.record_rejected(entry.id, "InvalidParameter: seeded by the test", now)
+    return etag
 
 
 def log_events(text: str) -> Iterator[dict[str, Any]]:

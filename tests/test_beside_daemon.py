@@ -9,38 +9,18 @@ poll cannot be what submitted anything).
 from __future__ import annotations
 
 import signal
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
 
 from dropzone.ledger import LedgerError, SqliteLedger, State
-from tests.harness import load_scale, wait_for
+from tests.harness import load_scale, seed_entry, wait_for
 
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
 
     from tests.harness import Stage
-
-
-def _seed(stage: Stage, key: str, state: State) -> None:
-    """A ledger as a daemon would have left it: the watch started, ``key`` in ``state``."""
-    head = stage.s3.head_object(Bucket=stage.bucket, Key=key)
-    now = datetime.now(UTC)
-    with SqliteLedger.open(stage.ledger_path, lock=False) as ledger:
-        ledger.begin_watch("chat", stage.bucket, stage.prefix, now)
-        ledger.mark_baseline_done("chat")
-        etag = head["ETag"].strip('"')
-        initial = State.BASELINE if state is State.BASELINE else State.PENDING
-        entry, _ = ledger.add_object(
-            "chat", stage.bucket, key, etag, head["ContentLength"], initial, now
-        )
-        if state in {State.SUBMITTING, State.REJECTED}:
-            claimed = ledger.claim_one(entry.id, now)
-            assert claimed is not None
-        if state is State.REJECTED:
-            ledger.record_rejected(entry.id, "InvalidParameter: seeded by the test", now)
 
 
 @pytest.fixture
@@ -85,7 +65,7 @@ def test_retry_beside_the_daemon_is_submitted_at_once(
 ) -> None:
     """A rejected entry retried while the daemon runs is submitted without waiting for a poll."""
     key = stage.put("rejected.jsonl")
-    _seed(stage, key, State.REJECTED)
+    seed_entry(stage, key, State.REJECTED)
     done = stage.dropzone("retry", key)
     assert done.returncode == 0, done.stderr
     assert "1 entry -> pending" in done.stdout
@@ -130,7 +110,7 @@ def test_forget_and_submit_beside_the_daemon(stage: Stage, daemon: subprocess.Po
 def test_forget_keeps_an_entry_whose_create_may_be_in_flight(stage: Stage) -> None:
     """An entry in submitting is not forgotten (it could be submitted twice): exit 1, named."""
     key = stage.put("busy.jsonl")
-    _seed(stage, key, State.SUBMITTING)
+    seed_entry(stage, key, State.SUBMITTING)
     done = stage.dropzone("forget", key)
     assert done.returncode == 1
     assert "0 entries forgotten" in done.stdout

@@ -859,6 +859,54 @@ def test_faults_are_validated(ark: emu.Emulator) -> None:
         emu.Emulator(ACCESS_KEY, SECRET_KEY, latency_ms=-1)
 
 
+def test_both_model_fields_fault_shows_the_unused_field_empty(
+    ark: emu.Emulator, caller: Caller
+) -> None:
+    """both_model_fields: Get and List show ModelReference with both fields, the one the job
+    was not created with empty; the inspection endpoint still shows the job as created."""
+    foundation = caller.create("in/f.jsonl")
+    custom = caller.create("in/c.jsonl", ModelReference={"CustomModelId": "cm-20250101-abc"})
+    ark.set_faults(both_model_fields=True)
+    assert caller.get(foundation)["ModelReference"] == {
+        "FoundationModel": {"Name": "doubao-pro-32k", "ModelVersion": "240615"},
+        "CustomModelId": "",
+    }
+    listed = {job["Id"]: job for job in caller.result(LIST, {})["Items"]}
+    assert listed[custom]["ModelReference"] == {
+        "FoundationModel": {"Name": "", "ModelVersion": ""},
+        "CustomModelId": "cm-20250101-abc",
+    }
+    assert ark.state()["jobs"][0]["ModelReference"] == create_body()["ModelReference"]
+    ark.set_faults(both_model_fields=False)
+    assert "CustomModelId" not in caller.get(foundation)["ModelReference"]
+
+
+def test_unknown_phase_fault_hides_phases_under_way_for_a_while(
+    ark: emu.Emulator, caller: Caller, clock: FakeClock
+) -> None:
+    """report_unknown_phase for one job: Get and List show it "Pausing" until the time is up,
+    the other job as it is; with every job named, a job that has ended shows its end."""
+    held, other = caller.create("in/h.jsonl"), caller.create("in/o.jsonl")
+    ark.report_unknown_phase("Pausing", seconds=5, job_id=held)
+    assert (caller.phase(held), caller.phase(other)) == ("Pausing", "Queued")
+    listed = {job["Id"]: job["Status"]["Phase"] for job in caller.result(LIST, {})["Items"]}
+    assert listed == {held: "Pausing", other: "Queued"}
+    clock.advance(5)
+    assert caller.phase(held) == "Running"
+    ark.report_unknown_phase("Pausing", seconds=60)
+    assert (caller.phase(held), caller.phase(other)) == ("Pausing", "Pausing")
+    clock.advance(10)
+    assert (caller.phase(held), caller.phase(other)) == ("Completed", "Completed")
+
+
+def test_unknown_phase_fault_refuses_a_documented_phase(ark: emu.Emulator) -> None:
+    """The unknown phase must be unknown, and its time not negative."""
+    with pytest.raises(ValueError, match="Running"):
+        ark.report_unknown_phase("Running", seconds=1)
+    with pytest.raises(ValueError, match="seconds"):
+        ark.report_unknown_phase("Pausing", seconds=-1)
+
+
 def test_state_endpoint_needs_no_signature(caller: Caller, ark: emu.Emulator) -> None:
     """GET /_emulator/state is plain JSON, the same as Emulator.state(), jobs as Get shows them."""
     job_id = caller.create()
@@ -1025,6 +1073,25 @@ def test_cli_sets_the_slow_create_fault() -> None:
     assert (faults.slow_create_rate, faults.slow_create_s) == (0.25, 3.5)
     with pytest.raises(SystemExit):
         parser.parse_args(["--slow-create-rate", "1.5"])
+
+
+def test_cli_sets_the_answer_faults() -> None:
+    """--both-model-fields and --unknown-phase (for --unknown-phase-s from the start) set
+    those faults; a documented phase given as unknown is a usage error."""
+    parser = argparse.ArgumentParser()
+    emu.configure_parser(parser)
+    args = parser.parse_args(
+        ["--both-model-fields", "--unknown-phase", "Pausing", "--unknown-phase-s", "30"]
+    )
+    before = datetime.now(UTC)
+    faults = emu._emulator_from(args).set_faults()
+    assert faults.both_model_fields
+    assert faults.unknown_phase is not None
+    assert (faults.unknown_phase.phase, faults.unknown_phase.job_id) == ("Pausing", None)
+    assert faults.unknown_phase.until >= before + timedelta(seconds=30)
+    assert emu._emulator_from(parser.parse_args([])).set_faults() == emu.Faults()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--unknown-phase", "Running"])
 
 
 def test_cli_stops_on_sigint_in_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -713,6 +713,21 @@ def test_record_phase_tracking_and_active_jobs(ledger: SqliteLedger) -> None:
         ledger.record_phase(add(ledger, "d").id, "Running", None, at(6))
 
 
+def test_an_unknown_phase_is_tracked_and_holds_capacity(ledger: SqliteLedger) -> None:
+    """A phase this version does not know is tracked and counts as active; Terminating is
+    tracked but has let go of its capacity."""
+    paused = submitting(ledger, "a")
+    ledger.record_submitted(paused.id, "bi-a", None, at(2))
+    ledger.record_phase(paused.id, "Pausing", None, at(3))
+    stopping = submitting(ledger, "b")
+    ledger.record_submitted(stopping.id, "bi-b", None, at(2))
+    ledger.record_phase(stopping.id, "Terminating", None, at(4))
+    assert [entry.job_id for entry in ledger.tracking(10)] == ["bi-a", "bi-b"]
+    assert ledger.active_jobs(W) == 1
+    ledger.record_phase(paused.id, "Completed", None, at(5))
+    assert ledger.active_jobs(W) == 0
+
+
 def test_tracking_resumes_after_the_last_entry_of_a_batch(ledger: SqliteLedger) -> None:
     """Batches walk the tracked entries in (updated_at, id) order, one after another."""
     for number, key in enumerate("abcde"):

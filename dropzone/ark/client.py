@@ -13,10 +13,11 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from dropzone.ark import errors, signer
 from dropzone.ark.models import (
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 SERVICE = "ark"
 USER_AGENT = "dropzone/0.1"
+PROTOCOL_ERROR = "ProtocolError"
+BODY_SHOWN = 200  # bytes of an answer not understood shown in its error
+
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 class CallObserver(Protocol):
@@ -80,6 +85,25 @@ def parse_answer(status: int, body: bytes) -> Answer:
         return Answer(status, None, "", f"HTTP {status} without an error object", request_id)
     result = document.get("Result")
     return Answer(status, result if isinstance(result, dict) else {}, request_id=request_id)
+
+
+def protocol_error(
+    action: str, exc: ValidationError, body: bytes, secrets: tuple[str, ...]
+) -> errors.Transient:
+    """An answer whose Result dropzone cannot understand: the request reached the platform,
+    which may have acted on it (a Create goes through reconcile by tag, like a lost answer)."""
+    snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
+    for secret in secrets:  # an answer never echoes them; a proxy's might
+        snippet = snippet.replace(secret, "***")
+    problem = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "Result"
+    return errors.Transient(
+        f"protocol error: {action} answered a Result dropzone cannot read ({where}: "
+        f"{problem['msg']}); the answer begins {snippet!r}",
+        may_have_reached=True,
+        code=PROTOCOL_ERROR,
+        status=200,
+    )
 
 
 def error_for(answer: Answer, server_date: str | None, now: datetime) -> errors.ArkError:
@@ -182,10 +206,10 @@ class ArkClient:
         return job_id
 
     def get(self, job_id: str) -> Job:
-        return Job.model_validate(self.call("GetBatchInferenceJob", {"Id": job_id}))
+        return self._read("GetBatchInferenceJob", {"Id": job_id}, Job)
 
     def list_jobs(self, request: ListJobsRequest) -> JobPage:
-        return JobPage.model_validate(self.call("ListBatchInferenceJobs", request.wire()))
+        return self._read("ListBatchInferenceJobs", request.wire(), JobPage)
 
     def stop(self, job_id: str) -> None:
         self.call("StopBatchInferenceJob", {"Id": job_id})
@@ -196,7 +220,12 @@ class ArkClient:
         while True:
             page = self.list_jobs(request.model_copy(update={"page_number": page_number}))
             yield from page.items
-            if not page.items or page_number * page.page_size >= page.total_count:
+            # Without TotalCount, a short (or empty) page is the last.
+            size = page.page_size or request.page_size
+            total = page.total_count
+            if not page.items or (total is None and len(page.items) < size):
+                return
+            if total is not None and page_number * size >= total:
                 return
             page_number += 1
 
@@ -221,6 +250,21 @@ class ArkClient:
 
     def call(self, action: str, payload: Mapping[str, object]) -> dict[str, Any]:
         """One signed call; returns the Result object or raises from the error tree."""
+        return self._exchange(action, payload)[0]
+
+    def _read(self, action: str, payload: Mapping[str, object], shape: type[AnswerT]) -> AnswerT:
+        """One call whose Result is read as ``shape``; the one place a ValidationError is
+        mapped into the error tree."""
+        result, body = self._exchange(action, payload)
+        try:
+            return shape.model_validate(result)
+        except ValidationError as exc:
+            held = self._credentials
+            secrets = tuple(filter(None, (held.access_key, held.secret_key, held.session_token)))
+            raise protocol_error(action, exc, body, secrets) from exc
+
+    def _exchange(self, action: str, payload: Mapping[str, object]) -> tuple[dict[str, Any], bytes]:
+        """One signed call: the Result object and the answer's body, or an error raised."""
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         query = (("Action", action), ("Version", API_VERSION))
         self.limiter.acquire()
@@ -250,7 +294,7 @@ class ArkClient:
                 self._observer(action, outcome, time.monotonic() - started, detail)
         if answer.result is None:
             raise error_for(answer, response.headers.get("Date"), self._clock())
-        return answer.result
+        return answer.result, response.content
 
     def _send(
         self, query: tuple[tuple[str, str], ...], headers: dict[str, str], body: bytes

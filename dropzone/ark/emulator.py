@@ -4,7 +4,9 @@ It speaks the wire format of ``ark/api.md`` (envelopes, error codes, Volcengine 
 over plain HTTP on loopback, keeps jobs in memory and moves them through their phases by the
 time of an injectable clock. Faults are injected on demand (500s, 429s, latency, "created but
 the answer was lost", and Creates carried out late) so tests can prove that dropzone submits each
-input exactly once; the inspection endpoint counts what the faults did.
+input exactly once; the inspection endpoint counts what the faults did. Other faults give answers
+the platform may give and the default never does: job objects with both model fields, and jobs
+in a phase this API version does not document.
 
 Layers, from the inside out:
 
@@ -141,12 +143,29 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class UnknownPhase:
+    """Jobs (``job_id``, or every job when None) report ``phase``, a name the API version does
+    not document, until ``until`` (the emulator's clock), then go on with their own phase.
+    A job that has ended meanwhile shows its end: only phases under way are replaced."""
+
+    phase: str
+    until: datetime
+    job_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.phase or self.phase in {known.value for known in Phase}:
+            raise ValueError(f"give a phase name Phase does not know, got {self.phase!r}")
+
+
+@dataclass(frozen=True)
 class Faults:
     """Rates (0 to 1) of injected faults, and latency added to every API request.
 
     ``slow_create_rate`` of Create requests are held ``slow_create_s`` seconds before they are
     carried out, as by a platform slow to commit: the job appears only then, and the client may
-    have given up waiting meanwhile.
+    have given up waiting meanwhile. ``both_model_fields``: Get and List show each job's
+    ``ModelReference`` with both fields, the one not given empty, as sibling Ark APIs answer.
+    ``unknown_phase``: jobs shown in an undocumented phase for a while.
     """
 
     fail_rate: float = 0.0
@@ -155,6 +174,8 @@ class Faults:
     latency_ms: int = 0
     slow_create_rate: float = 0.0
     slow_create_s: float = 0.0
+    both_model_fields: bool = False
+    unknown_phase: UnknownPhase | None = None
 
     def __post_init__(self) -> None:
         for name in ("fail_rate", "throttle_rate", "lose_answer_rate", "slow_create_rate"):
@@ -837,6 +858,37 @@ def fault_for(faults: Faults, draw: Callable[[], float]) -> ApiError | None:
 LOST_503 = ApiError(503, "ServiceUnavailableTemp", "The service is temporarily unavailable.")
 
 
+def as_faults_show(action: str, result: Json, faults: Faults, now: datetime) -> Json:
+    """A Get or List Result with the job objects as the answer faults show them."""
+    if action == GET:
+        return _shown_job(result, faults, now)
+    items = result.get("Items")
+    if action != LIST or not isinstance(items, list):
+        return result
+    return {**result, "Items": [_shown_job(item, faults, now) for item in items]}
+
+
+def _shown_job(job: Json, faults: Faults, now: datetime) -> Json:
+    shown = dict(job)
+    reference = job.get("ModelReference")
+    if faults.both_model_fields and isinstance(reference, dict):
+        shown["ModelReference"] = {
+            "FoundationModel": {"Name": "", "ModelVersion": ""},
+            "CustomModelId": "",
+            **reference,
+        }
+    status, hidden = job.get("Status"), faults.unknown_phase
+    if (
+        isinstance(status, dict)
+        and hidden is not None
+        and now < hidden.until
+        and hidden.job_id in {None, job.get("Id")}
+        and not Phase(str(status["Phase"])).is_terminal
+    ):
+        shown["Status"] = {**status, "Phase": hidden.phase}
+    return shown
+
+
 # --- the engine: state under one lock ----------------------------------------------------------
 
 
@@ -964,7 +1016,9 @@ class _Engine:
             return Reply(error.status, _error_envelope(meta, error))
         if created.job_id is not None and self._lose_answer():
             return self._lost(meta)
-        return Reply(200, _envelope(meta, created.result))
+        with self._lock:
+            faults = self._faults
+        return Reply(200, _envelope(meta, as_faults_show(action, created.result, faults, now)))
 
     def _answer(self, request: Received, action: str, version: str, now: datetime) -> Created:
         if request.method != "POST" or request.path != "/" or version != API_VERSION:
@@ -1216,6 +1270,7 @@ class Emulator:
         latency_ms: int | None = None,
         slow_create_rate: float | None = None,
         slow_create_s: float | None = None,
+        both_model_fields: bool | None = None,
     ) -> Faults:
         """Change faults while running; None leaves a setting as it is. A Create already held
         keeps its hold."""
@@ -1228,6 +1283,8 @@ class Emulator:
                 current.latency_ms if latency_ms is None else latency_ms,
                 current.slow_create_rate if slow_create_rate is None else slow_create_rate,
                 current.slow_create_s if slow_create_s is None else slow_create_s,
+                current.both_model_fields if both_model_fields is None else both_model_fields,
+                current.unknown_phase,
             )
 
         return self._engine.update_faults(change)
@@ -1248,6 +1305,16 @@ class Emulator:
 
     def stop_refusing(self, actions: Iterable[str] = (CREATE, GET, LIST, STOP)) -> None:
         self._engine.refuse(actions, None)
+
+    def report_unknown_phase(
+        self, phase: str = "Pausing", *, seconds: float, job_id: str | None = None
+    ) -> Faults:
+        """Show ``job_id`` (every job when None) in ``phase``, a name the API version does not
+        document, for ``seconds`` from now by the emulator's clock; replaces an earlier one."""
+        if not 0.0 <= seconds < math.inf:
+            raise ValueError(f"seconds must be 0 or more, got {seconds}")
+        hidden = UnknownPhase(phase, self._engine.now() + timedelta(seconds=seconds), job_id)
+        return self._engine.update_faults(lambda current: replace(current, unknown_phase=hidden))
 
     def add_account(self, access_key: str, secret_key: str) -> None:
         """Accept another key pair: a second account, which sees only its own jobs."""
@@ -1282,6 +1349,12 @@ def _not_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text}")
     return value
+
+
+def _unknown_phase_name(text: str) -> str:
+    if text in {known.value for known in Phase}:
+        raise argparse.ArgumentTypeError(f"{text} is a documented phase; give one it is not")
+    return text
 
 
 def _listen_problem(host: str, port: int, exc: OSError) -> str:
@@ -1341,13 +1414,32 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="how long such a Create is held before it is carried out (default: 0)",
     )
+    add(
+        "--both-model-fields",
+        action="store_true",
+        help="show each job's ModelReference with both FoundationModel and CustomModelId, the "
+        "one not given empty, as sibling Ark APIs answer",
+    )
+    add(
+        "--unknown-phase",
+        type=_unknown_phase_name,
+        metavar="NAME",
+        help="show every job still under way in this undocumented phase (e.g. Pausing) for "
+        "--unknown-phase-s seconds from the start",
+    )
+    add(
+        "--unknown-phase-s",
+        type=_seconds,
+        default=60.0,
+        help="how long jobs show --unknown-phase (default: %(default)s)",
+    )
     add("--seed", type=int, default=None, help="seed for faults and job IDs (reproducible runs)")
 
 
 def _emulator_from(args: argparse.Namespace) -> Emulator:
     access_key = args.access_key or _env_first("VOLCENGINE_ACCESS_KEY", "VOLC_ACCESSKEY")
     secret_key = args.secret_key or _env_first("VOLCENGINE_SECRET_KEY", "VOLC_SECRETKEY")
-    return Emulator(
+    emulator = Emulator(
         access_key or "emulator-ak",
         secret_key or "emulator-sk",
         queue_s=args.queue_s,
@@ -1363,6 +1455,11 @@ def _emulator_from(args: argparse.Namespace) -> Emulator:
         port=args.port,
         region=args.region,
     )
+    if args.both_model_fields:
+        emulator.set_faults(both_model_fields=True)
+    if args.unknown_phase:
+        emulator.report_unknown_phase(args.unknown_phase, seconds=args.unknown_phase_s)
+    return emulator
 
 
 class _StopServing(Exception):

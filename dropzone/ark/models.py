@@ -2,13 +2,20 @@
 
 Field names follow the wire format (PascalCase) through aliases, so a model dumps to exactly the
 JSON the API expects and parses what it answers, while Python code uses snake_case.
+
+Requests are strict: dropzone builds them and a mistake is ours. Answers are read leniently
+(``AnswerModel``): fields the platform adds are kept, fields it leaves out or sends as null take
+their defaults, and a phase this version does not know is kept by name (``UnknownPhase``). Only
+``Id`` and ``Status.Phase`` of a job are required; an answer without them is not understood, and
+the client turns that into a Transient protocol error.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_pascal
@@ -42,6 +49,33 @@ TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.TERMINATED, Phase.FAILED})
 ACTIVE_PHASES = frozenset({Phase.QUEUED, Phase.INITIALIZING, Phase.RUNNING})
 
 
+@dataclass(frozen=True)
+class UnknownPhase:
+    """A phase this version does not know, kept by name. Taken for active, never terminal:
+    the job may still hold its input, and only a known end (Completed, Terminated, Failed)
+    stops its tracking, so a new phase can neither make a second job nor lose one."""
+
+    value: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return False
+
+    @property
+    def is_active(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def phase_named(name: str) -> Phase | UnknownPhase:
+    try:
+        return Phase(name)
+    except ValueError:
+        return UnknownPhase(name)
+
+
 class WireModel(BaseModel):
     """Base for API shapes: PascalCase on the wire, snake_case in Python, unknown fields kept."""
 
@@ -51,6 +85,17 @@ class WireModel(BaseModel):
 
     def wire(self) -> dict[str, object]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class AnswerModel(WireModel):
+    """Base for shapes the API answers: a null counts as left out, so the default applies."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_left_out(cls, data: Any) -> Any:  # noqa: ANN401 - pydantic's raw input
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
 
 class TosLocation(WireModel):
@@ -94,37 +139,59 @@ class CreateJobRequest(WireModel):
         return next((t.value for t in self.tags if t.key == key), None)
 
 
-class JobStatus(WireModel):
-    phase: Phase
+class JobLocation(AnswerModel):
+    bucket_name: str | None = None
+    object_key: str | None = None
+
+
+class JobFoundationModel(AnswerModel):
+    name: str | None = None
+    model_version: str | None = None
+
+
+class JobModelReference(AnswerModel):
+    """As answered: sibling Ark APIs give both fields, the unused one empty, or neither."""
+
+    foundation_model: JobFoundationModel | None = None
+    custom_model_id: str | None = None
+
+
+class JobTag(AnswerModel):
+    key: str
+    value: str = ""
+
+
+class JobStatus(AnswerModel):
+    phase: str  # by name: a phase this version does not know is kept, see Job.phase
     phase_time: str | None = None
     message: str | None = None
 
 
-class RequestCounts(WireModel):
+class RequestCounts(AnswerModel):
     total: int = 0
     completed: int = 0
     failed: int = 0
 
 
-class Job(WireModel):
+class Job(AnswerModel):
     id: str
     name: str | None = None
     description: str | None = None
     project_name: str | None = None
-    model_reference: ModelReference | None = None
-    input_file_tos_location: TosLocation | None = None
-    output_dir_tos_location: TosLocation | None = None
+    model_reference: JobModelReference | None = None
+    input_file_tos_location: JobLocation | None = None
+    output_dir_tos_location: JobLocation | None = None
     completion_window: str | None = None
     status: JobStatus
     request_counts: RequestCounts | None = None
-    tags: tuple[Tag, ...] = ()
+    tags: tuple[JobTag, ...] = ()
     create_time: str | None = None
     update_time: str | None = None
     expire_time: str | None = None
 
     @property
-    def phase(self) -> Phase:
-        return self.status.phase
+    def phase(self) -> Phase | UnknownPhase:
+        return phase_named(self.status.phase)
 
     def tag(self, key: str) -> str | None:
         return next((t.value for t in self.tags if t.key == key), None)
@@ -152,10 +219,12 @@ class ListJobsRequest(WireModel):
     tag_filters: tuple[TagFilter, ...] | None = None
 
 
-class JobPage(WireModel):
-    total_count: int
-    page_number: int
-    page_size: int
+class JobPage(AnswerModel):
+    """One page of List; the counts may be left out (the client pages on without them)."""
+
+    total_count: int | None = None
+    page_number: int | None = None
+    page_size: int | None = None
     items: tuple[Job, ...] = ()
 
 

@@ -118,6 +118,7 @@ UNSUBMITTED = (State.WAITING, State.PENDING, State.SUBMITTING)
 # whose WHERE repeats the index's terms.
 TERMINAL_PHASES = frozenset({"Completed", "Terminated", "Failed"})
 ACTIVE_PHASES = frozenset({"Queued", "Initializing", "Running"})
+# A phase in neither set (and not Terminating) is one this version does not know: active.
 
 
 class ScopeStatus(Enum):

@@ -169,7 +169,8 @@ _ACTIVE_JOBS = (
     "SELECT count(*) FROM entries WHERE job_id IS NOT NULL"
     " AND (phase IS NULL OR phase NOT IN ('Completed', 'Terminated', 'Failed'))"
     " AND watch = ?"
-    " AND (phase IN ('Queued', 'Initializing', 'Running') OR (state = ? AND phase IS NULL))"
+    # Terminating has let go of its capacity; a phase this version does not know holds it.
+    " AND (phase != 'Terminating' OR (state = ? AND phase IS NULL))"
 )
 # NULLs sort first: a pending entry due now answers with the (past) time it became pending.
 _NEXT_DUE = (
@@ -741,7 +742,8 @@ class SqliteLedger:
         return from_text(rows[0]["next_attempt_at"] or rows[0]["updated_at"])
 
     def active_jobs(self, watch: str) -> int:
-        """The watch's jobs holding capacity: Queued/Initializing/Running, or just created."""
+        """The watch's jobs holding capacity: Queued/Initializing/Running, a phase this
+        version does not know, or just created."""
         return int(self._fetch(_ACTIVE_JOBS, (watch, State.SUBMITTED))[0][0])
 
     # --- commands -----------------------------------------------------------------------

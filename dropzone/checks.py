@@ -48,6 +48,8 @@ def _held_problem(exc: errors.Held) -> str:
             f"the credentials were refused ({exc.describe()}): check the access key and "
             "secret key, and that they belong to the account that owns the bucket"
         )
+    if isinstance(exc, errors.EndpointError):
+        return f"this is not Ark's management API ({exc.describe()[:160]}): {exc.hint}"
     return f"the account is refused ({exc.describe()}): {exc.hint}"
 
 

@@ -223,18 +223,32 @@ class Stage:
 
 
 @contextmanager
-def answering(status: int, body: bytes) -> Iterator[str]:
-    """A loopback HTTP server answering every POST with ``status`` and ``body`` (JSON), for
-    answers the emulator never gives; yields its URL."""
+def answering(
+    status: int,
+    body: bytes,
+    *,
+    content_type: str = "application/json; charset=utf-8",
+    extra_headers: Mapping[str, str] | None = None,
+    with_length: bool = True,
+) -> Iterator[str]:
+    """A loopback HTTP server answering every POST with ``status`` and ``body``, for answers
+    the emulator never gives (``with_length=False``: framed by closing the connection, as
+    HTTP/1.0 allows); yields its URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", content_type)
+            for name, value in (extra_headers or {}).items():
+                self.send_header(name, value)
+            if with_length:
+                self.send_header("Content-Length", str(len(body)))
+            else:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
+            self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's
             """Quiet: the test checks what the client made of the answer."""

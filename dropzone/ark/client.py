@@ -63,6 +63,8 @@ class Answer:
     code: str = ""
     message: str = ""
     request_id: str = ""
+    # Whether the body was the API's envelope (a JSON object with ResponseMetadata) at all.
+    enveloped: bool = True
 
 
 def parse_answer(status: int, body: bytes) -> Answer:
@@ -70,11 +72,16 @@ def parse_answer(status: int, body: bytes) -> Answer:
     try:
         document = json.loads(body)
     except ValueError:
-        snippet = body[:200].decode("utf-8", "replace")
-        return Answer(status, None, "", f"answer is not JSON: {snippet!r}")
+        snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
+        return Answer(status, None, "", f"answer is not JSON: {snippet!r}", enveloped=False)
     if not isinstance(document, dict):
-        return Answer(status, None, "", "answer is not a JSON object")
+        return Answer(status, None, "", "answer is not a JSON object", enveloped=False)
     metadata = document.get("ResponseMetadata")
+    if not isinstance(metadata, dict) and (status >= 300 or "Result" not in document):
+        snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
+        return Answer(
+            status, None, "", f"answer without ResponseMetadata: {snippet!r}", enveloped=False
+        )
     metadata = metadata if isinstance(metadata, dict) else {}
     request_id = str(metadata.get("RequestId", ""))
     error = metadata.get("Error")
@@ -106,8 +113,32 @@ def protocol_error(
     )
 
 
+def _unenveloped(answer: Answer) -> errors.ArkError:
+    """An answer that is not the API's envelope: what sent it decides what it means."""
+    if answer.status < 300 or answer.status >= 500:
+        # The request went out and something answered: the platform may have acted on it,
+        # so a Create is reconciled by tag, like a lost answer, never taken for a refusal.
+        return errors.Transient(
+            answer.message, may_have_reached=True, code="ProtocolError", status=answer.status
+        )
+    if answer.status == 429:
+        return errors.Throttled(answer.message, code="", status=answer.status)
+    return errors.EndpointError(
+        answer.message,
+        code="NotArkAnswer",
+        status=answer.status,
+        hint=(
+            "check [ark] endpoint: it must be the management API "
+            "(https://open.volcengineapi.com or https://ark.cn-beijing.volcengineapi.com), "
+            "not the data-plane host ark.cn-beijing.volces.com nor a proxy"
+        ),
+    )
+
+
 def error_for(answer: Answer, server_date: str | None, now: datetime) -> errors.ArkError:
     """The error an unsuccessful answer stands for; measures clock skew for InvalidTimestamp."""
+    if not answer.enveloped:
+        return _unenveloped(answer)
     status = answer.status if answer.status >= 300 else 400
     error = errors.classify(status, answer.code, answer.message, answer.request_id)
     if isinstance(error, errors.AuthError) and answer.code == "InvalidTimestamp":
@@ -303,6 +334,13 @@ class ArkClient:
             return self._http.post(self._base, params=query, headers=headers, content=body)
         except httpx.TransportError as exc:
             raise translate_transport_error(exc) from exc
+        except httpx.DecodingError as exc:
+            # An answer came (gzip or deflate that does not decode): it may have been acted on.
+            raise errors.Transient(
+                f"the answer could not be decoded: {exc}",
+                may_have_reached=True,
+                code="ProtocolError",
+            ) from exc
 
     def _confirm_guard(
         self, named: str, request: CreateJobRequest, original: errors.ArkError

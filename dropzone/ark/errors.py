@@ -13,8 +13,10 @@
     └── Held(code, hint)               the account or its setup must change, not the file: hold
         │                              every entry pending (backoff, no count), say what to do
         ├── AuthError(code, skew_s)    the credentials or the clock are wrong
-        └── AccountError(code)         the account cannot do it yet: the service not activated,
-                                       the account overdue, the model not opened
+        ├── AccountError(code)         the account cannot do it yet: the service not activated,
+        │                              the account overdue, the model not opened
+        └── EndpointError              what answered is not Ark's management API (a 4xx without
+                                       Ark's error envelope): the endpoint setting is wrong
 
 :data:`KNOWN_CODES` is the table of every code dropzone knows, its branch and, for those that
 hold, what the operator must do. A code not in it is sorted by its HTTP status (429 throttled,
@@ -146,6 +148,11 @@ class AuthError(Held):
 class AccountError(Held):
     """The account may not do this yet: the service is not activated, the account is overdue,
     or the model is not opened for it."""
+
+
+class EndpointError(Held):
+    """The answer is not the management API's (no error envelope): ``[ark] endpoint`` names
+    another service, such as the data-plane host, or a proxy."""
 
 
 @dataclass(frozen=True)

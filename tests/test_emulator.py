@@ -1125,3 +1125,37 @@ class _Recorder:
 def _signal_after_banner(output: _Recorder) -> None:
     _wait_for(lambda: bool(output.lines))
     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+
+@pytest.mark.parametrize(
+    ("options", "accepted"),
+    [
+        ([], {"doubao-pro-32k"}),
+        (["--model", "my-model"], {"my-model"}),
+        (["--any-model"], {"doubao-pro-32k", "no-such-model", "my-model"}),
+    ],
+)
+def test_the_command_refuses_models_it_does_not_offer(
+    http: httpx.Client, options: list[str], accepted: set[str]
+) -> None:
+    """`dropzone emulator` offers a catalogue (or --model names, or --any-model): a Create for
+    another model is refused with the platform's NotFound, as a typo would be (it accepted
+    `no-such-model`)."""
+    parser = argparse.ArgumentParser()
+    emu.configure_parser(parser)
+    server = emu._emulator_from(parser.parse_args(["--port", "0", *options]))
+    with server:
+        caller = Caller(
+            http, server.url, credentials=signer.Credentials("emulator-ak", "emulator-sk")
+        )
+        for model in ("doubao-pro-32k", "no-such-model", "my-model"):
+            reference = {"FoundationModel": {"Name": model, "ModelVersion": "1"}}
+            response = caller.send(
+                "CreateBatchInferenceJob",
+                create_body(f"in/{model}.jsonl", ModelReference=reference),
+            )
+            if model in accepted:
+                assert response.status_code == 200, response.text
+            else:
+                status, code, _ = error_of(response)
+                assert (status, code) == (404, "NotFound.ModelReference.FoundationModel")

@@ -1374,6 +1374,20 @@ def _env_first(*names: str) -> str | None:
     return next((os.environ[name] for name in names if os.environ.get(name)), None)
 
 
+# What `dropzone emulator` offers unless told otherwise: a user's typo in a model name is then
+# refused as the platform refuses it, not accepted (the in-process class accepts any name
+# unless given ``known_models``, for tests that do not care about models).
+CATALOGUE = (
+    "doubao-pro-32k",
+    "doubao-pro-128k",
+    "doubao-lite-32k",
+    "doubao-lite-128k",
+    "doubao-1-5-pro-32k",
+    "deepseek-v3",
+    "deepseek-r1",
+)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser`` (the ``dropzone emulator`` sub-command)."""
     add = parser.add_argument
@@ -1433,6 +1447,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="how long jobs show --unknown-phase (default: %(default)s)",
     )
+    add(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="a foundation model to offer (repeatable); a Create for another is refused as the "
+        f"platform refuses it (default: {', '.join(CATALOGUE)})",
+    )
+    add("--any-model", action="store_true", help="accept any foundation model name")
     add("--seed", type=int, default=None, help="seed for faults and job IDs (reproducible runs)")
 
 
@@ -1454,6 +1476,7 @@ def _emulator_from(args: argparse.Namespace) -> Emulator:
         host=args.host,
         port=args.port,
         region=args.region,
+        known_models=None if args.any_model else (args.model or CATALOGUE),
     )
     if args.both_model_fields:
         emulator.set_faults(both_model_fields=True)

@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dropzone.ark import signer
+from dropzone.ark.client import ArkClient
 from dropzone.ark.models import API_VERSION
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
 
 ACCESS_KEY = "AKLTemulatortest"
@@ -37,6 +40,26 @@ class FakeClock:
         with self._lock:
             self._now += timedelta(seconds=seconds)
             return self._now
+
+
+def client_of(
+    url: str,
+    access_key: str,
+    secret_key: str,
+    clock: Callable[[], datetime] | None = None,
+    **options: Any,
+) -> ArkClient:
+    """dropzone's own client of a loopback server, signing with these keys, on ``clock`` when
+    given; ``options`` are ArkClient's (time-outs, an observer). No rate cap to speak of."""
+    if clock is not None:
+        options["clock"] = clock
+    return ArkClient(
+        endpoint=url,
+        region=REGION,
+        credentials=signer.Credentials(access_key, secret_key),
+        max_requests_per_second=1000,
+        **options,
+    )
 
 
 def create_body(key: str = "in/a.jsonl", **changes: Any) -> dict[str, Any]:

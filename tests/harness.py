@@ -253,7 +253,14 @@ def answering(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's
             """Quiet: the test checks what the client made of the answer."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as url:
+        yield url
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server for ``handler`` on a free loopback port; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
     thread.start()
     try:

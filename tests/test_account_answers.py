@@ -15,10 +15,9 @@ import httpx
 import pytest
 
 from dropzone.ark import errors
-from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
-from dropzone.ark.signer import Credentials
+from tests.emulator_fixtures import client_of
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -52,12 +51,7 @@ def test_each_code_through_the_emulator(
     (a Held one with what to do), and no job is made."""
     emulator.refuse(code, status=row.status)
     with (
-        ArkClient(
-            endpoint=emulator.url,
-            region="cn-beijing",
-            credentials=Credentials(ACCESS_KEY, SECRET_KEY),
-            max_requests_per_second=1000,
-        ) as api,
+        client_of(emulator.url, ACCESS_KEY, SECRET_KEY) as api,
         pytest.raises(errors.ArkError) as raised,
     ):
         api.create(_request())

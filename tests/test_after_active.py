@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
-from dropzone.ark.signer import Credentials
 from dropzone.ledger import Entry, LedgerError, SqliteLedger, State
+from tests.emulator_fixtures import client_of
 from tests.harness import ACCESS_KEY, SECRET_KEY, jsonl, load_scale, log_events, wait_for
 
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
 
+    from dropzone.ark.client import ArkClient
     from tests.harness import Stage
 
 QUEUE_S, RUN_S = 30, 60
@@ -58,13 +58,7 @@ def emulator(ark_clock: ShiftedClock) -> Iterator[Emulator]:
 @pytest.fixture
 def ark(emulator: Emulator, ark_clock: ShiftedClock) -> Iterator[ArkClient]:
     """A client of the emulator for what an operator does by hand (stopping a job)."""
-    with ArkClient(
-        endpoint=emulator.url,
-        region="cn-beijing",
-        credentials=Credentials(ACCESS_KEY, SECRET_KEY),
-        max_requests_per_second=1000,
-        clock=ark_clock,
-    ) as client:
+    with client_of(emulator.url, ACCESS_KEY, SECRET_KEY, ark_clock) as client:
         yield client
 
 

@@ -27,7 +27,7 @@ from dropzone.ark.models import (
 from dropzone.ark.signer import Credentials
 from dropzone.ledger import SqliteLedger, State
 from dropzone.tracker import Tracker
-from tests.emulator_fixtures import Caller, FakeClock
+from tests.emulator_fixtures import Caller, FakeClock, client_of
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -61,13 +61,7 @@ def ark(clock: FakeClock) -> Iterator[Emulator]:
 
 @pytest.fixture
 def api(ark: Emulator, clock: FakeClock) -> Iterator[ArkClient]:
-    with ArkClient(
-        endpoint=ark.url,
-        region="cn-beijing",
-        credentials=Credentials(AK, SK),
-        max_requests_per_second=1000,
-        clock=clock,
-    ) as client:
+    with client_of(ark.url, AK, SK, clock) as client:
         yield client
 
 

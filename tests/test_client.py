@@ -20,7 +20,7 @@ from dropzone.ark.models import (
     TosLocation,
 )
 from dropzone.ark.signer import Credentials
-from tests.emulator_fixtures import FakeClock
+from tests.emulator_fixtures import FakeClock, client_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,14 +54,7 @@ def emulator(clock: FakeClock) -> Iterator[Emulator]:
 
 
 def _client(ark: Emulator, clock: FakeClock, secret: str = SK, **kwargs: object) -> ArkClient:
-    return ArkClient(
-        endpoint=ark.url,
-        region="cn-beijing",
-        credentials=Credentials(AK, secret),
-        max_requests_per_second=1000,
-        clock=clock,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return client_of(ark.url, AK, secret, clock, **kwargs)
 
 
 def test_create_get_list_stop(emulator: Emulator, clock: FakeClock) -> None:

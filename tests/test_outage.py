@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
-from dropzone.ark.signer import Credentials
 from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.ledger import SqliteLedger, State
 from dropzone.reachability import OUTAGE_AFTER, Reachability, after_call
 from dropzone.sources.tos import TosBucket
 from dropzone.submitter import Submitter, Watch
-from tests.emulator_fixtures import FakeClock
+from tests.emulator_fixtures import FakeClock, client_of
 from tests.harness import free_port, jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, MutableMapping
     from pathlib import Path
+
+    from dropzone.ark.client import ArkClient
 
 AK = "AKLToutagetest"
 SK = "outage-test-secret"
@@ -52,14 +52,13 @@ class World:
         self.clients: list[ArkClient] = []
 
     def client(self, endpoint: str) -> ArkClient:
-        client = ArkClient(
-            endpoint=endpoint,
-            region="cn-beijing",
-            credentials=Credentials(AK, SK),
-            max_requests_per_second=1000,
+        client = client_of(
+            endpoint,
+            AK,
+            SK,
+            self.clock,
             timeout_s=2,
             connect_timeout_s=2,
-            clock=self.clock,
             observer=self.reachability.observe,
         )
         self.clients.append(client)

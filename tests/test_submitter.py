@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dropzone import plan
-from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
-from dropzone.ark.signer import Credentials
 from dropzone.config import WatchRule
 from dropzone.ledger import Entry, SqliteLedger, State
 from dropzone.sources.tos import TosBucket
 from dropzone.submitter import Submitter, Watch
-from tests.emulator_fixtures import FakeClock
+from tests.emulator_fixtures import FakeClock, client_of
 from tests.harness import jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:
@@ -41,13 +39,7 @@ class World:
         self.s3: S3Client = s3_client(moto_endpoint)
         self.bucket = new_bucket(self.s3, "sub")
         self.ark = Emulator(AK, SK, clock=clock, seed=3).start()
-        self.api = ArkClient(
-            endpoint=self.ark.url,
-            region="cn-beijing",
-            credentials=Credentials(AK, SK),
-            max_requests_per_second=1000,
-            clock=clock,
-        )
+        self.api = client_of(self.ark.url, AK, SK, clock)
         self.ledger = SqliteLedger.open(tmp_path / "ledger.sqlite3")
         rule = WatchRule.model_validate(
             {"name": "w", "bucket": self.bucket, "prefix": "in/", "model": {"name": "m-1"}}

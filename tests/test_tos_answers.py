@@ -3,9 +3,8 @@ the echo botocore waits for, a HEAD refused with a bare 403, settings TOS cannot
 
 from __future__ import annotations
 
-import threading
 import tomllib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
@@ -16,7 +15,7 @@ from dropzone.ark.signer import Credentials
 from dropzone.config import ConfigError, load_settings
 from dropzone.sources.tos import SourceConfigError, TosBucket, make_s3_client
 from tests.conftest import REPO
-from tests.harness import ACCESS_KEY, SECRET_KEY, new_bucket, s3_client
+from tests.harness import ACCESS_KEY, SECRET_KEY, new_bucket, s3_client, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,14 +62,8 @@ class _Store(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def store() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Store)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Store) as url:
+        yield url
 
 
 def _bucket(endpoint: str, name: str = "b") -> TosBucket:

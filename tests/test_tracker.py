@@ -6,17 +6,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
-from dropzone.ark.signer import Credentials
 from dropzone.ledger import SqliteLedger, State
 from dropzone.tracker import Tracker
-from tests.emulator_fixtures import FakeClock
+from tests.emulator_fixtures import FakeClock, client_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from dropzone.ark.client import ArkClient
 
 AK, SK = "AKLTtrackertest", "tracker-test-secret"
 
@@ -28,13 +28,7 @@ def _world(
     """The emulator (jobs Queued then Running ``job_s`` each), a client of it, a ledger."""
     with (
         Emulator(AK, SK, clock=clock, queue_s=job_s, run_s=job_s) as ark,
-        ArkClient(
-            endpoint=ark.url,
-            region="cn-beijing",
-            credentials=Credentials(AK, SK),
-            max_requests_per_second=1000,
-            clock=clock,
-        ) as api,
+        client_of(ark.url, AK, SK, clock) as api,
         SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger,
     ):
         yield api, ledger

@@ -149,15 +149,15 @@ def test_no_python_file_climbs_above_the_repository() -> None:
 def test_the_detectors_see_what_they_must() -> None:
     """Both detectors flag the two mistakes this test exists for, and pass their fixes."""
     readme = REPO / "README.md"
-    assert _escapes(readme.parent, "../shared/design.md")
+    assert _escapes(readme.parent, "../sibling/design.md")
     assert not _escapes(readme.parent, "docs/design.md")
     assert not _escapes(REPO / "docs", "../tests/data/signing-vectors.json")
-    assert _UPWARD.findall("open('../shared/ark/x.json')") == ["../shared/ark/x.json"]
+    assert _UPWARD.findall("open('../sibling/ark/x.json')") == ["../sibling/ark/x.json"]
     code = (
         "from pathlib import Path\n"
         "REPO = Path(__file__).resolve().parent.parent\n"
-        "OUT = REPO.parent / 'shared'\n"
-        "DIRECT = Path(__file__).parents[2] / 'shared'\n"
+        "OUT = REPO.parent / 'sibling'\n"
+        "DIRECT = Path(__file__).parents[2] / 'sibling'\n"
         "FINE = Path(__file__).resolve().parent.parent / 'bench'\n"
     )
     assert sorted(_climbs_out(code, to_root=2)) == ["Path(__file__).parents[2]", "REPO.parent"]

@@ -201,10 +201,8 @@ def status(args: argparse.Namespace) -> int:
     state = _state_option(args.state)
     _status_watch(settings, args.watch)
     if not settings.ledger.path.exists():
-        config = runtime.config_file(args.config)
         print(
-            f"no ledger at {settings.ledger.path} ([ledger] path of {config}): "
-            "nothing has run with this config yet, or it points elsewhere",
+            runtime.no_ledger(settings.ledger.path, runtime.config_file(args.config)),
             file=sys.stderr,
         )
         return 1

@@ -129,9 +129,9 @@ class Reachability:
         with self._lock:
             return list(self._holds.values())
 
-    def hold(self, error: errors.Held) -> bool:
-        """One Held answer; True (and one log line) when its code is new since the last
-        Create that was answered."""
+    def hold(self, error: errors.Held) -> None:
+        """One Held answer; one log line when its code is new since the last Create that was
+        answered."""
         code = error.code or type(error).__name__
         now = self._clock()
         with self._lock:
@@ -142,7 +142,7 @@ class Reachability:
         if self.on_held is not None:
             self.on_held(code)
         if seen is not None:
-            return False
+            return
         event = "ark.auth_failed" if isinstance(error, errors.AuthError) else "ark.account_blocked"
         skew = error.skew_s if isinstance(error, errors.AuthError) else None
         self._log.error(
@@ -153,7 +153,6 @@ class Reachability:
             clock_skew_s=skew,
             note="every file stays pending and is retried with backoff until this is fixed",
         )
-        return True
 
     def create_answered(self) -> None:
         """A Create was answered: whatever held the account is over."""

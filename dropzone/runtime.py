@@ -183,6 +183,15 @@ def attach_ops(
     return server
 
 
+def no_ledger(path: Path, config: Path | None = None) -> str:
+    """What to say when a command finds no ledger where the config points."""
+    setting = "[ledger] path" + (f" of {config}" if config is not None else "")
+    return (
+        f"no ledger at {path} ({setting}): nothing has run with this config yet, "
+        "or it points elsewhere"
+    )
+
+
 def open_ledger(
     settings: Settings, *, readonly: bool = False, daemon: bool = False, create: bool = False
 ) -> SqliteLedger:
@@ -195,10 +204,7 @@ def open_ledger(
     """
     path = settings.ledger.path
     if not (daemon or create) and not path.exists():
-        raise UsageError(
-            f"no ledger at {path} ([ledger] path): nothing has run with this config yet, "
-            "or it points elsewhere"
-        )
+        raise UsageError(no_ledger(path))
     try:
         return SqliteLedger.open(path, lock=daemon, readonly=readonly)
     except Exception as exc:

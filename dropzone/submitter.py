@@ -264,9 +264,10 @@ class Submitter:
         except errors.ArkError as exc:
             # Unknown still: keep the entry in `submitting` and look again later. Submitting
             # again now could start a second job once the first has finished.
-            # Backing off like a retry: through a long outage, not a look every few seconds.
-            failures = entry.transient_failures + 1
-            delay = backoff_delay(failures + 1, self._policy, self._rng.random())
+            # Backing off like a retry, so a long outage is not a look every few seconds: the
+            # n-th failed look waits as attempt n + 1 would (1-2 s the first time).
+            looks = entry.transient_failures + 1
+            delay = backoff_delay(looks + 1, self._policy, self._rng.random())
             self._ledger.defer_reconcile(
                 entry.id,
                 self._clock() + timedelta(seconds=delay),

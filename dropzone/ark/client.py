@@ -119,7 +119,7 @@ def _unenveloped(answer: Answer) -> errors.ArkError:
         # The request went out and something answered: the platform may have acted on it,
         # so a Create is reconciled by tag, like a lost answer, never taken for a refusal.
         return errors.Transient(
-            answer.message, may_have_reached=True, code="ProtocolError", status=answer.status
+            answer.message, may_have_reached=True, code=PROTOCOL_ERROR, status=answer.status
         )
     if answer.status == 429:
         return errors.Throttled(answer.message, code="", status=answer.status)
@@ -339,7 +339,7 @@ class ArkClient:
             raise errors.Transient(
                 f"the answer could not be decoded: {exc}",
                 may_have_reached=True,
-                code="ProtocolError",
+                code=PROTOCOL_ERROR,
             ) from exc
 
     def _confirm_guard(

@@ -209,9 +209,6 @@ KNOWN_CODES: Mapping[str, KnownCode] = {
     "InvalidActionOrVersion": KnownCode(Rejected, 404),
     "Duplicate.Tags.Key": KnownCode(Rejected, 400),
 }
-# By family, for callers that ask so.
-THROTTLING_CODES = frozenset(c for c, k in KNOWN_CODES.items() if k.kind is Throttled)
-AUTH_CODES = frozenset(c for c, k in KNOWN_CODES.items() if k.kind is AuthError)
 
 
 def known(code: str) -> KnownCode | None:

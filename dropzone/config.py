@@ -59,6 +59,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from dropzone import plan
 from dropzone.ark.signer import Credentials
+from dropzone.log import DEFAULT_LEVEL, LogLevel
 from dropzone.sources.local_files import DEFAULT_IGNORE
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ class DaemonSettings(_Section):
     listen: str = "127.0.0.1:9464"
     drain_timeout_s: Seconds = 30
     once_max_wait_s: Seconds = 300
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: LogLevel = DEFAULT_LEVEL
 
     _listen = field_validator("listen")(_check_listen)
 

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 DEFAULT_LEVEL: LogLevel = "info"
 MASK = "[secure]"
 _SECRET_FIELD_PARTS = ("secret", "password", "token", "authorization")

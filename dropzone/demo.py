@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from dropzone import log, runtime
 from dropzone.ark.client import ArkClient
 from dropzone.ark.emulator import Emulator
+from dropzone.ark.emulator_inputs import InputReader, folder_reader
 from dropzone.ark.signer import Credentials
 from dropzone.config import load_settings
 from dropzone.ledger import SqliteLedger, State
@@ -35,6 +36,8 @@ DEMO_KEY = Credentials("demo-access-key", "demo-secret-key")
 QUEUE_S = 3.0
 RUN_S = 6.0
 SAMPLE = "chat-sample.jsonl"
+BUCKET = "demo-bucket"
+PREFIX = "dataset/"
 QUESTIONS = [
     "What is batch inference?",
     "Name three uses of a vector database.",
@@ -88,8 +91,8 @@ listen = ""
 
 [[watch]]
 name = "demo"
-bucket = "demo-bucket"
-prefix = "dataset/"
+bucket = "{BUCKET}"
+prefix = "{PREFIX}"
 model = {{ name = "doubao-pro-32k", version = "240615" }}
 completion_window = "1d"
 on_start = "submit-existing"
@@ -127,7 +130,7 @@ class Narrator:
         return entries
 
     def _tell(self, entry: Entry, before: tuple[State, str | None, str | None] | None) -> None:
-        name = entry.key.removeprefix("dataset/")
+        name = entry.key.removeprefix(PREFIX)
         if before is None:
             self.say(f"detected   {name} (ETag {entry.etag[:8]}, {entry.size} bytes)")
         if entry.state is State.SUBMITTED and (before is None or before[0] is not State.SUBMITTED):
@@ -201,6 +204,19 @@ def _build(root: Path, ark: Emulator) -> tuple[Daemon, SqliteLedger, ArkClient]:
     return runtime.build_daemon(settings, ledger=ledger, api=api, s3=s3), ledger, api
 
 
+def inbox_reader(inbox: Path) -> InputReader:
+    """The emulator reads a job's input where the mounted watch has it: the inbox is the
+    bucket's prefix, so the counts it reports are the file's own requests."""
+    read = folder_reader(inbox)
+
+    def read_input(bucket: str, key: str) -> bytes | None:
+        if bucket != BUCKET or not key.startswith(PREFIX):
+            return None
+        return read(".", key.removeprefix(PREFIX))
+
+    return read_input
+
+
 def demo(args: argparse.Namespace) -> int:
     out = sys.stdout
     root = Path(args.dir).resolve() if args.dir else Path(tempfile.mkdtemp(prefix="dropzone-demo-"))
@@ -216,7 +232,13 @@ def demo(args: argparse.Namespace) -> int:
         ) from exc
     log.configure("json", stream=log_file)
     started = time.monotonic()
-    with Emulator(DEMO_KEY.access_key, DEMO_KEY.secret_key, queue_s=QUEUE_S, run_s=RUN_S) as ark:
+    with Emulator(
+        DEMO_KEY.access_key,
+        DEMO_KEY.secret_key,
+        queue_s=QUEUE_S,
+        run_s=RUN_S,
+        read_input=inbox_reader(inbox),
+    ) as ark:
         print(
             f"dropzone demo: the local Ark emulator (a stand-in, no cloud) listens on {ark.url};\n"
             f"the daemon watches {inbox} (its log: {root / 'dropzone.log'})",

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dropzone.demo import BUCKET, PREFIX, inbox_reader
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -35,3 +37,16 @@ def test_demo_reaches_completed_with_one_job(tmp_path: Path) -> None:
     [duplicate] = [line for line in lines if "] duplicate" in line]
     assert duplicate.endswith(f"existing job {job_id}")
     assert (tmp_path / "dropzone.log").read_text(encoding="utf-8").count('"job.duplicate"') == 1
+
+
+def test_the_demo_emulator_reads_inputs_from_the_inbox(tmp_path: Path) -> None:
+    """The inbox is the watch's bucket prefix, so job counts are the dropped file's own lines."""
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "a.jsonl").write_bytes(b"1\n2\n")
+    (tmp_path / "nested" / "b.jsonl").write_bytes(b"1\n")
+    read = inbox_reader(tmp_path)
+    assert read(BUCKET, f"{PREFIX}a.jsonl") == b"1\n2\n"
+    assert read(BUCKET, f"{PREFIX}nested/b.jsonl") == b"1\n"
+    assert read(BUCKET, "elsewhere/a.jsonl") is None
+    assert read("another-bucket", f"{PREFIX}a.jsonl") is None
+    assert read(BUCKET, f"{PREFIX}../a.jsonl") is None

@@ -28,6 +28,7 @@ from volcenginesdkcore import signv4
 
 from dropzone.ark import emulator as emu
 from dropzone.ark import signer
+from dropzone.ark.emulator_inputs import InputSeen
 from dropzone.ark.models import JOB_ID_PATTERN, Job, JobPage, Phase, find_job_id
 from tests.emulator_fixtures import (
     ACCESS_KEY,
@@ -61,9 +62,26 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
+TEN_REQUESTS = b'{"custom_id": "r"}\n' * 10
+
+
+def ten_requests_unless_missing(bucket: str, key: str) -> bytes | None:
+    """The store the module's emulator reads inputs from: ten lines, or none for a 'missing'."""
+    del bucket
+    return None if "missing" in key else TEN_REQUESTS
+
+
 @pytest.fixture
 def ark(clock: FakeClock) -> Iterator[emu.Emulator]:
-    with emu.Emulator(ACCESS_KEY, SECRET_KEY, queue_s=2, run_s=10, seed=7, clock=clock) as server:
+    with emu.Emulator(
+        ACCESS_KEY,
+        SECRET_KEY,
+        queue_s=2,
+        run_s=10,
+        seed=7,
+        clock=clock,
+        read_input=ten_requests_unless_missing,
+    ) as server:
         yield server
 
 
@@ -957,7 +975,9 @@ def test_real_clock_by_default(http: httpx.Client) -> None:
 
 def _record(**changes: Any) -> emu.JobRecord:
     spec = emu.parse_create(create_body(**changes.pop("body", {})))
-    base = emu.JobRecord("bi-1-a", ACCESS_KEY, 0, spec, START, emu.Timing(2, 10, 1))
+    base = emu.JobRecord(
+        "bi-1-a", ACCESS_KEY, 0, spec, START, emu.Timing(2, 10, 1), seen=InputSeen(10)
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -1159,3 +1179,46 @@ def test_the_command_refuses_models_it_does_not_offer(
             else:
                 status, code, _ = error_of(response)
                 assert (status, code) == (404, "NotFound.ModelReference.FoundationModel")
+
+
+def _command_emulator(*options: str) -> emu.Emulator:
+    parser = argparse.ArgumentParser()
+    emu.configure_parser(parser)
+    keys = ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
+    return emu._emulator_from(parser.parse_args(["--port", "0", *keys, *options]))
+
+
+def test_the_command_refuses_with_a_known_code_at_the_platforms_status(
+    http: httpx.Client,
+) -> None:
+    """--refuse CODE answers Creates with the code at the status the errors table gives it;
+    other actions still answer."""
+    with _command_emulator("--refuse", "OperationDenied.ServiceNotOpen") as server:
+        caller = Caller(http, server.url)
+        status, code, _ = error_of(caller.send(CREATE, create_body()))
+        assert (status, code) == (403, "OperationDenied.ServiceNotOpen")
+        assert caller.send(LIST, {}).status_code == 200
+
+
+def test_the_command_refuses_the_actions_given_at_the_status_given(http: httpx.Client) -> None:
+    options = ["--refuse", "Made.Up", "--refuse-status", "418", "--refuse-actions", "List,Get"]
+    with _command_emulator(*options) as server:
+        caller = Caller(http, server.url)
+        job_id = caller.create()
+        for action, body in ((LIST, {}), (GET, {"Id": job_id})):
+            status, code, _ = error_of(caller.send(action, body))
+            assert (status, code) == (418, "Made.Up")
+
+
+def test_the_command_says_what_a_refusal_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown code without --refuse-status, or a status without a code, is a usage error
+    that says what to give; a bad action or status is refused by the parser."""
+    parser = argparse.ArgumentParser()
+    emu.configure_parser(parser)
+    assert emu.command(parser.parse_args(["--port", "0", "--refuse", "Made.Up"])) == 2
+    assert "give it with --refuse-status" in capsys.readouterr().err
+    assert emu.command(parser.parse_args(["--port", "0", "--refuse-status", "403"])) == 2
+    assert "--refuse-status needs --refuse CODE" in capsys.readouterr().err
+    for bad in (["--refuse-actions", "Delete"], ["--refuse-status", "200"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

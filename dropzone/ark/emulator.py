@@ -38,10 +38,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from dropzone.ark import signer
+from dropzone.ark import errors, signer
+from dropzone.ark.emulator_inputs import (
+    UNSEEN,
+    InputReader,
+    InputSeen,
+    folder_reader,
+    s3_reader,
+    seen_through,
+)
 from dropzone.ark.models import API_VERSION, Phase
 
 if TYPE_CHECKING:
@@ -55,7 +64,6 @@ SERVICE = "ark"
 DEFAULT_REGION = "cn-beijing"
 MAX_SKEW_S = 900.0
 STATE_PATH = "/_emulator/state"
-TOTAL_REQUESTS = 10
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
 MAX_PORT = 65535
@@ -75,6 +83,7 @@ CREATE = "CreateBatchInferenceJob"
 GET = "GetBatchInferenceJob"
 LIST = "ListBatchInferenceJobs"
 STOP = "StopBatchInferenceJob"
+SHORT_ACTIONS = {"Create": CREATE, "Get": GET, "List": LIST, "Stop": STOP}
 
 _NAME = re.compile(r"[0-9A-Za-z_\u3400-\u4dbf\u4e00-\u9fff-]{1,200}")
 _WINDOW = re.compile(r"([1-9]|1[0-9]|2[0-8])d")
@@ -354,6 +363,7 @@ class JobRecord:
     created_at: datetime
     timing: Timing
     stopped_at: datetime | None = None
+    seen: InputSeen = UNSEEN
 
     @property
     def queued_until(self) -> datetime:
@@ -378,12 +388,13 @@ class PhaseView:
 
 def progress(job: JobRecord, moment: datetime) -> int:
     """Requests completed by ``moment``: none while queued, then evenly over the run."""
+    total = job.seen.requests or 0
     if moment >= job.running_until:
-        return TOTAL_REQUESTS
+        return total
     elapsed = (moment - job.queued_until).total_seconds()
     if elapsed <= 0:
         return 0
-    return min(TOTAL_REQUESTS, int(TOTAL_REQUESTS * elapsed / job.timing.run_s))
+    return min(total, int(total * elapsed / job.timing.run_s))
 
 
 def _interruption(job: JobRecord) -> tuple[datetime, str] | None:
@@ -397,8 +408,16 @@ def _interruption(job: JobRecord) -> tuple[datetime, str] | None:
 
 
 def phase_at(job: JobRecord, now: datetime) -> PhaseView:
-    """The job's phase at ``now``: Queued, Running, Completed, or Terminating then Terminated."""
+    """The job's phase at ``now``: Queued, Running, Completed, or Terminating then Terminated;
+    Failed once out of the queue when its input file is missing."""
     interruption = _interruption(job)
+    # The platform reads the input when the job leaves the queue; a missing one fails it then.
+    fails = job.seen.missing and (interruption is None or interruption[0] > job.queued_until)
+    if fails and now >= job.queued_until:
+        location = f"{job.spec.input.bucket}/{job.spec.input.key}"
+        return PhaseView(
+            Phase.FAILED, job.queued_until, f"The input file {location} is missing.", 0
+        )
     if interruption is not None and now >= interruption[0]:
         at, why = interruption
         done = progress(job, at)
@@ -410,7 +429,7 @@ def phase_at(job: JobRecord, now: datetime) -> PhaseView:
         return PhaseView(Phase.QUEUED, job.created_at, "", 0)
     if now < job.running_until:
         return PhaseView(Phase.RUNNING, job.queued_until, "", progress(job, now))
-    return PhaseView(Phase.COMPLETED, job.running_until, "", TOTAL_REQUESTS)
+    return PhaseView(Phase.COMPLETED, job.running_until, "", job.seen.requests or 0)
 
 
 def job_view(job: JobRecord, now: datetime, *, detailed: bool = False) -> Json:
@@ -431,12 +450,17 @@ def job_view(job: JobRecord, now: datetime, *, detailed: bool = False) -> Json:
             "PhaseTime": rfc3339(view.since),
             "Message": view.message,
         },
-        "RequestCounts": {"Total": TOTAL_REQUESTS, "Completed": view.completed, "Failed": 0},
         "Tags": [{"Key": key, "Value": value} for key, value in _all_tags(job)],
         "CreateTime": rfc3339(job.created_at),
         "UpdateTime": rfc3339(view.since),
         "ExpireTime": rfc3339(job.expires_at),
     }
+    if job.seen.requests is not None:
+        document["RequestCounts"] = {
+            "Total": job.seen.requests,
+            "Completed": view.completed,
+            "Failed": 0,
+        }
     if detailed:
         error_dir = Location(spec.output.bucket, f"{spec.output.key}{job.id}/error/")
         document["ErrorFileTosLocation"] = error_dir.wire()
@@ -647,7 +671,10 @@ class JobBook:
         if named is not None:
             self._create_calls[named] = self._create_calls.get(named, 0) + 1
 
-    def create(self, owner: str, body: Mapping[str, object], now: datetime) -> Created:
+    def create(
+        self, owner: str, body: Mapping[str, object], now: datetime, seen: InputSeen = UNSEEN
+    ) -> Created:
+        """``seen``: what the engine found at the named input (the book reads nothing)."""
         spec = parse_create(body)
         self._check_model(spec.model_reference)
         active = self._active_job(owner, spec, now)
@@ -655,7 +682,9 @@ class JobBook:
             raise self.guard.error(active.id)
         if spec.dry_run:
             return Created({}, None)
-        job = JobRecord(self._new_id(now), owner, len(self._jobs), spec, now, self.timing)
+        job = JobRecord(
+            self._new_id(now), owner, len(self._jobs), spec, now, self.timing, seen=seen
+        )
         self._jobs[job.id] = job
         return Created({"Id": job.id}, job.id)
 
@@ -724,11 +753,16 @@ def _same_input(job: JobRecord, owner: str, spec: CreateSpec) -> bool:
 
 
 def dispatch(
-    book: JobBook, owner: str, action: str, body: Mapping[str, object], now: datetime
+    book: JobBook,
+    owner: str,
+    action: str,
+    body: Mapping[str, object],
+    now: datetime,
+    seen: InputSeen = UNSEEN,
 ) -> Created:
     """Run one authenticated action against the book; raises ApiError."""
     if action == CREATE:
-        return book.create(owner, body, now)
+        return book.create(owner, body, now, seen)
     handlers = {GET: book.get, LIST: book.list, STOP: book.stop}
     handler = handlers.get(action)
     if handler is None:
@@ -924,6 +958,15 @@ class FaultCounts:
         }
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    """Where the engine reaches outside itself: a moment as each Create arrives, and a store
+    to read Create inputs from."""
+
+    on_create_received: Callable[[], None] | None = None
+    read_input: InputReader | None = None
+
+
 class _Engine:
     """Everything the HTTP handlers share: keys, faults, the book and the dice, under one lock."""
 
@@ -935,15 +978,16 @@ class _Engine:
         seed: int | None,
         clock: Callable[[], datetime],
         region: str,
-        on_create_received: Callable[[], None] | None = None,
+        hooks: _Hooks,
     ) -> None:
         self._lock = threading.Lock()
+        self._read_input = hooks.read_input
         self._keys = dict(keys)
         self._faults = faults
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
         self._clock = clock
         self._region = region
-        self._on_create_received = on_create_received
+        self._on_create_received = hooks.on_create_received
         self._requests = 0
         self._counts = FaultCounts()
         self._refusals: dict[str, ApiError] = {}
@@ -1029,6 +1073,8 @@ class _Engine:
             keys = dict(self._keys)
         owner = authenticate(request, keys, now, self._region)
         body = _json_body(request.body)
+        # Read outside the lock: a slow store must not hold up other calls.
+        seen = self._input_seen(body) if action == CREATE else UNSEEN
         with self._lock:
             if action == CREATE:
                 self.book.count_create_call(body)
@@ -1038,7 +1084,14 @@ class _Engine:
             fault = fault_for(self._faults, self._random.random)
             if fault is not None:
                 raise fault
-            return dispatch(self.book, owner, action, body, now)
+            return dispatch(self.book, owner, action, body, now, seen)
+
+    def _input_seen(self, body: Mapping[str, object]) -> InputSeen:
+        named = named_input(body)
+        if named is None:
+            return UNSEEN
+        bucket, key = named.split("/", 1)
+        return seen_through(self._read_input, bucket, key)
 
     def _lose_answer(self) -> bool:
         with self._lock:
@@ -1184,10 +1237,15 @@ class Emulator:
         region: str = DEFAULT_REGION,
         known_models: Collection[str] | None = None,
         on_create_received: Callable[[], None] | None = None,
+        read_input: InputReader | None = None,
     ) -> None:
         """``on_create_received`` is called on the server's thread as each Create request
         arrives, before its latency, slow-Create hold and signature check: a moment to act at
-        while the request is under way (the torture kills a client then)."""
+        while the request is under way (the torture kills a client then).
+
+        ``read_input`` reads a Create's input file (``dropzone.ark.emulator_inputs``): jobs then
+        count its request lines in ``RequestCounts`` and fail when it is missing. Without it
+        job objects have no ``RequestCounts``."""
         timing = Timing(queue_s, run_s, stop_s)
         guard = Guard(guard_status, guard_code, guard_message)
         self._engine = _Engine(
@@ -1206,7 +1264,7 @@ class Emulator:
             seed,
             clock or _utc_now,
             region,
-            on_create_received,
+            _Hooks(on_create_received, read_input),
         )
         self._address = (host, port)
         self._server: _Server | None = None
@@ -1351,6 +1409,23 @@ def _not_negative_int(text: str) -> int:
     return value
 
 
+def _error_status(text: str) -> int:
+    status = int(text)
+    if not 400 <= status <= 599:
+        raise argparse.ArgumentTypeError(f"an error status is 400..599, got {text}")
+    return status
+
+
+def _actions(text: str) -> tuple[str, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SHORT_ACTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"actions are {', '.join(SHORT_ACTIONS)} (comma-separated), got {text!r}"
+        )
+    return tuple(SHORT_ACTIONS[name] for name in names)
+
+
 def _unknown_phase_name(text: str) -> str:
     if text in {known.value for known in Phase}:
         raise argparse.ArgumentTypeError(f"{text} is a documented phase; give one it is not")
@@ -1455,10 +1530,41 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"platform refuses it (default: {', '.join(CATALOGUE)})",
     )
     add("--any-model", action="store_true", help="accept any foundation model name")
+    inputs = parser.add_mutually_exclusive_group()
+    inputs.add_argument(
+        "--inputs-dir",
+        type=Path,
+        metavar="DIR",
+        help="read each job's input file at DIR/<bucket>/<key>: RequestCounts counts its lines "
+        "and a missing file fails the job (default: no RequestCounts)",
+    )
+    inputs.add_argument(
+        "--inputs-s3",
+        metavar="URL",
+        help="read each job's input file from this S3 endpoint (moto, MinIO, TOS) with the "
+        "AWS_* credentials of the environment, as --inputs-dir does from a folder",
+    )
+    add(
+        "--refuse",
+        metavar="CODE",
+        help="answer every call of --refuse-actions with this error code, as the platform "
+        "answers an account it refuses (e.g. OperationDenied.ServiceNotOpen); a code dropzone "
+        "knows gets the platform's status for it, another needs --refuse-status",
+    )
+    add("--refuse-status", type=_error_status, metavar="N", help="the status --refuse answers at")
+    add(
+        "--refuse-actions",
+        type=_actions,
+        default=(CREATE,),
+        metavar="A,B",
+        help=f"which actions --refuse answers, of {', '.join(SHORT_ACTIONS)} (default: Create)",
+    )
     add("--seed", type=int, default=None, help="seed for faults and job IDs (reproducible runs)")
 
 
 def _emulator_from(args: argparse.Namespace) -> Emulator:
+    """The emulator the options describe; raises CommandUsageError for options at odds."""
+    refusal_status = _refusal_status(args)
     access_key = args.access_key or _env_first("VOLCENGINE_ACCESS_KEY", "VOLC_ACCESSKEY")
     secret_key = args.secret_key or _env_first("VOLCENGINE_SECRET_KEY", "VOLC_SECRETKEY")
     emulator = Emulator(
@@ -1477,12 +1583,45 @@ def _emulator_from(args: argparse.Namespace) -> Emulator:
         port=args.port,
         region=args.region,
         known_models=None if args.any_model else (args.model or CATALOGUE),
+        read_input=_input_reader_from(args),
     )
     if args.both_model_fields:
         emulator.set_faults(both_model_fields=True)
     if args.unknown_phase:
         emulator.report_unknown_phase(args.unknown_phase, seconds=args.unknown_phase_s)
+    if args.refuse is not None and refusal_status is not None:
+        emulator.refuse(args.refuse, status=refusal_status, actions=args.refuse_actions)
     return emulator
+
+
+class CommandUsageError(ValueError):
+    """Options that parse one by one but do not go together; the message says what to give."""
+
+
+def _refusal_status(args: argparse.Namespace) -> int | None:
+    """--refuse's status: the option's, else the platform's for a code dropzone knows."""
+    if args.refuse is None:
+        if args.refuse_status is not None:
+            raise CommandUsageError("--refuse-status needs --refuse CODE")
+        return None
+    if args.refuse_status is not None:
+        status: int = args.refuse_status
+        return status
+    row = errors.known(args.refuse)
+    if row is None:
+        raise CommandUsageError(
+            f"--refuse {args.refuse}: not a code dropzone knows, so its status is unknown; "
+            "give it with --refuse-status (say 403)"
+        )
+    return row.status
+
+
+def _input_reader_from(args: argparse.Namespace) -> InputReader | None:
+    if args.inputs_dir is not None:
+        return folder_reader(args.inputs_dir)
+    if args.inputs_s3 is not None:
+        return s3_reader(args.inputs_s3)
+    return None
 
 
 class _StopServing(Exception):
@@ -1496,7 +1635,11 @@ def _stop_serving(signum: int, frame: FrameType | None) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; prints one line saying what this is and where it listens."""
-    emulator = _emulator_from(args)
+    try:
+        emulator = _emulator_from(args)
+    except CommandUsageError as exc:
+        sys.stderr.write(f"dropzone emulator: {exc}\n")
+        return 2
     try:
         emulator.start()
     except OSError as exc:

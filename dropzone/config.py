@@ -324,6 +324,9 @@ class WatchRule(WatchLayout, _WatchName):
     # Declared after custom_model_id so that its check sees it, and reports at `.model`.
     model: ModelSpec | None = Field(default=None, validate_default=True)
     completion_window: str = "1d"
+    # At most MAX_TAGS: with dropzone's two every Create carries at most 22, the platform's
+    # `sys:` tags come on top. Volcengine publishes no per-job number; 22 stays well under the
+    # 50 other clouds allow per resource, and the emulator proves the full set goes through.
     tags: dict[str, str] = Field(default_factory=dict)
     on_start: Literal["skip-existing", "submit-existing"] = "skip-existing"
     on_change: Literal["resubmit", "ignore", "after-active"] = "resubmit"
@@ -364,7 +367,10 @@ class WatchRule(WatchLayout, _WatchName):
     def _check_tags(cls, value: dict[str, str]) -> dict[str, str]:
         problems = [_tag_problem(k, v) for k, v in value.items()]
         if len(value) > MAX_TAGS:
-            problems.append(f"at most {MAX_TAGS} tags")
+            problems.append(
+                f"at most {MAX_TAGS} tags (dropzone adds {len(plan.RESERVED_TAG_KEYS)} of its "
+                "own to each job, and the platform its 'sys:' tags)"
+            )
         found = [p for p in problems if p]
         if found:
             raise ValueError("; ".join(found))

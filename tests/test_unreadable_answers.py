@@ -94,6 +94,22 @@ def test_a_4xx_without_the_envelope_is_the_endpoint_setting() -> None:
     assert (decision.action, decision.held) == (Action.RETRY, True)
 
 
+@pytest.mark.parametrize("status", [200, 403])
+def test_an_answer_echoing_the_credentials_is_shown_masked(status: int) -> None:
+    """A proxy or a wrong host that echoes the request: the first bytes of its answer name
+    the problem, with the access and secret key masked (they were shown as they came)."""
+    echo = f"<html>denied for {ACCESS_KEY}, signed with {SECRET_KEY}</html>".encode()
+    with (
+        answering(status, echo, content_type="text/html") as url,
+        pytest.raises(errors.ArkError) as raised,
+    ):
+        _create(url)
+    told = str(raised.value)
+    assert "<html>denied for ***, signed with ***</html>" in told
+    assert ACCESS_KEY not in told
+    assert SECRET_KEY not in told
+
+
 @pytest.mark.slow
 def test_check_names_a_wrong_endpoint(stage: Stage) -> None:
     """`dropzone check` against such a host: a FAILED line saying it is not the management API."""

@@ -67,18 +67,28 @@ class Answer:
     enveloped: bool = True
 
 
-def parse_answer(status: int, body: bytes) -> Answer:
-    """Read an answer body; a 200 carrying ``ResponseMetadata.Error`` is an error too."""
+def shown(body: bytes, secrets: tuple[str, ...]) -> str:
+    """An answer's first bytes, for a message: its credentials masked, as a proxy or a wrong
+    host may echo the request."""
+    snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
+    for secret in secrets:
+        snippet = snippet.replace(secret, "***")
+    return snippet
+
+
+def parse_answer(status: int, body: bytes, secrets: tuple[str, ...] = ()) -> Answer:
+    """Read an answer body; a 200 carrying ``ResponseMetadata.Error`` is an error too.
+    ``secrets`` never appear in a message made from the body."""
     try:
         document = json.loads(body)
     except ValueError:
-        snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
+        snippet = shown(body, secrets)
         return Answer(status, None, "", f"answer is not JSON: {snippet!r}", enveloped=False)
     if not isinstance(document, dict):
         return Answer(status, None, "", "answer is not a JSON object", enveloped=False)
     metadata = document.get("ResponseMetadata")
     if not isinstance(metadata, dict) and (status >= 300 or "Result" not in document):
-        snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
+        snippet = shown(body, secrets)
         return Answer(
             status, None, "", f"answer without ResponseMetadata: {snippet!r}", enveloped=False
         )
@@ -99,9 +109,7 @@ def protocol_error(
 ) -> errors.Transient:
     """An answer whose Result dropzone cannot understand: the request reached the platform,
     which may have acted on it (a Create goes through reconcile by tag, like a lost answer)."""
-    snippet = body[:BODY_SHOWN].decode("utf-8", "replace")
-    for secret in secrets:  # an answer never echoes them; a proxy's might
-        snippet = snippet.replace(secret, "***")
+    snippet = shown(body, secrets)
     problem = exc.errors(include_url=False, include_context=False, include_input=False)[0]
     where = ".".join(str(part) for part in problem["loc"]) or "Result"
     return errors.Transient(
@@ -290,9 +298,11 @@ class ArkClient:
         try:
             return shape.model_validate(result)
         except ValidationError as exc:
-            held = self._credentials
-            secrets = tuple(filter(None, (held.access_key, held.secret_key, held.session_token)))
-            raise protocol_error(action, exc, body, secrets) from exc
+            raise protocol_error(action, exc, body, self._secrets()) from exc
+
+    def _secrets(self) -> tuple[str, ...]:
+        held = self._credentials
+        return tuple(filter(None, (held.access_key, held.secret_key, held.session_token)))
 
     def _exchange(self, action: str, payload: Mapping[str, object]) -> tuple[dict[str, Any], bytes]:
         """One signed call: the Result object and the answer's body, or an error raised."""
@@ -313,7 +323,7 @@ class ArkClient:
         outcome, detail = "error", ""
         try:
             response = self._send(query, headers, body)
-            answer = parse_answer(response.status_code, response.content)
+            answer = parse_answer(response.status_code, response.content, self._secrets())
             outcome = str(response.status_code)
             if answer.result is None:
                 detail = f"{answer.code or 'HTTP'} {response.status_code}: {answer.message}"

@@ -57,6 +57,12 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="print the requests that would be sent; change nothing",
     )
+    run.add_argument(
+        "--baseline-anyway",
+        action="store_true",
+        help="a watch's first start records what is there as baseline even when Ark already "
+        "holds jobs of the watch (a new or restored ledger); without it such a start waits",
+    )
 
 
 def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -60,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         s3 = runtime.s3_client(settings, credentials)
         daemon = runtime.build_daemon(
-            settings, ledger=ledger, api=api, s3=s3, reachability=reachability
+            settings,
+            ledger=ledger,
+            api=api,
+            s3=s3,
+            reachability=reachability,
+            baseline_anyway=args.baseline_anyway,
         )
         daemon.reload_hook = lambda: _reload(args.config, settings, daemon, ledger, s3)
         if not args.once:
@@ -260,12 +265,29 @@ def backfill(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
     rule = _single_watch(settings, args.watch)
     ledger = runtime.open_ledger(settings)
+    now = runtime.utc_now()
     try:
-        moved = ledger.backfill(rule.name if rule else None, runtime.utc_now())
+        moved = ledger.backfill(rule.name if rule else None, now)
+        opened = [r.name for r in ([rule] if rule else settings.watches) if _open_first(ledger, r)]
     finally:
         ledger.close()
     print(f"{moved} baseline entr{'y' if moved == 1 else 'ies'} -> pending")
+    for name in opened:
+        print(
+            f"watch {name}: its first start submits what is there (a file Ark already has a job "
+            "for is adopted, not submitted again)"
+        )
     return 0
+
+
+def _open_first(ledger: SqliteLedger, rule: WatchRule) -> bool:
+    """Let a watch whose first listing has not completed submit what it finds instead of
+    baselining it (a first start held because Ark holds the watch's jobs waits for this)."""
+    if ledger.baseline_done(rule.name):
+        return False
+    ledger.begin_watch(rule.name, rule.bucket, rule.prefix, runtime.utc_now())
+    ledger.mark_baseline_done(rule.name)
+    return True
 
 
 def retry(args: argparse.Namespace) -> int:

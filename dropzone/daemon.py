@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from dropzone.first_start import FirstStart, FirstStartHeld
 from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
 from dropzone.sources.tos import SourceConfigError, SourceError
@@ -90,6 +91,8 @@ class Daemon:
         self._started_folders: set[int] = set()
         self.ops: DaemonOps | None = None
         self._cap_lock = threading.Lock()
+        self.first_starts_held: dict[str, str] = {}  # watch -> why its first start waits
+        self.first_start: FirstStart | None = None  # asked before a first start baselines
         self._log = get_logger()
 
     def stop(self) -> None:
@@ -110,27 +113,9 @@ class Daemon:
         for poller in self.pollers:
             if self.stop_event.is_set():
                 return False
-            try:
-                result = self.last_poll[poller.rule.name] = poller.poll()
-                if self.ops is not None:
-                    self.ops.polled(poller.rule.name, result)
-            except SourceConfigError as exc:
-                ok = False
-                # Not fatal: the daemon goes on polling (a bucket may yet be created), but no
-                # retry fixes a configuration, so it is an error for the operator.
-                self._log.error(
-                    "poll.failed",
-                    watch=poller.rule.name,
-                    error=str(exc),
-                    hint="check the watch's bucket and prefix and the credentials' access",
-                )
-            except SourceError as exc:
-                ok = False
-                self._log.warning("poll.failed", watch=poller.rule.name, error=str(exc))
-            except LedgerError as exc:
-                # A full disk, say: the listing is merged again at the next poll; nothing is lost.
-                ok = False
-                self._log.error("ledger.failed", watch=poller.rule.name, error=str(exc))
+            ok = self._poll(poller) and ok
+        if any(id(folder) not in self._started_folders for folder in self.folders):
+            self.start_folders()  # a folder whose first start was held asks again
         for folder in self.folders:
             folder.check_waiting()
             root = folder.rule.local_dir
@@ -140,6 +125,36 @@ class Daemon:
             self.ops.ready_when_polled(self._watch_names())
         self._wake.notify()
         return ok
+
+    def _poll(self, poller: WatchPoller) -> bool:
+        """One watch's poll; True when it was listed."""
+        name = poller.rule.name
+        try:
+            result = self.last_poll[name] = poller.poll()
+            if self.ops is not None:
+                self.ops.polled(name, result)
+        except FirstStartHeld as exc:
+            self._first_start_held(name, exc)
+            return False
+        except SourceConfigError as exc:
+            # Not fatal: the daemon goes on polling (a bucket may yet be created), but no
+            # retry fixes a configuration, so it is an error for the operator.
+            self._log.error(
+                "poll.failed",
+                watch=name,
+                error=str(exc),
+                hint="check the watch's bucket and prefix and the credentials' access",
+            )
+            return False
+        except SourceError as exc:
+            self._log.warning("poll.failed", watch=name, error=str(exc))
+            return False
+        except LedgerError as exc:
+            # A full disk, say: the listing is merged again at the next poll; nothing is lost.
+            self._log.error("ledger.failed", watch=name, error=str(exc))
+            return False
+        self.first_starts_held.pop(name, None)
+        return True
 
     def track(self) -> None:
         if self.tracker is None:
@@ -164,11 +179,27 @@ class Daemon:
 
     def _start_folder(self, folder: FolderWatch) -> bool:
         try:
-            return folder.start()
+            started = folder.start()
+        except FirstStartHeld as exc:
+            self._first_start_held(folder.rule.name, exc)
+            self._started_folders.discard(id(folder))  # asked again at the next poll
+            return False
         except SourceError as exc:
             # The other watches keep working; /healthz shows this one as never polled.
             self._log.error("watch.failed", watch=folder.rule.name, error=str(exc))
             return False
+        self.first_starts_held.pop(folder.rule.name, None)
+        return started
+
+    def _first_start_held(self, watch: str, exc: FirstStartHeld) -> None:
+        """Told once per reason, not at every poll; the watch counts as alive (a restart
+        changes nothing), and /healthz says why in ``degraded``."""
+        if self.first_starts_held.get(watch) != str(exc):
+            level = self._log.error if exc.settled else self._log.warning
+            level("watch.first_start_held", watch=watch, reason=str(exc))
+        self.first_starts_held[watch] = str(exc)
+        if self.ops is not None:
+            self.ops.polled(watch, None)
 
     def reload(self) -> None:
         """Apply a new configuration between two rounds of the main loop (SIGHUP)."""

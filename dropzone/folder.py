@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dropzone.config import WatchRule
+    from dropzone.first_start import FirstStart
     from dropzone.ledger import Entry, Ledger
     from dropzone.sources.tos import StoredObject, TosBucket
 
@@ -53,7 +54,9 @@ class FolderWatch:
         clock: Callable[[], datetime],
         poll_interval_s: float,
         on_new: Callable[[], None],
+        first_start: FirstStart | None = None,
     ) -> None:
+        """``first_start``: asked before a first start baselines the files there."""
         if rule.local_dir is None:
             raise ValueError(f"watch {rule.name} has no local_dir")
         if rule.local_mode != "mounted" and bucket is None:
@@ -63,6 +66,7 @@ class FolderWatch:
         self._bucket = bucket
         self._clock = clock
         self._on_new = on_new
+        self._first_start = first_start
         # Files there at the first start (relpath -> size, mtime), until each is recorded.
         self._first_versions: dict[str, tuple[int, int]] = {}
         # Files there at this start that the start still waits for.
@@ -100,6 +104,8 @@ class FolderWatch:
         first_listing = status is not ScopeStatus.UNCHANGED or not self._ledger.baseline_done(
             rule.name
         )
+        if first_listing and self._first_start is not None:
+            self._first_start.check(rule)  # raises FirstStartHeld
         present = _present(rule.local_dir, rule.ignore)
         with self._lock:
             # Baseline is what was there at the first start, in the version seen then: a file

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
 from dropzone.daemon import Daemon, DaemonOptions
+from dropzone.first_start import FirstStart
 from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger, State
 from dropzone.log import register_secrets, use_setting
@@ -30,6 +31,7 @@ from dropzone.ops_daemon import DaemonOps, ledger_writable
 from dropzone.ops_health import ArkStatus
 from dropzone.policy import RetryPolicy
 from dropzone.preflight import BucketPreflight, FolderPreflight
+from dropzone.prior_jobs import PriorJobs
 from dropzone.scan import WatchPoller
 from dropzone.sources.tos import TosBucket, make_s3_client
 from dropzone.submitter import Submitter, Watch
@@ -158,7 +160,8 @@ def attach_ops(
     def ark() -> ArkStatus:
         holds = reachability.holds() if reachability is not None else []
         held = tuple(f"ark refuses the account: {h.code}: {h.hint}" for h in holds)
-        return ArkStatus(outage=outage(), held=held)
+        first_starts = tuple(daemon.first_starts_held.values())
+        return ArkStatus(outage=outage(), held=held + first_starts)
 
     address = settings.daemon.listen_address
     if address is None:
@@ -236,7 +239,10 @@ def build_daemon(
     api: ArkClient,
     s3: S3Client,
     reachability: Reachability | None = None,
+    baseline_anyway: bool = False,
 ) -> Daemon:
+    """``baseline_anyway``: a first start baselines what is there even when the platform
+    holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator)."""
     submitter = Submitter(
         ledger=ledger,
         api=api,
@@ -244,6 +250,7 @@ def build_daemon(
         clock=utc_now,
         policy=RetryPolicy(),
         reachability=reachability,
+        prior_jobs=PriorJobs(api=api, upcoming=ledger.upcoming, clock=utc_now),
         # A Create that outlived the client's read time-out may still be carried out: twice
         # that is the wait before "no job listed" counts as "no job made".
         late_create_s=2 * settings.ark.timeout_s,
@@ -257,6 +264,7 @@ def build_daemon(
         track_interval_s=settings.daemon.track_interval_s,
     )
     daemon = Daemon(ledger=ledger, pollers=[], submitter=submitter, options=options, clock=utc_now)
+    daemon.first_start = FirstStart(api, baseline_anyway=baseline_anyway)
     daemon.tracker = Tracker(
         ledger=ledger, api=api, projects={}, clock=utc_now, reachability=reachability
     )
@@ -275,7 +283,7 @@ def apply_watches(
     """
     watches = watches_for(settings, s3)
     daemon.pollers = [
-        WatchPoller(watch.rule, bucket.pages, ledger, utc_now)
+        WatchPoller(watch.rule, bucket.pages, ledger, utc_now, daemon.first_start)
         for watch, bucket in watches.values()
         if watch.rule.local_dir is None
     ]
@@ -295,6 +303,7 @@ def apply_watches(
             clock=utc_now,
             poll_interval_s=settings.daemon.poll_interval_s,
             on_new=daemon.wake,
+            first_start=daemon.first_start,
         )
         folders.append(folder)
     for stale in kept.values():

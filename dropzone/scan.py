@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from dropzone.config import WatchRule
+    from dropzone.first_start import FirstStart
     from dropzone.ledger import Entry, Ledger
     from dropzone.sources.tos import ListingPage, StoredObject
 
@@ -64,8 +65,11 @@ class WatchPoller:
         pages: Callable[[str], Iterable[ListingPage]],
         ledger: Ledger,
         clock: Callable[[], datetime],
+        first_start: FirstStart | None = None,
     ) -> None:
+        """``first_start``: asked before a first listing baselines what is there."""
         self.rule = rule
+        self._first_start = first_start
         self._pages = pages
         self._ledger = ledger
         self._clock = clock
@@ -86,6 +90,8 @@ class WatchPoller:
     def poll(self) -> PollResult:
         started = time.monotonic()
         first_listing = self.begin()
+        if first_listing and self._first_start is not None:
+            self._first_start.check(self.rule)  # raises FirstStartHeld
         new_state = start_state(self.rule, first_listing=first_listing)
         objects = matching = new = 0
         after: str | None = None

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dropzone.ark.models import CreateJobRequest, Job
     from dropzone.config import WatchRule
     from dropzone.ledger import Ledger
+    from dropzone.prior_jobs import PriorJobs
     from dropzone.reachability import Reachability
     from dropzone.validate import Report
 
@@ -112,11 +113,14 @@ class Submitter:
         rng: random.Random | None = None,
         late_create_s: float = 0.0,
         reachability: Reachability | None = None,
+        prior_jobs: PriorJobs | None = None,
     ) -> None:
         """``late_create_s``: how long after it was sent a Create may still make a job (it may
         be on its way, or being carried out); until then, no job listed proves nothing.
         ``reachability``: while it tells of an outage, per-file retry lines go to debug (the
-        outage itself is logged once, there)."""
+        outage itself is logged once, there).
+        ``prior_jobs``: where a version's job is looked up before its Create (None: not looked
+        up, the guard is the only check)."""
         self._ledger = ledger
         self._api = api
         self._watches = dict(watches)
@@ -125,6 +129,7 @@ class Submitter:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._late_create = timedelta(seconds=late_create_s)
         self._reachability = reachability
+        self._prior_jobs = prior_jobs
         self._log = get_logger()
 
     def replace_watches(self, watches: Mapping[str, Watch]) -> None:
@@ -146,6 +151,9 @@ class Submitter:
             watch.rule,
             self._clock(),
         )
+        adopted = self._prior_job(entry, request)
+        if adopted is not None:
+            return adopted
         # The attempt is dated from the send, not the claim: the lookup and the preflight
         # before it may have taken long, and reconciliation waits from this moment.
         now = self._clock()
@@ -163,6 +171,45 @@ class Submitter:
         self._ledger.record_submitted(entry.id, job_id, output_dir, self._clock())
         log.info("job.submitted", job_id=job_id, output_dir=output_dir, attempt=entry.attempts)
         return State.SUBMITTED
+
+    def _prior_job(self, entry: Entry, request: CreateJobRequest) -> State | None:
+        """Adopt the job the platform already holds for this version (the ledger had lost its
+        record: restored, replaced, or another's); None when there is none and the Create may
+        go."""
+        if self._prior_jobs is None:
+            return None
+        try:
+            job = self._prior_jobs.job_for(entry, request.project_name, self._project_of)
+        except errors.ArkError as exc:
+            return self._lookup_failed(entry, exc)
+        if job is None:
+            return None
+        planned = request.output_dir_tos_location.object_key
+        output_dir = job.output_dir_tos_location.object_key if job.output_dir_tos_location else None
+        self._ledger.record_submitted(entry.id, job.id, output_dir or planned, self._clock())
+        self._bind(entry).warning(
+            "job.adopted",
+            job_id=job.id,
+            phase=job.phase.value,
+            note="the platform already held a job for this version, which the ledger did not "
+            "know of (restored, replaced or shared): adopted, no second job made",
+        )
+        return State.SUBMITTED
+
+    def _project_of(self, watch: str) -> str | None:
+        known = self._watches.get(watch)
+        return known.rule.project_name if known is not None else None
+
+    def _lookup_failed(self, entry: Entry, exc: errors.ArkError) -> State:
+        """The platform could not say whether the version has a job: nothing was sent, so
+        nothing is ambiguous; it is tried again later, held for the account's problems."""
+        decision = decide(exc, self._policy, self._rng.random(), attempts=entry.attempts)
+        if isinstance(exc, errors.Held):
+            self._held(entry, exc)
+        elif decision.action is not Action.RETRY:
+            why = f"could not look up the version's job: {exc.describe()}"
+            decision = self._transient_retry(entry, why)
+        return self._apply_retry(entry, decision)
 
     def _object_problem(self, entry: Entry, watch: Watch) -> State | None:
         """Refuse to submit a version that is no longer the object's (deleted or replaced)."""

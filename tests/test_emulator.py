@@ -629,6 +629,7 @@ def test_fail_rate_one_answers_500_and_creates_nothing(ark: emu.Emulator, caller
         "lost_answers": 0,
         "slowed_creates": 0,
         "slowed_creates_under_way": 0,
+        "calls": {CREATE: 1, LIST: 1},
     }
     ark.set_faults(fail_rate=0.0)
     caller.create()

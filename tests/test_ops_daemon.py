@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropzone.ark.emulator import Emulator
+from dropzone.ark.emulator_inputs import s3_reader
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -46,7 +47,8 @@ def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) 
     receiver.bind(str(notify))
     receiver.settimeout(20)
     port = free_port()
-    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.3, run_s=0.6) as ark:
+    reader = s3_reader(moto_endpoint)
+    with Emulator(ACCESS_KEY, SECRET_KEY, queue_s=0.3, run_s=0.6, read_input=reader) as ark:
         stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
         stage.daemon.update({"listen": f"127.0.0.1:{port}", "track_interval_s": 0.2})
         key = stage.put("a.jsonl")
@@ -90,4 +92,4 @@ def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) 
     assert metrics["dropzone_ark_unreachable_seconds", ()] == 0
     assert body["watches"]["chat"]["last_poll"] is not None
     assert row["key"] == key
-    assert row["request_counts"]["total"] >= 1
+    assert row["request_counts"] == {"total": 2, "completed": 2, "failed": 0}  # jsonl()'s lines

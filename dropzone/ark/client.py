@@ -33,7 +33,7 @@ from dropzone.ark.models import (
 from dropzone.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping
 
 SERVICE = "ark"
 USER_AGENT = "dropzone/0.1"
@@ -275,6 +275,32 @@ class ArkClient:
             tag_filters=(TagFilter(key=key, values=(value,)),),
         )
         return [job for job in self.iter_jobs(request) if job.tag(key) == value]
+
+    def find_by_tags(
+        self, key: str, values: Collection[str], project_name: str | None
+    ) -> dict[str, list[Job]]:
+        """Jobs carrying tag ``key`` with any of ``values``, in one List (paged), by value."""
+        wanted = tuple(dict.fromkeys(values))
+        request = ListJobsRequest(
+            project_name=project_name, tag_filters=(TagFilter(key=key, values=wanted),)
+        )
+        found: dict[str, list[Job]] = {value: [] for value in wanted}
+        for job in self.iter_jobs(request):
+            value = job.tag(key)
+            if value in found:
+                found[value].append(job)
+        return found
+
+    def newest_by_tag(
+        self, key: str, value: str, project_name: str | None, count: int = 100
+    ) -> list[Job]:
+        """The newest jobs (at most ``count``, one List) carrying tag ``key=value``."""
+        request = ListJobsRequest(
+            project_name=project_name,
+            page_size=max(1, min(100, count)),
+            tag_filters=(TagFilter(key=key, values=(value,)),),
+        )
+        return [job for job in self.list_jobs(request).items if job.tag(key) == value]
 
     def get_many(self, job_ids: tuple[str, ...], project_name: str | None) -> list[Job]:
         """Jobs by ID in one List call (at most 100 IDs)."""

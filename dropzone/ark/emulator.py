@@ -658,11 +658,15 @@ class JobBook:
         guard: Guard,
         suffix: Callable[[], str],
         known_models: frozenset[str] | None = None,
+        max_tag_values: int | None = None,
     ) -> None:
+        """``max_tag_values``: a List whose TagFilters name more values than this is refused
+        (the platform publishes no limit; None: none)."""
         self.timing = timing
         self.guard = guard
         self._suffix = suffix
         self._known_models = known_models
+        self._max_tag_values = max_tag_values
         self._jobs: dict[str, JobRecord] = {}
         self._create_calls: dict[str, int] = {}
 
@@ -707,6 +711,9 @@ class JobBook:
 
     def list(self, owner: str, body: Mapping[str, object], now: datetime) -> Json:
         query = parse_list(body)
+        values = sum(len(values) for _, values in query.tag_filters)
+        if self._max_tag_values is not None and values > self._max_tag_values:
+            raise _invalid("TagFilters.Values", f"at most {self._max_tag_values} values")
         return list_page((job for job in self._jobs.values() if job.owner == owner), query, now)
 
     def stop(self, owner: str, body: Mapping[str, object], now: datetime) -> Json:
@@ -991,6 +998,7 @@ class _Engine:
         self._requests = 0
         self._counts = FaultCounts()
         self._refusals: dict[str, ApiError] = {}
+        self._calls: dict[str, int] = {}  # signed calls by action, answered or refused
         self.book = book_of(self._suffix)
 
     def now(self) -> datetime:
@@ -1019,7 +1027,11 @@ class _Engine:
     def state(self) -> Json:
         now = self.now()
         with self._lock:
-            return {**self.book.snapshot(now), **self._counts.snapshot()}
+            return {
+                **self.book.snapshot(now),
+                **self._counts.snapshot(),
+                "calls": dict(self._calls),
+            }
 
     def api(self, request: Received) -> Reply:
         """Answer one API request (any method and path other than the inspection endpoint)."""
@@ -1076,6 +1088,7 @@ class _Engine:
         # Read outside the lock: a slow store must not hold up other calls.
         seen = self._input_seen(body) if action == CREATE else UNSEEN
         with self._lock:
+            self._calls[action] = self._calls.get(action, 0) + 1
             if action == CREATE:
                 self.book.count_create_call(body)
             refusal = self._refusals.get(action)
@@ -1238,6 +1251,7 @@ class Emulator:
         known_models: Collection[str] | None = None,
         on_create_received: Callable[[], None] | None = None,
         read_input: InputReader | None = None,
+        max_tag_values: int | None = None,
     ) -> None:
         """``on_create_received`` is called on the server's thread as each Create request
         arrives, before its latency, slow-Create hold and signature check: a moment to act at
@@ -1245,13 +1259,20 @@ class Emulator:
 
         ``read_input`` reads a Create's input file (``dropzone.ark.emulator_inputs``): jobs then
         count its request lines in ``RequestCounts`` and fail when it is missing. Without it
-        job objects have no ``RequestCounts``."""
+        job objects have no ``RequestCounts``.
+
+        ``max_tag_values``: refuse a List whose TagFilters name more values (400
+        ``InvalidParameter.TagFilters.Values``), as a platform with such a limit would."""
         timing = Timing(queue_s, run_s, stop_s)
         guard = Guard(guard_status, guard_code, guard_message)
         self._engine = _Engine(
             {access_key: secret_key},
             lambda suffix: JobBook(
-                timing, guard, suffix, None if known_models is None else frozenset(known_models)
+                timing,
+                guard,
+                suffix,
+                None if known_models is None else frozenset(known_models),
+                max_tag_values,
             ),
             Faults(
                 fail_rate,

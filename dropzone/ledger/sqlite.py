@@ -178,6 +178,10 @@ _ACTIVE_JOBS = (
     " AND (phase != 'Terminating' OR (state = ? AND phase IS NULL))"
 )
 # NULLs sort first: a pending entry due now answers with the (past) time it became pending.
+_UPCOMING = (
+    "SELECT * FROM entries WHERE (state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+    " OR state = ? ORDER BY first_seen_at, id LIMIT ?"
+)
 _NEXT_DUE = (
     "SELECT next_attempt_at, updated_at FROM entries WHERE state = ?"
     " ORDER BY next_attempt_at LIMIT 1"
@@ -731,6 +735,12 @@ class SqliteLedger:
             (watch, *model.UNSUBMITTED),
         )
         return from_optional_text(rows[0][0])
+
+    def upcoming(self, limit: int, now: datetime) -> list[Entry]:
+        """What the workers are submitting or about to: entries in ``submitting`` and pending
+        ones due at ``now``, oldest first (the order claims take)."""
+        values = (State.PENDING, to_text(now), State.SUBMITTING, limit)
+        return list(map(_entry, self._fetch(_UPCOMING, values)))
 
     def next_due_at(self) -> datetime | None:
         """When the next pending entry is due (a past time if one is due already)."""

@@ -2,7 +2,8 @@
 
     python bench/torture.py [--files 300] [--kills 100] [--seed N] [--queue-s S] [--run-s S]
                             [--max-work-s S] [--once-max-wait-s S] [--stall-rate F]
-                            [--stall-s S] [--s3-endpoint URL] [--workdir DIR] [--json FILE]
+                            [--stall-s S] [--ledger-loss none|wal|empty]
+                            [--s3-endpoint URL] [--workdir DIR] [--json FILE]
 
 The world: a moto S3 server on loopback (or ``--s3-endpoint``), the Ark emulator in this
 process, and four watches in one config: two TOS watches (one with preflight validation, so
@@ -22,6 +23,9 @@ it would make a second job, which is what the checks catch. ``--queue-s 30 --run
 the other regime, where the guard answers. ``--stall-rate F --stall-s S`` turns on the
 emulator's slow-Create fault: that share of Creates is carried out S seconds after it arrives (a
 platform slow to commit), so that a reconciliation may look before the job exists.
+``--ledger-loss wal`` deletes the ledger's write-ahead log after every kill (the commits not
+yet checkpointed are lost), ``--ledger-loss empty`` replaces the ledger by an empty file: only
+the platform, by the tags on its jobs, still knows what was submitted.
 
 The end: faults off, one ``dropzone run --once``, then the checks, from the emulator's
 inspection endpoint (``GET /_emulator/state``) and ``dropzone status --json``:
@@ -71,6 +75,7 @@ if TYPE_CHECKING:
 ACCESS_KEY = "AKLTtorture"
 SECRET_KEY = "torture-secret-0123456789"
 MODEL = {"name": "doubao-pro-32k", "version": "240615"}
+LedgerLoss = Literal["none", "wal", "empty"]
 UNSETTLED = frozenset({"waiting", "pending", "submitting"})
 # The share of files dropped while the daemon is down (between a kill and the next start).
 WHILE_DOWN = 0.2
@@ -112,6 +117,7 @@ class Options:
     stall_s: float = 0.0
     concurrency: int = 4
     once_max_wait_s: float = 300.0
+    ledger_loss: LedgerLoss = "none"
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,7 @@ class World:
         options: Options,
     ) -> None:
         self.workdir = workdir
+        self.options = options
         self.s3_endpoint = s3_endpoint
         self.emulator = emulator
         # Set by the emulator as each Create request arrives (before its latency): the kills
@@ -351,6 +358,26 @@ class Tally:
     stranded: int = 0
     first_duplicate_life: int | None = None
     early_exits: list[str] = field(default_factory=list)
+    ledger_losses: int = 0
+
+
+def lose_ledger(ledger_path: Path, loss: LedgerLoss) -> int:
+    """What an operator's or a disk's mistake leaves between two lives: the write-ahead log
+    deleted (the commits it held are gone), or the ledger replaced by an empty one. The
+    platform, holding every job's tag, is then the only record; returns 1 if anything was lost."""
+    if loss == "none":
+        return 0
+    lost = 0
+    for suffix in ("-wal", "-shm"):
+        sidecar = ledger_path.with_name(ledger_path.name + suffix)
+        if sidecar.exists():
+            sidecar.unlink()
+            lost = 1
+    if loss == "empty" and ledger_path.exists():
+        ledger_path.unlink()
+        ledger_path.touch()
+        lost = 1
+    return lost
 
 
 def submitting_now(ledger_path: Path) -> int:
@@ -476,6 +503,7 @@ def live(world: World, config: Path, life: Life, number: int, tally: Tally) -> N
     left = submitting_now(world.ledger_path)
     tally.stranded += left
     tally.kills_mid_call += int(left > 0)
+    tally.ledger_losses += lose_ledger(world.ledger_path, world.options.ledger_loss)
     if tally.first_duplicate_life is None and duplicated_inputs(world.emulator.state()):
         tally.first_duplicate_life = number
 
@@ -655,6 +683,7 @@ class Report:
     mean_ready_after_s: float = 0.0
     kills_mid_call: int = 0
     stranded_after_kills: int = 0
+    ledger_losses: int = 0
     create_calls: int = 0
     jobs: int = 0
     lost_answers: int = 0
@@ -692,6 +721,11 @@ class Report:
                 + f"); {self.kills_mid_call} left entries submitting, "
                 f"{self.stranded_after_kills} in all; lives {self.mean_life_s:.2f} s on "
                 f"average, ready {self.mean_ready_after_s:.2f} s after the spawn"
+                + (
+                    f"; ledger lost ({options['ledger_loss']}) after {self.ledger_losses} kills"
+                    if options["ledger_loss"] != "none"
+                    else ""
+                )
             ),
             (
                 f"Create calls {self.create_calls}, jobs {self.jobs}, lost answers "
@@ -767,6 +801,7 @@ def fill_figures(report: Report, tally: Tally, state: Mapping[str, Any]) -> None
     report.mean_ready_after_s = statistics.fmean(tally.ready_after_s or [0.0])
     report.kills_mid_call = tally.kills_mid_call
     report.stranded_after_kills = tally.stranded
+    report.ledger_losses = tally.ledger_losses
     report.first_duplicate_life = tally.first_duplicate_life
     report.create_calls = sum(state["create_calls"].values())
     report.lost_answers = state["lost_answers"]
@@ -800,6 +835,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--once-max-wait-s", type=float, default=defaults.once_max_wait_s)
     add("--stall-rate", type=float, default=0.0, help="share of Creates the platform is slow on")
     add("--stall-s", type=float, default=0.0, help="how long such a Create waits (seconds)")
+    add(
+        "--ledger-loss",
+        choices=("none", "wal", "empty"),
+        default="none",
+        help="after each kill, delete the ledger's write-ahead log (wal) or replace the ledger "
+        "by an empty file (empty): the platform's tags must still keep one job per file",
+    )
     add("--s3-endpoint", help="an S3 server to use (default: a moto server started here)")
     add("--workdir", type=Path, help="where the ledger, folders and logs go (default: a temp dir)")
     add("--json", type=Path, dest="json_path", help="also write the full report as JSON here")
@@ -818,6 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stall_rate=args.stall_rate,
         stall_s=args.stall_s,
         once_max_wait_s=args.once_max_wait_s,
+        ledger_loss=args.ledger_loss,
     )
     with ExitStack() as stack:
         endpoint = args.s3_endpoint or start_moto(stack)

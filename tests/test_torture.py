@@ -101,6 +101,29 @@ def test_sigkill_torture_with_short_jobs_leaves_one_job_per_file(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loss", ["wal", "empty"])
+def test_the_torture_with_the_ledger_lost_after_every_kill_makes_no_second_job(
+    tmp_path: Path, moto_endpoint: str, loss: str
+) -> None:
+    """The write-ahead log deleted (or the ledger replaced by an empty file) after each of 8
+    SIGKILLs: the platform's tags keep it to one job per file, and the ledger, rebuilt from
+    the listings, names each one (a lost ledger gave 5 of 5 submitted files a second job)."""
+    files = 16
+    code, output, report = run_torture(
+        tmp_path,
+        moto_endpoint,
+        *("--files", str(files), "--kills", "8", "--seed", str(SEED), "--ledger-loss", loss),
+        *("--queue-s", "0.1", "--run-s", "0.2", "--max-work-s", "1.0", "--once-max-wait-s", "60"),
+    )
+    assert code == 0, output[-8000:]
+    assert report["violations"] == []
+    assert report["ledger_losses"] >= 1
+    jobs: dict[str, list[str]] = report["jobs_by_input"]
+    assert {name: len(ids) for name, ids in jobs.items()} == dict.fromkeys(report["expected"], 1)
+    assert {r["state"] for r in report["ledger"]} == {"submitted"}
+
+
+@pytest.mark.slow
 def test_a_create_carried_out_after_the_time_out_makes_no_second_job(
     tmp_path: Path, moto_endpoint: str
 ) -> None:

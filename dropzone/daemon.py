@@ -1,7 +1,8 @@
 """Wiring: the poll loop, the submit workers, reconciliation and a graceful drain.
 
-Threads: the main loop polls every watch and reconciles; ``concurrency`` workers claim due
-entries from the ledger and submit them. Nothing is handed between threads except through the
+Threads: the main loop polls every watch (and keeps /healthz and the watchdog fed);
+``concurrency`` workers claim due entries from the ledger and submit them; one loop reconciles
+stranded entries and one tracks jobs. Nothing that waits on Ark runs in the main loop. Nothing is handed between threads except through the
 ledger, so a crash anywhere leaves a state the next start knows how to finish.
 """
 
@@ -286,10 +287,11 @@ class Daemon:
     def run(self) -> int:
         """The daemon: poll, submit, reconcile, until ``stop_event``; then drain."""
         self._log.info("daemon.started", watches=self._watch_names())
-        self.reconcile_stranded(all_of_them=True)
-        workers = self._start_workers()
+        # Ark work runs beside the listing, never in its loop: a platform that accepts
+        # connections and never answers held the polls (and /healthz) for its time-outs.
+        workers = [*self._start_workers(), *self._start_ark_loops()]
         self.start_folders()
-        next_poll = next_track = time.monotonic()
+        next_poll = time.monotonic()
         while not self.stop_event.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
@@ -299,14 +301,36 @@ class Daemon:
                 self.poll_all()
                 self.prune()
                 next_poll = time.monotonic() + self.options.poll_interval_s
-            if self.options.track_interval_s > 0 and time.monotonic() >= next_track:
-                self.track()
-                next_track = time.monotonic() + self.options.track_interval_s
-            self.reconcile_stranded(all_of_them=False)
             if self.ops is not None:
                 self.ops.tick()
             self.stop_event.wait(min(_IDLE_WAIT_S, max(0.0, next_poll - time.monotonic())))
         return self._drain(workers)
+
+    def _start_ark_loops(self) -> list[threading.Thread]:
+        loops = [threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)]
+        if self.options.track_interval_s > 0:
+            loops.append(threading.Thread(target=self._track_loop, name="track", daemon=True))
+        for loop in loops:
+            loop.start()
+        return loops
+
+    def _reconcile_loop(self) -> None:
+        """All stranded entries at start, then the due ones, once a second."""
+        all_of_them = True
+        while not self.stop_event.is_set():
+            try:
+                self.reconcile_stranded(all_of_them=all_of_them)
+                all_of_them = False
+            except LedgerError as exc:
+                self._log.error("ledger.failed", error=str(exc))
+            except Exception:  # noqa: BLE001 - a bug in one reconcile must not end them all
+                self._log.exception("reconcile.failed")
+            self.stop_event.wait(_IDLE_WAIT_S)
+
+    def _track_loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.track()
+            self.stop_event.wait(self.options.track_interval_s)
 
     def _watch_names(self) -> list[str]:
         return [p.rule.name for p in self.pollers] + [f.rule.name for f in self.folders]

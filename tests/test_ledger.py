@@ -932,6 +932,42 @@ def test_second_process_is_refused_while_readers_still_work(path: Path) -> None:
         assert reopened.counts()[State.PENDING] == 1
 
 
+@pytest.mark.parametrize("link", ["symlink", "hard link", "symlinked folder"])
+def test_the_same_file_by_another_path_is_refused(tmp_path: Path, path: Path, link: str) -> None:
+    """One daemon per ledger file, however it is reached: another process holding it, the
+    same file opened by a symbolic link, a hard link or a linked folder is refused, naming
+    the holder's pid; the first spelling opens again once the holder is gone."""
+    with SqliteLedger.open(path):
+        pass
+    other = tmp_path / "elsewhere" / "ledger.sqlite3"
+    other.parent.mkdir()
+    if link == "symlink":
+        other.symlink_to(path)
+    elif link == "hard link":
+        other.hardlink_to(path)
+    else:
+        other.parent.rmdir()
+        other.parent.symlink_to(path.parent)
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            with pytest.raises(LedgerLocked) as caught:
+                SqliteLedger.open(other)
+            assert f"another dropzone (pid {holder.pid}) is using {other}" in str(caught.value)
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=10 * load_scale())
+    with SqliteLedger.open(other) as reopened:
+        assert reopened.counts()[State.PENDING] == 1
+
+
 def test_commit_survives_sigkill(path: Path) -> None:
     """A process killed right after a claim returns: the claim is there on reopen, and the
     kernel has released the dead process's lock."""

@@ -94,6 +94,7 @@ class Daemon:
         self._cap_lock = threading.Lock()
         self.first_starts_held: dict[str, str] = {}  # watch -> why its first start waits
         self.first_start: FirstStart | None = None  # asked before a first start baselines
+        self._exit_code = 0
         self._log = get_logger()
 
     def stop(self) -> None:
@@ -298,13 +299,31 @@ class Daemon:
                 self.reload()
                 next_poll = time.monotonic()
             if time.monotonic() >= next_poll:
+                if self._ledger_displaced():
+                    break
                 self.poll_all()
                 self.prune()
                 next_poll = time.monotonic() + self.options.poll_interval_s
             if self.ops is not None:
                 self.ops.tick()
             self.stop_event.wait(min(_IDLE_WAIT_S, max(0.0, next_poll - time.monotonic())))
-        return self._drain(workers)
+        self._drain(workers)
+        return self._exit_code
+
+    def _ledger_displaced(self) -> bool:
+        """The ledger's file removed or replaced under the daemon: stop (exit 1). What it
+        would write from now on would be lost to the next start, which reads the path."""
+        problem = self.ledger.displaced()
+        if problem is None:
+            return False
+        self._log.error(
+            "ledger.displaced",
+            error=problem,
+            hint="put the ledger file back in place and restart dropzone; it stopped rather than write"
+            " where the next start cannot read",
+        )
+        self._exit_code = 1
+        return True
 
     def _start_ark_loops(self) -> list[threading.Thread]:
         loops = [threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)]

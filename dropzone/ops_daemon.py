@@ -89,8 +89,12 @@ class DaemonOps:
         self.metrics.jobs_by_phase(phases)
 
 
-def ledger_writable(path: Path) -> Callable[[], bool]:
+def ledger_writable(path: Path, displaced: Callable[[], str | None]) -> Callable[[], bool]:
+    """``displaced``: the open ledger's :meth:`~dropzone.ledger.Ledger.displaced`. A daemon's
+    ledger exists from its start: a file gone or replaced since is no writable ledger."""
+
     def check() -> bool:
-        return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+        return writable and displaced() is None
 
     return check

@@ -175,7 +175,7 @@ def attach_ops(
         poll_interval_s=settings.daemon.poll_interval_s,
         started_at=time.time(),
         due=due,
-        ledger_writable=ledger_writable(settings.ledger.path),
+        ledger_writable=ledger_writable(settings.ledger.path, daemon.ledger.displaced),
         ark=ark,
     )
     server = OpsServer(address, metrics, probe)

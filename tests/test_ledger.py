@@ -6,6 +6,7 @@ Every test uses a real SQLite file in its own temporary directory.
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -966,6 +967,24 @@ def test_the_same_file_by_another_path_is_refused(tmp_path: Path, path: Path, li
             holder.wait(timeout=10 * load_scale())
     with SqliteLedger.open(other) as reopened:
         assert reopened.counts()[State.PENDING] == 1
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "log removed", "log replaced"])
+def test_a_ledger_file_removed_or_replaced_is_told(path: Path, how: str) -> None:
+    """The ledger's file, or its write-ahead log, removed or replaced by another file while
+    open: ``displaced`` names the file and what became of it (None while all is in place)."""
+    with SqliteLedger.open(path) as ledger:
+        add(ledger, "k")
+        assert ledger.displaced() is None
+        target = path if how in {"removed", "replaced"} else path.with_name(path.name + "-wal")
+        if how.endswith("removed"):
+            target.unlink()
+        else:
+            copy = target.with_name("copy")
+            shutil.copyfile(target, copy)
+            copy.replace(target)
+        verb = how.rsplit(maxsplit=1)[-1]
+        assert ledger.displaced() == f"{target} was {verb} while the ledger was open"
 
 
 def test_commit_survives_sigkill(path: Path) -> None:

@@ -302,6 +302,24 @@ def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _identities(path: Path, file_lock: FileLock | None) -> list[tuple[Path, tuple[int, int]]]:
+    """The (device, inode) of the ledger's file and of its write-ahead log, just opened.
+
+    The lock's descriptor says for sure which file is open; without a lock, the path looked
+    up now does. The log keeps its file while a connection is open (a checkpoint truncates
+    it, never removes it).
+    """
+    found: list[tuple[Path, tuple[int, int]]] = []
+    for each in (path, path.with_name(path.name + "-wal")):
+        if each == path and file_lock is not None:
+            found.append((each, file_lock.identity()))
+            continue
+        with suppress(OSError):
+            stat = each.stat()
+            found.append((each, (stat.st_dev, stat.st_ino)))
+    return found
+
+
 def probe_ledger(path: Path) -> str:
     """Open an existing ledger for writing, begin a write transaction and roll it back.
 
@@ -342,6 +360,7 @@ class SqliteLedger:
         self._file_lock = file_lock
         self._lock = threading.Lock()
         self.path = path
+        self._identities = _identities(path, file_lock)
 
     @classmethod
     def open(
@@ -362,6 +381,24 @@ class SqliteLedger:
                 file_lock.release()
             raise
         return cls(conn, ledger_path, file_lock)
+
+    def displaced(self) -> str | None:
+        """What became of the ledger's file or its write-ahead log if its path no longer leads
+        to the file open here (removed, or replaced by another file); None while it does.
+
+        Whatever is written to a file no longer at its path is lost to the next start. A path
+        that cannot be looked at now (a permission changed, say) is not taken for gone.
+        """
+        for path, identity in self._identities:
+            try:
+                found = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return f"{path} was removed while the ledger was open"
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) != identity:
+                return f"{path} was replaced while the ledger was open"
+        return None
 
     def close(self) -> None:
         with self._lock:

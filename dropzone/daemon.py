@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from dropzone.first_start import FirstStart, FirstStartHeld
-from dropzone.ledger import LedgerError, State
+from dropzone.ledger import EntryNotFound, LedgerError, State
 from dropzone.log import get_logger
 from dropzone.sources.tos import SourceConfigError, SourceError
 from dropzone.wakeup import Wakeup
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 _IDLE_WAIT_S = 1.0
 _MIN_WAIT_S = 0.05
+_UNRECORDED = "its outcome could not be recorded"
 
 
 @dataclass
@@ -81,6 +82,9 @@ class Daemon:
         self._wake = Wakeup()  # new work for the workers
         self._worker_idle = Wakeup()  # run_once looks whether all is settled
         self._in_flight: set[int] = set()
+        # Submitting entries whose outcome could not be written (a full disk): settled by tag
+        # at each poll, as a restart would, once the ledger takes writes again.
+        self._unrecorded: set[int] = set()
         self._in_flight_lock = threading.Lock()
         self.tally = RunTally()
         self.last_poll: dict[str, PollResult] = {}
@@ -226,6 +230,10 @@ class Daemon:
                     entry.watch, self.submitter.reconcile(entry, reason="found in submitting")
                 )
                 count += 1
+            except LedgerError as exc:
+                self._log.error("ledger.failed", error=str(exc), entry_id=entry.id)
+                with self._in_flight_lock:
+                    self._unrecorded.add(entry.id)
             finally:
                 self._release(entry.id)
         return count
@@ -238,9 +246,35 @@ class Daemon:
         self._hold(entry.id)
         try:
             self._outcome(entry.watch, self.submitter.submit(entry))
+        except LedgerError:
+            with self._in_flight_lock:
+                self._unrecorded.add(entry.id)
+            raise
         finally:
             self._release(entry.id)
         return True
+
+    def reconcile_unrecorded(self) -> None:
+        """Settle the entries whose outcome could not be written, by their tag as a restart
+        would; one that fails again is tried at the next poll."""
+        with self._in_flight_lock:
+            waiting = sorted(self._unrecorded)
+        for entry_id in waiting:
+            if self.stop_event.is_set() or not self._hold(entry_id):
+                continue
+            try:
+                entry = self.ledger.get(entry_id)
+                if entry.state is State.SUBMITTING:
+                    self._outcome(entry.watch, self.submitter.reconcile(entry, reason=_UNRECORDED))
+            except EntryNotFound:
+                pass  # nothing left to settle
+            except LedgerError as exc:
+                self._log.error("ledger.failed", error=str(exc), entry_id=entry_id)
+                continue
+            finally:
+                self._release(entry_id)
+            with self._in_flight_lock:
+                self._unrecorded.discard(entry_id)
 
     def _outcome(self, watch: str, state: State) -> None:
         self.tally.add(state)
@@ -319,8 +353,8 @@ class Daemon:
         self._log.error(
             "ledger.displaced",
             error=problem,
-            hint="put the ledger file back in place and restart dropzone; it stopped rather than write"
-            " where the next start cannot read",
+            hint="put the ledger file back in place and restart dropzone; it stopped rather"
+            " than write where the next start cannot read",
         )
         self._exit_code = 1
         return True
@@ -334,12 +368,17 @@ class Daemon:
         return loops
 
     def _reconcile_loop(self) -> None:
-        """All stranded entries at start, then the due ones, once a second."""
+        """All stranded entries at start, then the due ones, once a second; those whose outcome
+        could not be written, once a poll interval."""
         all_of_them = True
+        next_unrecorded = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 self.reconcile_stranded(all_of_them=all_of_them)
                 all_of_them = False
+                if time.monotonic() >= next_unrecorded:  # at the pace of the polls
+                    next_unrecorded = time.monotonic() + self.options.poll_interval_s
+                    self.reconcile_unrecorded()
             except LedgerError as exc:
                 self._log.error("ledger.failed", error=str(exc))
             except Exception:  # noqa: BLE001 - a bug in one reconcile must not end them all

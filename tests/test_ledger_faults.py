@@ -9,14 +9,24 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dropzone.ark.emulator import Emulator
 from dropzone.ledger import SqliteLedger
 from dropzone.ops_daemon import ledger_writable
-from tests.harness import load_scale, log_events, wait_for
+from tests.harness import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Stage,
+    load_scale,
+    log_events,
+    new_bucket,
+    s3_client,
+    wait_for,
+)
+from tests.test_hostile import fill, tiny_filesystem
+from tests.test_local_daemon import Daemon
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from tests.harness import Stage
 
 
 def _finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
@@ -69,3 +79,40 @@ def test_health_sees_a_ledger_removed_at_once(tmp_path: Path) -> None:
         assert writable()
         path.unlink()
         assert not writable()
+
+
+def test_an_outcome_unrecorded_for_a_full_disk_is_recorded_once_space_is_back(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    """The disk fills while a Create is under way: its job is made, but the outcome cannot be
+    written and the entry stays `submitting`. Once space is back, the running daemon records
+    it (no restart), and the file still has exactly one job."""
+    s3 = s3_client(moto_endpoint)
+    filler: list[Path] = []
+    with tiny_filesystem(tmp_path / "state", "8m") as state:
+
+        def fill_once() -> None:
+            if not filler:
+                filler.append(fill(state))
+
+        with Emulator(
+            ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, on_create_received=fill_once
+        ) as ark:
+            stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
+            key = stage.put("a.jsonl")
+            daemon = Daemon(stage.spawn("run"))
+            try:
+                daemon.wait_event("ledger.failed", what="the outcome's write to fail")
+                assert "full" in daemon.events("ledger.failed")[0]["error"]
+                assert [r["state"] for r in stage.status()] == ["submitting"]
+                filler[0].unlink()
+                wait_for(
+                    lambda: [r["state"] for r in stage.status()] == ["submitted"],
+                    what="the outcome to be recorded once space is back",
+                )
+            finally:
+                code = daemon.stop()
+            assert code == 0, daemon.output()
+            assert stage.create_calls() == {f"{stage.bucket}/{key}": 1}
+            [row] = stage.status()
+            assert row["job_id"] == stage.jobs()[0]["Id"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,6 +28,7 @@ from tests.test_hostile import fill, tiny_filesystem
 from tests.test_local_daemon import Daemon
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -116,3 +119,33 @@ def test_an_outcome_unrecorded_for_a_full_disk_is_recorded_once_space_is_back(
             assert stage.create_calls() == {f"{stage.bucket}/{key}": 1}
             [row] = stage.status()
             assert row["job_id"] == stage.jobs()[0]["Id"]
+
+
+@contextmanager
+def read_only_view(folder: Path, view: Path) -> Iterator[Path]:
+    """``folder`` seen read-only at ``view`` (a read-only bind mount: even root cannot write
+    there); skips the test when it cannot be mounted."""
+    view.mkdir()
+    done = subprocess.run(["mount", "--bind", str(folder), str(view)], check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot bind-mount a folder (root needed)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def test_status_reads_a_ledger_in_a_read_only_folder(stage: Stage, tmp_path: Path) -> None:
+    """A ledger where nothing may be written (a read-only mount, as for a copy handed to
+    someone, or a file and folder without write permission): `dropzone status` still reads it,
+    although SQLite cannot make the shared-memory file it reads a write-ahead log with."""
+    key = stage.put("a.jsonl")
+    assert stage.dropzone("run", "--once").returncode == 0
+    with read_only_view(stage.ledger_path.parent, tmp_path / "view") as view:
+        done = stage.dropzone(
+            "status", "--json", env={"DROPZONE_LEDGER__PATH": str(view / "ledger.sqlite3")}
+        )
+    assert done.returncode == 0, done.stderr
+    [row] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (row["key"], row["state"]) == (key, "submitted")

@@ -13,6 +13,7 @@ looked up to say why (gone, or in a state the change does not start from).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import threading
@@ -40,7 +41,6 @@ from dropzone.ledger.model import (
 from dropzone.ledger.schema import SCHEMA_VERSION, migrate, user_version
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Collection, Iterator, Sequence
     from datetime import datetime
     from types import TracebackType
@@ -240,9 +240,10 @@ def _entry(row: sqlite3.Row) -> Entry:
 # --- opening --------------------------------------------------------------------------------
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
     if readonly:
-        target, uri = f"{path.resolve().as_uri()}?mode=ro", True
+        query = "mode=ro&immutable=1" if immutable else "mode=ro"
+        target, uri = f"{path.resolve().as_uri()}?{query}", True
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         target, uri = str(path), False
@@ -288,7 +289,36 @@ def _with_space(exc: BaseException, path: Path) -> str:
 
 def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
-        conn = _connect(path, readonly=readonly)
+        return _opened(path, readonly=readonly)
+    except LedgerError as exc:
+        if not readonly:
+            raise
+        if _log_holds_commits(path):
+            if os.access(path.parent, os.W_OK):
+                raise
+            raise LedgerError(
+                f"{exc}; its write-ahead log ({path.name}-wal) holds commits, which SQLite"
+                f" reads only where it may write beside the ledger: read it where"
+                f" {path.parent} is writable (as the daemon's user)"
+            ) from exc
+    # SQLite reads a file in WAL mode through a shared-memory file beside it, which it cannot
+    # make where nothing may be written (a read-only folder or mount). With no log holding
+    # commits, the file alone is the whole ledger: read it as immutable, without that file.
+    return _opened(path, readonly=True, immutable=True)
+
+
+def _log_holds_commits(path: Path) -> bool:
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def _opened(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    try:
+        conn = _connect(path, readonly=readonly, immutable=immutable)
     except (sqlite3.Error, OSError) as exc:
         raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     try:

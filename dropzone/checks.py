@@ -7,6 +7,7 @@ if any failed. The probes take their parts (clients, buckets, paths) from the ca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -145,18 +146,51 @@ def _can_create_in(folder: Path) -> bool:
 
 def ledger_finding(path: Path) -> Finding:
     """The ledger opened for writing (a transaction begun and rolled back), or, before the
-    first run, its folder shown to take new files."""
+    first run, its folders and file made as the daemon would make them, then removed."""
     subject = f"ledger {path}"
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long, say: stat cannot even look
+        return Finding(subject, ok=False, detail=f"{exc.strerror}: fix [ledger] path")
+    if exists:
         try:
             detail = probe_ledger(path)
         except LedgerError as exc:
             return Finding(subject, ok=False, detail=str(exc))
         return Finding(subject, ok=True, detail=detail)
+    return _new_ledger_finding(subject, path)
+
+
+def _new_ledger_finding(subject: str, path: Path) -> Finding:
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is None or not existing.is_dir():
         return Finding(subject, ok=False, detail=f"{existing} is not a folder: fix [ledger] path")
     if not _can_create_in(existing):
         detail = f"cannot create files in {existing}: fix [ledger] path or the folder's access"
         return Finding(subject, ok=False, detail=detail)
+    problem = _try_to_create(path)
+    if problem is not None:
+        detail = f"cannot create {problem.filename}: {problem.strerror}: fix [ledger] path"
+        return Finding(subject, ok=False, detail=detail)
     return Finding(subject, ok=True, detail=f"not there yet; {existing} takes new files")
+
+
+def _try_to_create(path: Path) -> OSError | None:
+    """Make the missing folders and the file, then remove what was made; what stood in the
+    way, if anything. Tried for real: permission bits do not say it for root, read-only
+    mounts, full disks or names too long."""
+    made: list[Path] = []
+    try:
+        for folder in reversed(path.parents):
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        made.append(path)
+    except OSError as exc:
+        return exc
+    finally:
+        for each in reversed(made):
+            with contextlib.suppress(OSError):
+                each.rmdir() if each.is_dir() else each.unlink()
+    return None

@@ -149,3 +149,29 @@ def test_status_reads_a_ledger_in_a_read_only_folder(stage: Stage, tmp_path: Pat
     assert done.returncode == 0, done.stderr
     [row] = [json.loads(line) for line in done.stdout.splitlines()]
     assert (row["key"], row["state"]) == (key, "submitted")
+
+
+@pytest.mark.parametrize(
+    "where", ["under a file", "a folder name too long", "a file name too long"]
+)
+def test_check_tries_to_create_a_missing_ledger(stage: Stage, tmp_path: Path, where: str) -> None:
+    """A ledger not there yet: `dropzone check` makes its folders and file as the daemon would
+    (and removes them again), so a path that cannot be made is FAILED with the reason, not
+    "not there yet" for the daemon to fail on later."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    path = {
+        "under a file": blocker / "ledger.sqlite3",
+        "a folder name too long": tmp_path / ("x" * 300) / "ledger.sqlite3",
+        "a file name too long": tmp_path / "state" / ("x" * 300),
+    }[where]
+    stage.write_config()
+    before = sorted(tmp_path.rglob("*"))
+    done = stage.dropzone("check", "--offline", env={"DROPZONE_LEDGER__PATH": str(path)})
+    found = [line for line in done.stderr.splitlines() if line.startswith(f"ledger {path}: ")]
+    assert len(found) == 1, done.stderr
+    verdict = found[0].removeprefix(f"ledger {path}: ")
+    assert verdict.startswith("FAILED: "), verdict
+    assert ("not a folder" if where == "under a file" else "File name too long") in verdict
+    assert done.returncode == 1
+    assert sorted(tmp_path.rglob("*")) == before

@@ -2,8 +2,9 @@
 
 Threads: the main loop polls every watch (and keeps /healthz and the watchdog fed);
 ``concurrency`` workers claim due entries from the ledger and submit them; one loop reconciles
-stranded entries and one tracks jobs. Nothing that waits on Ark runs in the main loop. Nothing is handed between threads except through the
-ledger, so a crash anywhere leaves a state the next start knows how to finish.
+stranded entries and one tracks jobs. Nothing that waits on Ark runs in the main loop.
+Nothing is handed between threads except through the ledger, so a crash anywhere leaves a
+state the next start knows how to finish.
 """
 
 from __future__ import annotations

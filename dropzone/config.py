@@ -41,9 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
+import annotated_types
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
@@ -55,6 +57,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dropzone import plan
@@ -65,7 +68,6 @@ from dropzone.sources.local_files import DEFAULT_IGNORE
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-    from pydantic.fields import FieldInfo
     from pydantic_core import ErrorDetails, InitErrorDetails
 
 DEFAULT_CONFIG_PATH = Path("/etc/dropzone/dropzone.toml")
@@ -84,6 +86,11 @@ REMOVED_SETTINGS = {
     ),
 }
 CREDENTIAL_FILE_NAMES = ("access_key", "secret_key", "session_token")
+# The [ark] settings naming credential files. Their values are never printed, not even as a
+# path: a secret pasted where its file's path belongs would be shown back otherwise.
+CREDENTIAL_SETTINGS = frozenset(f"{name}_file" for name in CREDENTIAL_FILE_NAMES)
+NOT_SHOWN = "(the value is not shown)"
+SECURE = "[secure]"
 _ENV_CREDENTIALS = (
     (
         "environment VOLCENGINE_*",
@@ -172,14 +179,31 @@ def _from_config_folder(value: Path) -> Path:
 # context: BaseSettings has its own __init__, through which pydantic drops that context.
 _config_folder: ContextVar[Path | None] = ContextVar("config_folder", default=None)
 NonEmpty = Annotated[str, Field(min_length=1)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Seconds = Annotated[float, Field(ge=0)]
+# Every number has a range, checked at load: wide enough for any real deployment, narrow
+# enough for the clocks, timers and sockets that take it (1e300 seconds overflows them all,
+# mid-run, as a traceback). Documented beside each setting, in the README (checked by
+# tests/test_readme.py) and config/dropzone.toml.
+HOUR_S = 3600
+DAY_S = 86400
+MAX_RETENTION_DAYS = 3650
+MAX_ACTIVE_JOBS = 10_000
+Timeout = Annotated[float, Field(gt=0, le=HOUR_S)]
 # Settings are strict: TOML has types, and `validate = "yes"` or `min_age_s = "5"` is a mistake
 # to report, not a string to guess at (environment strings are typed before validation, see
 # _typed_env_string). TOML has no path and no tuple type: those alone are taken from strings
 # and arrays, as lax validation takes them.
 FromToml = Field(strict=False)
-TomlPath = Annotated[Path, FromToml]
+
+
+def _not_empty_path(value: object) -> object:
+    # Before the conversion: Path("") is Path("."), which would quietly mean the config
+    # file's own folder (a ledger that "cannot open", a watched folder nobody meant).
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty: give a path, or leave the setting out")
+    return value
+
+
+TomlPath = Annotated[Path, FromToml, BeforeValidator(_not_empty_path)]
 # Relative paths are the config file's folder's (see _from_config_folder).
 ConfigPath = Annotated[TomlPath, AfterValidator(_from_config_folder)]
 
@@ -191,9 +215,11 @@ class _Section(BaseModel):
 class ArkSettings(_Section):
     endpoint: str = "https://open.volcengineapi.com"
     region: NonEmpty = "cn-beijing"
-    timeout_s: PositiveSeconds = 30
-    connect_timeout_s: PositiveSeconds = 5
-    max_requests_per_second: Annotated[float, Field(gt=0)] = 5
+    timeout_s: Timeout = 30
+    connect_timeout_s: Timeout = 5
+    # At least one call per 100 s (a slower cap would hold a Create for minutes); at most
+    # 100,000, which is no cap at all (the throughput bench uses it).
+    max_requests_per_second: Annotated[float, Field(ge=0.01, le=100_000)] = 5
     access_key_file: ConfigPath | None = None
     secret_key_file: ConfigPath | None = None
     session_token_file: ConfigPath | None = None
@@ -211,8 +237,8 @@ class TosSettings(_Section):
     addressing_style: Literal["virtual", "path", "auto"] = "virtual"
     # TOS calls have time-outs of their own: a listing page of a large prefix may take longer
     # than any one Ark call should.
-    timeout_s: PositiveSeconds = 60
-    connect_timeout_s: PositiveSeconds = 10
+    timeout_s: Timeout = 60
+    connect_timeout_s: Timeout = 10
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 
@@ -229,16 +255,17 @@ class TosSettings(_Section):
 
 class LedgerSettings(_Section):
     path: ConfigPath = Path("/var/lib/dropzone/ledger.sqlite3")
-    retention_days: Annotated[int, Field(ge=1)] = 30
+    retention_days: Annotated[int, Field(ge=1, le=MAX_RETENTION_DAYS)] = 30
 
 
 class DaemonSettings(_Section):
-    poll_interval_s: PositiveSeconds = 30
-    track_interval_s: Seconds = 60
+    # A floor: a listing as fast as the loop turns is no interval.
+    poll_interval_s: Annotated[float, Field(ge=0.1, le=DAY_S)] = 30
+    track_interval_s: Annotated[float, Field(ge=0, le=DAY_S)] = 60
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     listen: str = "127.0.0.1:9464"
-    drain_timeout_s: Seconds = 30
-    once_max_wait_s: Seconds = 300
+    drain_timeout_s: Annotated[float, Field(ge=0, le=HOUR_S)] = 30
+    once_max_wait_s: Annotated[float, Field(ge=0, le=DAY_S)] = 300
     log_level: LogLevel = DEFAULT_LEVEL
 
     _listen = field_validator("listen")(_check_listen)
@@ -333,13 +360,13 @@ class WatchRule(WatchLayout, _WatchName):
     # `validate` would shadow a BaseModel method; the TOML key stays `validate`.
     preflight: bool = Field(default=False, alias="validate")
     report: bool = False
-    min_age_s: Seconds = 5
+    min_age_s: Annotated[float, Field(ge=0, le=DAY_S)] = 5
     local_dir: ConfigPath | None = None
     local_mode: Literal["upload", "synced", "mounted"] = "upload"
-    settle_s: Seconds = 2
-    sync_timeout_s: PositiveSeconds = 300
+    settle_s: Annotated[float, Field(ge=0, le=HOUR_S)] = 2
+    sync_timeout_s: Annotated[float, Field(gt=0, le=DAY_S)] = 300
     ignore: Annotated[tuple[NonEmpty, ...], FromToml] = DEFAULT_IGNORE
-    max_active_jobs: Annotated[int, Field(ge=1)] | None = None
+    max_active_jobs: Annotated[int, Field(ge=1, le=MAX_ACTIVE_JOBS)] | None = None
 
     _name_template = field_validator("name_template")(_check_template)
 
@@ -486,12 +513,16 @@ class Settings(BaseSettings):
         """The effective configuration as JSON-ready data, any secret shown as ``[secure]``."""
         plain = _redact(self.model_dump(by_alias=True))
         assert isinstance(plain, dict)
+        ark = plain["ark"]
+        for name in CREDENTIAL_SETTINGS:  # a path, but perhaps a secret pasted by mistake
+            if ark[name] is not None:
+                ark[name] = SECURE
         return plain
 
 
 def _redact(value: object) -> object:
     if isinstance(value, SecretStr | SecretBytes):
-        return "[secure]"
+        return SECURE
     if isinstance(value, dict):
         return {str(k): _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -630,7 +661,8 @@ def _typed_env_string(info: FieldInfo, raw: str) -> object:
     """The string read as the setting's type reads one ("5" -> 5, "true" -> true), as TOML
     would have typed it: the file's values are taken strictly, but the environment has only
     strings. One the type cannot read is left as it is, for validation to report."""
-    if info.annotation is None:
+    if info.annotation is None or not raw:
+        # "" is no value of any type; as a path it would become "." (see _not_empty_path).
         return raw
     try:
         return TypeAdapter(info.annotation).validate_python(raw)
@@ -744,6 +776,49 @@ def _quoted_scalar(value: object) -> bool:
     return isinstance(unquoted, int | float | bool)
 
 
+_RANGE_ERRORS = {
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "finite_number",
+}
+
+
+def _constraints(annotation: object, metadata: Sequence[object]) -> Iterator[object]:
+    yield from metadata
+    for arg in get_args(annotation):  # `Annotated[int, Field(ge=1)] | None` holds them inside
+        if isinstance(arg, FieldInfo):
+            yield from arg.metadata
+        else:
+            yield from _constraints(arg, ())
+
+
+def range_text(info: FieldInfo) -> str | None:
+    """A numeric setting's range in words: "from 1 to 3650", "above 0, at most 3600"."""
+    low = high = None
+    for item in _constraints(info.annotation, info.metadata):
+        if isinstance(item, annotated_types.Ge | annotated_types.Gt):
+            low = item
+        elif isinstance(item, annotated_types.Le):
+            high = item.le
+    if low is None or high is None:
+        return None
+    if isinstance(low, annotated_types.Ge):
+        return f"from {low.ge:g} to {high:g}"
+    return f"above {low.gt:g}, at most {high:g}"
+
+
+def _range_message(error: ErrorDetails) -> str:
+    info = _field_at(error["loc"])
+    span = range_text(info) if info is not None else None
+    if span is None:
+        return str(error["msg"])
+    if error["type"] == "finite_number":
+        return f"must be a finite number {span}"
+    return f"out of range: must be {span}"
+
+
 def _message(error: ErrorDetails, *, from_file: bool) -> str:
     loc = error["loc"]
     if error["type"] == "extra_forbidden":
@@ -756,9 +831,13 @@ def _message(error: ErrorDetails, *, from_file: bool) -> str:
         return NO_WATCH if loc == ("watch",) else "required setting is missing"
     if error["type"] in _EXPECTED:
         message = _expected(error)
+    elif error["type"] in _RANGE_ERRORS:
+        message = _range_message(error)
     else:
         message = error["msg"].removeprefix("Value error, ")
     shown = error.get("input")
+    if loc[-1] in CREDENTIAL_SETTINGS and _model_at(loc[:-1]) is ArkSettings:
+        return f"{message} {NOT_SHOWN}"
     # pydantic's own messages do not show the value; ours (value_error) say what they need to.
     if isinstance(shown, str | int | float | bool) and error["type"] != "value_error":
         message += f" (got {json.dumps(shown, ensure_ascii=False)[:80]})"
@@ -826,6 +905,13 @@ def _pair(values: Sequence[str | None], names: Sequence[str]) -> Credentials | N
     """Credentials from (access key, secret key, token) or None; half a pair is an error."""
     access_key, secret_key, token = values
     if access_key and secret_key:
+        problems = [
+            f"{name}: {problem} {NOT_SHOWN}"
+            for name, value, check in zip(names, values, _CREDENTIAL_CHECKS, strict=True)
+            if value and (problem := check(value))
+        ]
+        if problems:
+            raise ConfigError(None, problems)
         return Credentials(access_key, secret_key, token or None)
     if not (access_key or secret_key or token):
         return None
@@ -835,22 +921,48 @@ def _pair(values: Sequence[str | None], names: Sequence[str]) -> Credentials | N
     raise ConfigError(None, [f"incomplete credentials: {problem}"])
 
 
+# The checks the signer and the HTTP clients need, made once at load: otherwise a bad byte
+# fails every call, deep inside, as a UnicodeEncodeError traceback and a worker loop.
+_HEADER_CHARACTERS = re.compile(r"[!-~]+")  # visible ASCII: no space, control or other letter
+
+
+def _header_value_problem(value: str) -> str | None:
+    if _HEADER_CHARACTERS.fullmatch(value):
+        return None
+    return "must be printable ASCII without spaces (it is sent in an HTTP header)"
+
+
+def _secret_key_problem(value: str) -> str | None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text"  # a byte the environment could not decode
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "must not hold spaces, line breaks or control characters"
+    return None
+
+
+_CREDENTIAL_CHECKS = (_header_value_problem, _secret_key_problem, _header_value_problem)
+
+
 def _from_env(env: Mapping[str, str], names: Sequence[str]) -> Credentials | None:
     values = [(env.get(n) or "").strip() or None for n in names] + [None] * (3 - len(names))
     return _pair(values, [*names, "session token"][:3])
 
 
-def _read_secret(path: Path, what: str, *, required: bool) -> str | None:
+def _read_secret(path: Path, what: str, *, required: bool, show_path: bool) -> str | None:
+    where = path if show_path else None
+    hint = "" if show_path else f" {NOT_SHOWN}"
     try:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
         if required:
-            raise ConfigError(path, [f"{what}: no such file"]) from None
+            raise ConfigError(where, [f"{what}: no such file{hint}"]) from None
         return None
     except OSError as exc:
-        raise ConfigError(path, [f"{what}: cannot read: {exc.strerror}"]) from None
+        raise ConfigError(where, [f"{what}: cannot read: {exc.strerror}{hint}"]) from None
     except UnicodeDecodeError:
-        raise ConfigError(path, [f"{what}: not UTF-8 text"]) from None
+        raise ConfigError(where, [f"{what}: not UTF-8 text"]) from None
     return text.strip() or None
 
 
@@ -858,16 +970,18 @@ def _from_setting_files(ark: ArkSettings) -> CredentialsFound | None:
     files = (ark.access_key_file, ark.secret_key_file, ark.session_token_file)
     names = [f"[ark] {n}_file" for n in CREDENTIAL_FILE_NAMES]
     values = [
-        _read_secret(p, n, required=True) if p else None for p, n in zip(files, names, strict=True)
+        _read_secret(p, n, required=True, show_path=False) if p else None
+        for p, n in zip(files, names, strict=True)
     ]
     found = _pair(values, names)
-    shown = ", ".join(str(p) for p in files if p)
-    return CredentialsFound(found, f"files {shown}") if found else None
+    shown = ", ".join(n for p, n in zip(files, names, strict=True) if p)
+    return CredentialsFound(found, f"files named by {shown}") if found else None
 
 
 def _from_directory(directory: Path) -> CredentialsFound | None:
     paths = [directory / name for name in CREDENTIAL_FILE_NAMES]
-    values = [_read_secret(p, p.name, required=False) for p in paths]
+    # Fixed names in a folder the service manager or the container gives: safe to show.
+    values = [_read_secret(p, p.name, required=False, show_path=True) for p in paths]
     found = _pair(values, [str(p) for p in paths])
     shown = ", ".join(str(p) for p, v in zip(paths, values, strict=True) if v)
     return CredentialsFound(found, f"files {shown}") if found else None

@@ -1,23 +1,33 @@
 """Logging: structlog, JSON lines when stdout is not a terminal, console rendering when it is.
 
 Exactly this module decides how log lines look. A redaction processor runs last before
-rendering: fields whose names say they hold a secret are masked, and any registered secret
-value is masked wherever it appears in a string, tracebacks included.
+rendering, on every path: fields whose names say they hold a secret are masked, and any
+registered secret value (raw or URL-encoded) is masked wherever it appears in a string or in
+the repr of a value the renderer would print. For that to hold, nothing is left for the
+renderer to format itself: an exception becomes text (JSON: dicts; console: a traceback)
+before redaction, and never with frame locals, which would hold the signing key and the
+session token (structlog's console renderer shows them by default when ``rich`` is installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import logging
+import re
 import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
+from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, MutableMapping
+    from collections.abc import Callable, Iterable, MutableMapping
+
+    from structlog.typing import ExceptionTransformer, ExcInfo
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -25,35 +35,64 @@ LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 DEFAULT_LEVEL: LogLevel = "info"
 MASK = "[secure]"
 _SECRET_FIELD_PARTS = ("secret", "password", "token", "authorization")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_MIN_SECRET_CHARS = 4  # shorter "secrets" (test values) would mask common words
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
+
+
+def _spellings(value: str) -> set[str]:
+    # A token also travels URL-encoded (a query string, a form), and shows so in errors.
+    return {
+        value,
+        quote(value),
+        quote(value, safe=""),
+        quote_plus(value),
+        quote_plus(value, safe=""),
+    }
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
     """Values that must never be printed (a secret key, a session token)."""
     with _registered_lock:
-        _registered.update(v for v in values if v and len(v) >= 4)
+        for value in values:
+            if value and len(value) >= _MIN_SECRET_CHARS:
+                _registered.update(_spellings(value))
+
+
+def _secrets() -> frozenset[str]:
+    with _registered_lock:
+        return frozenset(_registered)
+
+
+def _masked(text: str, secrets: frozenset[str]) -> str:
+    # Longest first: a secret's encoded spelling may contain its raw one.
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def _scrub(value: object, secrets: frozenset[str]) -> object:
     if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        return _masked(value, secrets)
     if isinstance(value, dict):
         return {k: _scrub(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v, secrets) for v in value]
-    return value
+    if value is None or isinstance(value, int | float):
+        return value
+    # Any other object is printed through its repr (both renderers): check what would show.
+    shown = repr(value)
+    masked = _masked(shown, secrets)
+    return value if masked == shown else masked
 
 
 def redact(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask secret-named fields and registered secret values."""
-    with _registered_lock:
-        secrets = frozenset(_registered)
+    secrets = _secrets()
     for name in list(event_dict):
         if any(part in name.lower() for part in _SECRET_FIELD_PARTS):
             event_dict[name] = MASK
@@ -62,12 +101,42 @@ def redact(
     return event_dict
 
 
-def _renderer(fmt: LogFormat, stream: TextIO) -> structlog.typing.Processor:
-    if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
+def _console_traceback(*, colors: bool) -> ExceptionTransformer:
+    """An exception as the console shows it, as text (so that redaction sees it): rich's
+    traceback on a colour terminal when rich is installed, else structlog's plain one;
+    never with frame locals."""
+    formatter: Callable[[TextIO, ExcInfo], None] = structlog.dev.plain_traceback
+    if colors and importlib.util.find_spec("rich") is not None:
+        formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
+
+    def render(exc_info: ExcInfo) -> str:
+        text = io.StringIO()
+        formatter(text, exc_info)
+        shown = text.getvalue().lstrip("\n")
+        plain = _ANSI_ESCAPE.sub("", shown)
+        # Highlighting cuts a secret in the message into coloured pieces that redaction
+        # would not recognise: then the traceback goes without colour, and is masked.
+        return plain if _masked(plain, _secrets()) != plain else shown
+
+    return render
+
+
+def _exceptions_and_renderer(
+    fmt: Literal["json", "console"], stream: TextIO
+) -> tuple[structlog.typing.Processor, structlog.typing.Processor]:
     if fmt == "console":
-        return structlog.dev.ConsoleRenderer(colors=stream.isatty())
-    return structlog.processors.JSONRenderer(ensure_ascii=False)
+        colors = stream.isatty()
+        # plain_traceback: the renderer then takes the text made above as it is.
+        return (
+            structlog.processors.ExceptionRenderer(_console_traceback(colors=colors)),
+            structlog.dev.ConsoleRenderer(
+                colors=colors, exception_formatter=structlog.dev.plain_traceback
+            ),
+        )
+    return (
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        structlog.processors.JSONRenderer(ensure_ascii=False),
+    )
 
 
 @dataclass
@@ -94,18 +163,17 @@ def configure(
     """
     _levels.configured, _levels.chosen = True, level
     out = stream if stream is not None else sys.stdout
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    exceptions, renderer = _exceptions_and_renderer(fmt, out)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        # Frame locals would print the signing key: never show them.
-        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
-        redact,
-        _renderer(fmt, out),
+        exceptions,
+        redact,  # last before the renderer, which gets nothing left to format but text
+        renderer,
     ]
-    if fmt == "console" or (fmt == "auto" and out.isatty()):
-        # The console renderer formats exceptions itself; keep them as exc_info for it.
-        processors.pop(3)
     structlog.configure(
         processors=processors,
         wrapper_class=_filtering(level or DEFAULT_LEVEL),

@@ -204,25 +204,34 @@ BAD_SECTIONS = [
     ('[ark]\nendpoint = "ftp://x"', "ark.endpoint", "is not http(s)://host[:port]"),
     ('[ark]\nendpoint = "https://h/path"', "ark.endpoint", "no path"),
     ('[ark]\nendpoint = "https://h:99999"', "ark.endpoint", "invalid port"),
-    ("[ark]\ntimeout_s = 0", "ark.timeout_s", "greater than 0"),
-    ("[ark]\ntimeout_s = nan", "ark.timeout_s", "finite number"),
-    ("[ark]\nconnect_timeout_s = -1", "ark.connect_timeout_s", "greater than 0"),
-    ("[ark]\nmax_requests_per_second = 0", "ark.max_requests_per_second", "greater than 0"),
+    ("[ark]\ntimeout_s = 0", "ark.timeout_s", "must be above 0, at most 3600 (got 0)"),
+    ("[ark]\ntimeout_s = nan", "ark.timeout_s", "finite number above 0, at most 3600"),
+    ("[ark]\nconnect_timeout_s = -1", "ark.connect_timeout_s", "above 0, at most 3600"),
+    ("[ark]\nmax_requests_per_second = 0", "ark.max_requests_per_second", "from 0.01 to 100000"),
     ('[ark]\nregion = ""', "ark.region", "at least 1 character"),
     ('[tos]\naddressing_style = "virtul"', "tos.addressing_style", "'virtual', 'path' or 'auto'"),
-    ("[ledger]\nretention_days = 0", "ledger.retention_days", "greater than or equal to 1"),
-    ("[daemon]\npoll_interval_s = 0", "daemon.poll_interval_s", "greater than 0"),
-    ("[daemon]\ntrack_interval_s = -1", "daemon.track_interval_s", "greater than or equal to 0"),
-    ("[daemon]\nconcurrency = 0", "daemon.concurrency", "greater than or equal to 1"),
-    ("[daemon]\nconcurrency = 65", "daemon.concurrency", "less than or equal to 64"),
+    ("[ledger]\nretention_days = 0", "ledger.retention_days", "from 1 to 3650 (got 0)"),
+    ("[daemon]\npoll_interval_s = 0", "daemon.poll_interval_s", "from 0.1 to 86400"),
+    ("[daemon]\ntrack_interval_s = -1", "daemon.track_interval_s", "from 0 to 86400"),
+    ("[daemon]\nconcurrency = 0", "daemon.concurrency", "out of range: must be from 1 to 64"),
+    ("[daemon]\nconcurrency = 65", "daemon.concurrency", "from 1 to 64 (got 65)"),
     ("[daemon]\nconcurrency = 2.5", "daemon.concurrency", "expected an integer (got 2.5)"),
     ('[daemon]\nlisten = "9464"', "daemon.listen", 'is not "host:port"'),
     ('[daemon]\nlisten = "::1:9464"', "daemon.listen", 'is not "host:port"'),
     ('[daemon]\nlisten = "h:65536"', "daemon.listen", 'is not "host:port"'),
     ("[daemon]\nmax_transient_attempts = 10", "daemon.max_transient_attempts", "never reject"),
-    ("[daemon]\ndrain_timeout_s = -1", "daemon.drain_timeout_s", "greater than or equal to 0"),
-    ("[daemon]\nonce_max_wait_s = -1", "daemon.once_max_wait_s", "greater than or equal to 0"),
+    ("[daemon]\ndrain_timeout_s = -1", "daemon.drain_timeout_s", "from 0 to 3600"),
+    ("[daemon]\nonce_max_wait_s = -1", "daemon.once_max_wait_s", "from 0 to 86400"),
     ('[daemon]\nlog_level = "verbose"', "daemon.log_level", "'debug', 'info', 'warning' or"),
+    # Issue 12 item 6: each was taken, then crashed the daemon with a traceback.
+    ("[ledger]\nretention_days = 1000000", "ledger.retention_days", "(got 1000000)"),
+    ("[ark]\ntimeout_s = 1e300", "ark.timeout_s", "at most 3600 (got 1e+300)"),
+    ("[ark]\nmax_requests_per_second = 1e-300", "ark.max_requests_per_second", "(got 1e-300)"),
+    ("[daemon]\ndrain_timeout_s = 1e300", "daemon.drain_timeout_s", "to 3600 (got 1e+300)"),
+    ("[tos]\nconnect_timeout_s = inf", "tos.connect_timeout_s", "finite number above 0"),
+    ("[daemon]\nonce_max_wait_s = -inf", "daemon.once_max_wait_s", "(got -Infinity)"),
+    ('[ledger]\npath = ""', "ledger.path", "must not be empty: give a path, or leave the"),
+    ('[ark]\nsecret_key_file = "  "', "ark.secret_key_file", "must not be empty"),
 ]
 
 
@@ -232,7 +241,7 @@ def test_section_errors(tmp_path: Path, text: str, setting: str, message: str) -
     found = problems(tmp_path, f"{text}\n{WATCH}")
     assert len(found) == 1
     assert found[0].startswith(f"{setting}: ")
-    assert message.replace(">= 1", "greater than or equal to 1") in found[0]
+    assert message in found[0]
 
 
 def test_after_active_needs_job_tracking(tmp_path: Path) -> None:
@@ -272,12 +281,16 @@ BAD_WATCHES = [
     ('on_start = "skip"', ".on_start", "'skip-existing' or 'submit-existing'"),
     ('on_change = "always"', ".on_change", "'resubmit', 'ignore' or 'after-active'"),
     ('validate = "maybe"', ".validate", 'expected true or false (got "maybe")'),
-    ("min_age_s = -1", ".min_age_s", "greater than or equal to 0"),
+    ("min_age_s = -1", ".min_age_s", "from 0 to 86400"),
+    ("min_age_s = 1e12", ".min_age_s", "from 0 to 86400 (got 1000000000000.0)"),
     ('local_mode = "fuse"', ".local_mode", "'upload', 'synced' or 'mounted'"),
-    ("settle_s = -0.5", ".settle_s", "greater than or equal to 0"),
-    ("sync_timeout_s = 0", ".sync_timeout_s", "greater than 0"),
+    ("settle_s = -0.5", ".settle_s", "from 0 to 3600"),
+    ("settle_s = inf", ".settle_s", "finite number from 0 to 3600 (got Infinity)"),
+    ("sync_timeout_s = 0", ".sync_timeout_s", "above 0, at most 86400"),
     ('ignore = [""]', ".ignore[0]", "at least 1 character"),
-    ("max_active_jobs = 0", ".max_active_jobs", "greater than or equal to 1"),
+    ("max_active_jobs = 0", ".max_active_jobs", "from 1 to 10000 (got 0)"),
+    ("max_active_jobs = 10001", ".max_active_jobs", "from 1 to 10000 (got 10001)"),
+    ('local_dir = ""', ".local_dir", "must not be empty"),
     ('custom_model_id = "ep-1"', ".model", "exactly one of model"),
     ('model = { version = "1" }', ".model.name", "required setting is missing"),
 ]
@@ -773,7 +786,9 @@ def test_setting_files_come_third(tmp_path: Path) -> None:
     env = {"CREDENTIALS_DIRECTORY": str(secret_dir(tmp_path, "c", access_key="x", secret_key="y"))}
     found = load_credentials(ark, env, ())
     assert found is not None
-    assert found.source == f"files {tmp_path / 'ak'}, {tmp_path / 'sk'}, {tmp_path / 'token'}"
+    assert found.source == (
+        "files named by [ark] access_key_file, [ark] secret_key_file, [ark] session_token_file"
+    )
     assert (found.credentials.access_key, found.credentials.secret_key) == (AK, SK)
     assert found.credentials.session_token == TOKEN
 
@@ -855,11 +870,14 @@ def test_half_a_pair_in_a_folder(tmp_path: Path) -> None:
 
 
 def test_missing_setting_file(tmp_path: Path) -> None:
-    """A configured credential file that does not exist is an error naming it."""
-    ark = ArkSettings(access_key_file=tmp_path / "none", secret_key_file=tmp_path / "none2")
+    """A configured credential file that does not exist is an error naming the setting, and
+    not its value: a secret pasted where the path belongs is not printed back (issue 12
+    item 8; it was, as the error's file name)."""
+    ark = ArkSettings(access_key_file=write(tmp_path, AK, "ak"), secret_key_file=Path(SK))
     with pytest.raises(ConfigError) as caught:
         load_credentials(ark, {}, ())
-    assert str(caught.value) == f"{tmp_path / 'none'}: [ark] access_key_file: no such file"
+    assert caught.value.path is None
+    assert str(caught.value) == "[ark] secret_key_file: no such file (the value is not shown)"
 
 
 def test_unreadable_secret_file(tmp_path: Path) -> None:
@@ -879,7 +897,7 @@ def test_secret_file_not_utf8(tmp_path: Path) -> None:
     ark = ArkSettings(access_key_file=write(tmp_path, AK, "ak"), secret_key_file=path)
     with pytest.raises(ConfigError) as caught:
         load_credentials(ark, {}, ())
-    assert str(caught.value) == f"{path}: [ark] secret_key_file: not UTF-8 text"
+    assert str(caught.value) == "[ark] secret_key_file: not UTF-8 text"
 
 
 # --- secrets stay secret --------------------------------------------------------------------
@@ -904,7 +922,9 @@ def test_redacted_is_plain_json(tmp_path: Path) -> None:
     settings = load(tmp_path, f'[ark]\nsecret_key_file = "/run/sk"\n{WATCH}')
     data = settings.redacted()
     assert json.loads(json.dumps(data)) == data
-    assert data["ark"]["secret_key_file"] == "/run/sk"
+    # A credential setting's value is never shown, even a path (it may be a pasted secret).
+    assert data["ark"]["secret_key_file"] == "[secure]"
+    assert data["ark"]["access_key_file"] is None
     assert data["watch"][0]["validate"] is False
     assert data["watch"][0]["ignore"] == [".*", "*.tmp", "*.part", "*~", "*.crdownload", "*.swp"]
     # WatchRule is assembled from bases; a watch still reads name first, then where it looks.
@@ -917,3 +937,102 @@ def test_redaction_hides_secret_values() -> None:
         "a": ["[secure]", "/p"],
         "b": [1],
     }
+
+
+# --- numbers at their edges and credentials of the wrong kind (issue 12 items 6, 7) -----------
+
+NUMERIC = [
+    (model, key, info)
+    for model in (
+        config.ArkSettings,
+        config.TosSettings,
+        config.LedgerSettings,
+        config.DaemonSettings,
+        config.WatchRule,
+    )
+    for key, info in model.model_fields.items()
+    if re.search(r"\b(int|float)\b", str(info.annotation))
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "info"), NUMERIC, ids=[f"{n[0].__name__}.{n[1]}" for n in NUMERIC]
+)
+def test_every_numeric_setting_has_a_range(model: type[Any], key: str, info: Any) -> None:
+    """Every number has a lower and an upper bound, so that no value the clocks and timers
+    cannot hold (1e300 seconds, a million days) gets past loading."""
+    assert config.range_text(info) is not None, f"{model.__name__}.{key}"
+
+
+@pytest.mark.parametrize("value", ["1e300", "inf", "-inf", "nan", "1e-300"])
+@pytest.mark.parametrize("key", ["TIMEOUT_S", "MAX_REQUESTS_PER_SECOND"])
+def test_edge_numbers_from_the_environment(tmp_path: Path, key: str, value: str) -> None:
+    """An environment value out of range, infinite or not a number is refused naming the
+    variable and the range, as one from the file is."""
+    name = f"DROPZONE_ARK__{key}"
+    if key == "TIMEOUT_S" and value == "1e-300":
+        value = "0"
+    (problem,) = problems(tmp_path, WATCH, {name: value})
+    assert problem.startswith(f"ark.{key.lower()} (from environment {name}): ")
+    assert re.search(r"(out of range: must be|must be a finite number) (from|above) ", problem)
+
+
+def test_an_empty_path_in_the_environment_is_refused(tmp_path: Path) -> None:
+    """DROPZONE_LEDGER__PATH="" was the config file's folder, and the ledger "disk I/O error"
+    (issue 12 item 2); an empty value for a path that is unset by default still unsets it."""
+    env = {"DROPZONE_LEDGER__PATH": "", "DROPZONE_WATCH__CHAT__LOCAL_DIR": ""}
+    (problem,) = problems(tmp_path, WATCH, env)
+    assert problem == (
+        "ledger.path (from environment DROPZONE_LEDGER__PATH): must not be empty: give a path, "
+        "or leave the setting out"
+    )
+
+
+def test_a_credential_setting_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    """`secret_key_file = 12345678` (a secret typed where its path belongs) is refused without
+    showing the value."""
+    (problem,) = problems(tmp_path, f"[ark]\nsecret_key_file = 12345678\n{WATCH}")
+    assert problem == "ark.secret_key_file: expected a path (a string) (the value is not shown)"
+
+
+BAD_CREDENTIALS = [
+    ("VOLCENGINE_ACCESS_KEY", "AKLTaccès", "must be printable ASCII without spaces"),
+    ("VOLCENGINE_ACCESS_KEY", "AKLT key", "must be printable ASCII without spaces"),
+    ("VOLCENGINE_SESSION_TOKEN", TOKEN + "é", "must be printable ASCII without spaces"),
+    ("VOLCENGINE_SESSION_TOKEN", TOKEN + "\udcff", "must be printable ASCII without spaces"),
+    # os.environ holds an undecodable byte as a lone surrogate: UTF-8 cannot encode it.
+    ("VOLCENGINE_SECRET_KEY", SK + "\udcff", "is not valid UTF-8 text"),
+    ("VOLCENGINE_SECRET_KEY", SK + "\x00x", "must not hold spaces, line breaks or control"),
+    ("VOLCENGINE_SECRET_KEY", "two\nlines", "must not hold spaces, line breaks or control"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD_CREDENTIALS)
+def test_credentials_the_signer_cannot_use_are_refused(name: str, value: str, message: str) -> None:
+    """A credential the signer or an HTTP header cannot carry is refused at load, naming the
+    variable, never showing the value (issue 12 item 7: a UnicodeEncodeError traceback in
+    every worker, for ever)."""
+    env = {"VOLCENGINE_ACCESS_KEY": AK, "VOLCENGINE_SECRET_KEY": SK, name: value}
+    with pytest.raises(ConfigError) as caught:
+        load_credentials(NO_FILES, env, ())
+    assert str(caught.value).startswith(f"{name}: {message}")
+    assert str(caught.value).endswith("(the value is not shown)")
+    assert value.strip() not in str(caught.value)
+
+
+def test_credentials_from_files_are_checked_naming_the_setting(tmp_path: Path) -> None:
+    """A file's credential is checked as the environment's, naming the setting (not the path);
+    a folder's names the file."""
+    ark = ArkSettings(
+        access_key_file=write(tmp_path, "AKLTé\n", "ak"), secret_key_file=write(tmp_path, SK, "sk")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_credentials(ark, {}, ())
+    assert str(caught.value) == (
+        "[ark] access_key_file: must be printable ASCII without spaces (it is sent in an HTTP "
+        "header) (the value is not shown)"
+    )
+    folder = secret_dir(tmp_path, "s", access_key=AK, secret_key=SK, session_token="tök")
+    with pytest.raises(ConfigError) as caught:
+        load_credentials(NO_FILES, {}, (folder,))
+    assert str(caught.value).startswith(f"{folder / 'session_token'}: must be printable ASCII")

@@ -173,7 +173,7 @@ BAD_CONFIGS: list[tuple[str, str | bytes | None, list[str]]] = [
         "Python types",
         '[ark]\naccess_key_file = 5\n[[watch]]\nname = "chat"\nbucket = "b"\nmodel = "m"\n',
         [
-            "ark.access_key_file: expected a path (a string) (got 5)",
+            "ark.access_key_file: expected a path (a string) (the value is not shown)",
             (
                 'watch[0] (name "chat").model: expected a table { name = ..., version = ... } '
                 '(got "m")'

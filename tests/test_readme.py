@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.config import ArkSettings, DaemonSettings, LedgerSettings, TosSettings, WatchRule
+from dropzone.config import (
+    ArkSettings,
+    DaemonSettings,
+    LedgerSettings,
+    TosSettings,
+    WatchRule,
+    range_text,
+)
 from tests.conftest import REPO
 from tests.harness import free_port, load_scale, log_events
 
@@ -94,6 +101,38 @@ def test_configuration_reference_matches_the_models(section: str, model: type[Ba
             if isinstance(expected, tuple):
                 expected = list(expected)
             assert value == expected, key
+
+
+def _meanings(text: str, section: str) -> dict[str, str]:
+    body = text.split(f"### `{section}`", 1)[1].split("\n### ", 1)[0]
+    return dict(re.findall(r"^\| `(\w+)` \| .+? \| (.+) \|$", body, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize(
+    ("section", "model"),
+    [
+        ("[ark]", ArkSettings),
+        ("[tos]", TosSettings),
+        ("[ledger]", LedgerSettings),
+        ("[daemon]", DaemonSettings),
+        ("[[watch]]", WatchRule),
+    ],
+)
+def test_configuration_reference_states_each_range(section: str, model: type[BaseModel]) -> None:
+    """Every numeric setting's row states the range the settings model checks, word for word
+    as its error does (and config/dropzone.toml's comment above it too)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = (REPO / "config" / "dropzone.toml").read_text(encoding="utf-8")
+    body = example.split(f"\n{section}\n", 1)[1].split("\n[", 1)[0]
+    meanings = _meanings(readme, section)
+    for name, field in model.model_fields.items():
+        span = range_text(field)
+        if span is None:
+            continue
+        assert span in meanings[field.alias or name], (section, name)
+        comment = re.search(rf"((?:^#.*\n)+)^#? ?{name} = ", body, flags=re.MULTILINE)
+        assert comment, (section, name)
+        assert span in " ".join(comment.group(1).replace("#", " ").split()), (section, name)
 
 
 @pytest.mark.slow

@@ -7,11 +7,18 @@ bucket or beside a local file), not on /metrics or /healthz.
 
 from __future__ import annotations
 
+import os
+import pty
 import signal
+import subprocess
+import sys
+import tomllib
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import rich  # noqa: F401 - the console scan below must run with rich installed
+import tomli_w
 
 from dropzone.ark.emulator import Emulator
 from dropzone.plan import REPORT_SUFFIX
@@ -27,7 +34,6 @@ from tests.harness import (
 )
 
 if TYPE_CHECKING:
-    import subprocess
     from pathlib import Path
 
 SESSION_TOKEN = "STS-session-token-that-must-never-show-0123456789"
@@ -47,6 +53,32 @@ class Recorder:
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
         self.texts: dict[str, str] = {}
+
+    def run_on_terminal(self, *args: str) -> int:
+        """The command with a pseudo-terminal for stdout and stderr, as a person at a console
+        runs it: the console renderer in colour, rich's where rich is installed."""
+        main, child = pty.openpty()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dropzone", *args],
+            env={**self.stage.env(), "VOLCENGINE_SESSION_TOKEN": SESSION_TOKEN},
+            stdin=subprocess.DEVNULL,
+            stdout=child,
+            stderr=child,
+        )
+        os.close(child)
+        chunks = []
+        while True:  # read as it comes: a full terminal buffer would stop the child
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the child's end is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(main)
+        returncode = process.wait(timeout=120 * load_scale())
+        self.texts["terminal: " + " ".join(args)] = b"".join(chunks).decode(errors="replace")
+        return returncode
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = self.stage.dropzone(*args, env={"VOLCENGINE_SESSION_TOKEN": SESSION_TOKEN})
@@ -69,6 +101,9 @@ def test_no_command_prints_or_stores_a_secret(tmp_path: Path, moto_endpoint: str
         # Errors and retries print the most: half of all calls fail at first.
         ark.set_faults(fail_rate=0.5)
         rec.run("run", "--once")
+        # The console renderer too, with rich installed (a dev dependency for this): it
+        # printed frame locals, the session token among them (issue 12 item 8).
+        rec.run_on_terminal("run", "--once", "--log-level", "debug")
         ark.set_faults(fail_rate=0.0)
         rec.run("run", "--once")
         rec.run("status")
@@ -109,12 +144,43 @@ def test_no_command_prints_or_stores_a_secret(tmp_path: Path, moto_endpoint: str
     assert list(reports) == [bad + REPORT_SUFFIX]
     assert "dropzone_submissions_total" in rec.texts["/metrics"]
     assert "ark.auth_failed" in rec.texts["run --once (wrong secret)"]
+    console = rec.texts["terminal: run --once --log-level debug"]
+    assert "\x1b[" in console  # in colour: the console renderer, not JSON
+    assert "daemon.started" in console
     assert "local-bad.jsonl" in rec.texts[f"validate {local} {tmp_path / 'missing.jsonl'}"]
-    for name, text in rec.texts.items():
+    assert_no_secret(rec.texts, reports, stage.ledger_path.parent)
+
+
+def assert_no_secret(texts: dict[str, str], reports: dict[str, bytes], ledger_dir: Path) -> None:
+    """No secret in any text printed, any report written, any file of the ledger's."""
+    for name, text in texts.items():
         for secret in SECRETS:
             assert secret not in text, f"{name} printed a secret"
     for secret in SECRETS:
         for key, body in reports.items():
             assert secret.encode() not in body, key
-        for path in stage.ledger_path.parent.iterdir():
+        for path in ledger_dir.iterdir():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_secret_pasted_as_a_credential_path_is_never_printed(stage: Stage) -> None:
+    """A secret key pasted into `secret_key_file` (where its file's path belongs) was printed
+    back in the "no such file" error (issue 12 item 8). Neither `run` nor `check` shows it
+    now: the error names the setting, and `check` shows the setting as [secure]."""
+    config = stage.tmp / "pasted.toml"
+    data = tomllib.loads(stage.config_text())
+    access_key = stage.tmp / "access_key"
+    access_key.write_text("AKLTdaemontest\n", encoding="utf-8")
+    data["ark"].update(access_key_file=str(access_key), secret_key_file=SECRET_KEY)
+    config.write_text(tomli_w.dumps(data), encoding="utf-8")
+    no_env = {"VOLCENGINE_ACCESS_KEY": "", "VOLCENGINE_SECRET_KEY": ""}
+    run = stage.dropzone("run", "--once", "-c", str(config), env=no_env)
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == (
+        "dropzone run: [ark] secret_key_file: no such file (the value is not shown)\n"
+    )
+    check = stage.dropzone("check", "--json", "-c", str(config), env=no_env)
+    assert check.returncode != 0
+    assert "[secure]" in check.stdout
+    for done in (run, check):
+        assert SECRET_KEY not in done.stdout + done.stderr

@@ -4,7 +4,7 @@
                                 [--goal-per-s 2000]
 
 A real daemon (``python -m dropzone run``, a child process) watches a local folder with
-``settle_s = 0``; the Ark emulator runs in this process with jobs that stay Queued for an hour
+``settle_s = 0.5``; the Ark emulator runs in this process with jobs that stay Queued for an hour
 (the guard never fires), at the product's default API cap (5 calls/s), so almost every file
 is still `pending` when it is counted: what is measured is ingestion, not submission. Once the
 daemon says it is ready, ``--files`` small files are written into the folder as fast as this
@@ -97,7 +97,8 @@ def flood(args: argparse.Namespace, tmp: Path, s3_endpoint: str) -> dict[str, fl
         "model": {"name": "doubao-pro-32k", "version": "240615"},
         "local_dir": str(inbox),
         "local_mode": args.mode,
-        "settle_s": 0,
+        # Long enough that a file caught by a rescan half-written is not taken as a version.
+        "settle_s": 0.5,
         "on_start": "submit-existing",
     }
     if args.max_active_jobs is not None:

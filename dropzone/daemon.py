@@ -296,6 +296,15 @@ class Daemon:
                     return claimed[0]
         return None
 
+    def _idle_wait_s(self) -> float:
+        """How long an idle worker waits for a wake-up. With a cost guard, the entries due may
+        all be held back by their watch's cap: looking again every 50 ms re-counted the ledger
+        twenty times a second per worker and slowed a flood's ingestion several-fold. A slot
+        frees when a job ends (tracking wakes the workers) or once a second at the latest."""
+        if self.caps:
+            return _IDLE_WAIT_S
+        return min(_IDLE_WAIT_S, self._seconds_to_next_due())
+
     def _claimable_watches(self) -> list[str]:
         names = [p.rule.name for p in self.pollers] + [f.rule.name for f in self.folders]
         free: list[str] = []
@@ -450,7 +459,7 @@ class Daemon:
             if not busy:
                 if was_busy:  # only then: run_once need not look again at every idle turn
                     self._worker_idle.notify()
-                self._wake.wait(mark, min(_IDLE_WAIT_S, self._seconds_to_next_due()))
+                self._wake.wait(mark, self._idle_wait_s())
 
     def _drain(self, workers: list[threading.Thread]) -> int:
         self.stop()

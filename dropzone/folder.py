@@ -7,16 +7,21 @@ on the source's worker thread, never on watchdog's observer thread.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dropzone import plan
+from dropzone.diff import Listed
 from dropzone.ledger import LedgerError, ScopeStatus, State
 from dropzone.log import get_logger
 from dropzone.scan import start_state
 from dropzone.sources.local import (
+    FileGone,
+    FileUnreadable,
     FolderWatcher,
     LocalFile,
     key_for,
@@ -26,7 +31,7 @@ from dropzone.sources.local import (
     synced_object,
     upload_file,
 )
-from dropzone.sources.tos import SourceError
+from dropzone.sources.tos import ObjectRefused, SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -86,6 +91,7 @@ class FolderWatch:
             polling=rule.local_mode == "mounted",
             poll_interval_s=poll_interval_s,
             on_ready=self.file_ready,
+            on_ready_many=self.files_ready,
         )
 
     def start(self, *, wait_s: float = 60.0) -> bool:
@@ -171,29 +177,59 @@ class FolderWatch:
 
     def file_ready(self, file: LocalFile) -> None:
         """A complete file: record it (uploading or waiting for the sync as the mode says)."""
+        if self.files_ready([file]):
+            raise SourceError(f"{file.path}: the store could not be reached; seen again later")
+
+    def files_ready(self, files: list[LocalFile]) -> list[LocalFile]:
+        """Complete files, recorded in one transaction (a flood is thousands at once);
+        returns those to be seen again (the store could not be reached for them this time)."""
+        again: list[LocalFile] = []
+        found: list[_Found] = []
         try:
-            self._file_ready(file)
+            for file in files:
+                try:
+                    one = self._found(file)
+                except SourceError as exc:
+                    self._log.warning("local.report_failed", relpath=file.relpath, error=str(exc))
+                    again.append(file)
+                    continue
+                if one is not None:
+                    found.append(one)
+            self._record_all(found)
+            return again
         finally:
             # Reported, or failed (retried at the next sighting): the start waits no longer.
             with self._lock:
-                self._unreported.pop(file.relpath, None)
+                for file in files:
+                    self._unreported.pop(file.relpath, None)
+                    self._first_versions.pop(file.relpath, None)
                 if not self._unreported:
                     self._all_reported.set()
 
-    def _file_ready(self, file: LocalFile) -> None:
+    def _found(self, file: LocalFile) -> _Found | None:
+        """What to record for a file: its object's version and start state, or, for a file
+        that cannot be read or an upload the store refuses, a ``rejected`` entry saying why
+        (one line, once; a changed file is a new version and is tried again)."""
         key = key_for(self.rule.prefix, file.relpath)
         if not plan.is_candidate(self.rule, key):
             # Not input (the pattern, an error report, the watch's own results): as a bucket
             # watch skips such keys, a folder watch neither uploads nor records them.
-            return
-        stored = self._object_for(key, file)
+            return None
+        try:
+            stored = self._object_for(key, file)
+        except FileGone:
+            return None  # gone since it was seen: nothing to record
+        except FileUnreadable as exc:
+            return _Found(key, file, _unread_etag(file), file.size, State.REJECTED, str(exc))
+        except ObjectRefused as exc:
+            etag = _unread_etag(file)
+            with contextlib.suppress(SourceError):
+                etag = self._local_etag(key, file)
+            return _Found(key, file, etag, file.size, State.REJECTED, str(exc))
         if stored is None:
-            self._record(key, file, self._local_etag(key, file), State.WAITING)
-        else:
-            state, note = self._state_for(key, file, stored.etag)
-            self._record(key, file, stored.etag, state, size=stored.size, note=note)
-        with self._lock:
-            self._first_versions.pop(file.relpath, None)
+            return _Found(key, file, self._local_etag(key, file), file.size, State.WAITING, None)
+        state, note = self._state_for(key, file, stored.etag)
+        return _Found(key, file, stored.etag, stored.size, state, note)
 
     def _state_for(self, key: str, file: LocalFile, etag: str) -> tuple[State, str | None]:
         """Baseline for a file there at the first start (skip-existing) or an ignored change."""
@@ -220,41 +256,48 @@ class FolderWatch:
         # A waiting entry needs an identity before the object exists: the file's own MD5.
         return local_object(key, file).etag
 
-    def _record(
-        self,
-        key: str,
-        file: LocalFile,
-        etag: str,
-        state: State,
-        *,
-        size: int | None = None,
-        note: str | None = None,
-    ) -> None:
-        size = file.size if size is None else size
-        entry, created = self._ledger.add_object(
-            self.rule.name, self.rule.bucket, key, etag, size, state, self._clock()
-        )
-        if not created:
-            return
-        if state is State.BASELINE and note is None:
+    def _record_all(self, found: list[_Found]) -> None:
+        items = [(Listed(f.key, f.etag, f.size), f.state, f.note) for f in found]
+        created = self._ledger.add_objects(self.rule.name, self.rule.bucket, items, self._clock())
+        by_version = {(f.key, f.etag): f for f in found}
+        woke = False
+        for entry in created:
+            one = by_version[(entry.key, entry.etag)]
+            woke = self._tell(entry, one) or woke
+        if woke:
+            self._on_new()
+
+    def _tell(self, entry: Entry, found: _Found) -> bool:
+        """Log a newly recorded entry; True when it is work for the submitters."""
+        if entry.state is State.REJECTED:
+            self._log.warning(
+                "job.rejected",
+                key=entry.key,
+                etag=entry.etag,
+                reason=found.note,
+                path=str(found.file.path),
+            )
+            return False
+        if entry.state is State.BASELINE and found.note is None:
             with self._lock:
                 if self._baseline_count is not None:
                     self._baseline_count += 1  # one summary line at the end of the start
-                    return
-            self._log.info("object.baseline", key=key, etag=etag, size=entry.size, count=1)
-            return
-        extra = {} if note is None else {"note": note}
+                    return False
+            self._log.info(
+                "object.baseline", key=entry.key, etag=entry.etag, size=entry.size, count=1
+            )
+            return False
+        extra = {} if found.note is None else {"note": found.note}
         self._log.info(
             "object.detected",
-            key=key,
-            etag=etag,
+            key=entry.key,
+            etag=entry.etag,
             size=entry.size,
             state=entry.state,
-            path=str(file.path),
+            path=str(found.file.path),
             **extra,
         )
-        if state is not State.BASELINE:
-            self._on_new()
+        return entry.state is not State.BASELINE
 
     # --- synced mode: waiting entries ---------------------------------------------------------
 
@@ -315,6 +358,24 @@ class FolderWatch:
                 waited_s=round(waited.total_seconds()),
                 note="the object is not in the bucket yet; still waiting",
             )
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A file as it is to be recorded: key, version, start state (``note``: why, for a
+    rejected one the reason, for an ignored change that it was ignored)."""
+
+    key: str
+    file: LocalFile
+    etag: str
+    size: int
+    state: State
+    note: str | None
+
+
+def _unread_etag(file: LocalFile) -> str:
+    # A file that cannot be read has no content hash; its size and time tell a changed one.
+    return f"unread-{file.size}-{file.mtime_ns}"
 
 
 def _present(root: Path, ignore: Sequence[str]) -> dict[str, LocalFile]:

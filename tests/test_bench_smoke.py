@@ -72,6 +72,15 @@ def test_local_detection_reports_percentiles() -> None:
     assert re.search(r"local detection\s+(PASS|FAIL)", out)
 
 
+def test_local_flood_reports_files_per_second() -> None:
+    """A small flood (no bar at this size): every file in the ledger, the rate reported."""
+    out = run_bench(
+        "local_flood.py", "--files", "300", "--goal-per-s", "0", "--max-active-jobs", "1"
+    )
+    assert re.search(r"\n300\s+300\s+\S+ s\s+\S+ s\s+\d+\s+PASS", out), out
+    assert "error lines 0" in out
+
+
 def test_memory_reports_peak_rss_of_each_process() -> None:
     out = run_bench(
         "memory.py", "--entries", "3000", "--small", "500", "--settle-s", "0.5",

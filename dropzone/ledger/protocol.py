@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator
+    from collections.abc import Collection, Iterator, Sequence
     from datetime import datetime
 
-    from dropzone.diff import Page
+    from dropzone.diff import Listed, Page
     from dropzone.ledger.model import Entry, OnChange, RequestCounts, ScopeStatus, State
 
 
@@ -37,6 +37,13 @@ class Ledger(Protocol):
     def add_object(
         self, watch: str, bucket: str, key: str, etag: str, size: int, state: State, now: datetime
     ) -> tuple[Entry, bool]: ...
+    def add_objects(
+        self,
+        watch: str,
+        bucket: str,
+        found: Sequence[tuple[Listed, State, str | None]],
+        now: datetime,
+    ) -> list[Entry]: ...
     def update_waiting(self, entry_id: int, etag: str, size: int, now: datetime) -> Entry: ...
     def promote_waiting(self, entry_id: int, now: datetime) -> Entry: ...
 

@@ -587,6 +587,25 @@ class SqliteLedger:
             row = conn.execute(_SELECT_IDENTITY, (watch, bucket, key, etag)).fetchone()
         return _entry(row), False
 
+    def add_objects(
+        self,
+        watch: str,
+        bucket: str,
+        found: Sequence[tuple[Listed, State, str | None]],
+        now: datetime,
+    ) -> list[Entry]:
+        """Record many versions in one transaction, each unless known; returns those created.
+
+        A version found unusable as it was detected (a file that cannot be read, an upload the
+        store refuses) starts ``rejected`` with its reason: visible, and never claimed."""
+        for _, state, _ in found:
+            if state not in model.START_STATES and state is not State.REJECTED:
+                raise ValueError(f"an entry starts as baseline, waiting or pending, not {state}")
+        if not found:
+            return []
+        with self._write() as conn:
+            return _insert(conn, (watch, bucket), found, now)
+
     def update_waiting(self, entry_id: int, etag: str, size: int, now: datetime) -> Entry:
         """A local file still settling changed: its waiting entry takes the new version.
 

@@ -26,6 +26,8 @@ from dropzone.sources.local_files import (
     stat_file,
 )
 from dropzone.sources.local_objects import (
+    FileGone,
+    FileUnreadable,
     file_md5,
     is_md5_etag,
     local_object,
@@ -37,6 +39,8 @@ from dropzone.sources.local_watch import FolderWatcher
 
 __all__ = [
     "DEFAULT_IGNORE",
+    "FileGone",
+    "FileUnreadable",
     "FolderWatcher",
     "LocalFile",
     "SettleTracker",

@@ -27,7 +27,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from dropzone.sources.tos import SourceError, StoredObject, translate
+from dropzone.sources.tos import (
+    ObjectRefused,
+    SourceError,
+    StoredObject,
+    refuses_the_object,
+    translate,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,6 +57,15 @@ def is_md5_etag(etag: str) -> bool:
     return _MD5_ETAG.fullmatch(etag.lower()) is not None
 
 
+class FileGone(SourceError):
+    """The file was deleted (or renamed away) between its sighting and its reading."""
+
+
+class FileUnreadable(SourceError):
+    """The file is there and cannot be read (permissions, an I/O error): until it changes,
+    reading it again tells the same."""
+
+
 def file_md5(path: Path) -> str:
     """The file's MD5 as 32 lowercase hex digits, read in chunks (constant memory)."""
     digest = hashlib.md5(usedforsecurity=False)
@@ -64,8 +79,10 @@ def local_object(key: str, file: LocalFile) -> StoredObject:
     """A mounted file as the object it is: ETag = MD5 (as for a single-part upload)."""
     try:
         etag = file_md5(file.path)
+    except FileNotFoundError as exc:
+        raise FileGone(f"reading {file.path}: {exc}") from exc
     except OSError as exc:
-        raise SourceError(f"reading {file.path}: {exc}") from exc
+        raise FileUnreadable(f"the file {file.path} cannot be read: {exc.strerror or exc}") from exc
     modified = datetime.fromtimestamp(file.mtime_ns / 1e9, UTC)
     return StoredObject(key=key, etag=etag, size=file.size, last_modified=modified)
 
@@ -108,12 +125,12 @@ def upload_file(
         return existing
     try:
         bucket.s3.upload_file(str(file.path), bucket.bucket, key, Config=config)
-    except (BotoCoreError, ClientError) as exc:
-        raise translate(exc, f"uploading {where}") from exc
-    except S3UploadFailedError as exc:
+    except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
         # boto3 wraps the ClientError without chaining it explicitly; its context has it.
-        cause = exc.__context__
+        cause = exc.__context__ if isinstance(exc, S3UploadFailedError) else exc
         error = cause if isinstance(cause, ClientError | BotoCoreError) else exc
+        if isinstance(error, ClientError) and refuses_the_object(error):
+            raise ObjectRefused(f"the store refused the upload of {where}: {error}") from exc
         raise translate(error, f"uploading {where}") from exc
     except OSError as exc:
         raise SourceError(f"uploading {where} from {file.path}: {exc}") from exc

@@ -41,6 +41,7 @@ from watchdog.observers.polling import PollingObserver
 
 from dropzone.log import get_logger
 from dropzone.sources.local_files import is_ignored, relpath_of, scan, stat_file
+from dropzone.sources.local_overflow import on_overflow, stop_hearing
 from dropzone.sources.local_settle import SettleTracker
 from dropzone.sources.tos import SourceConfigError
 
@@ -120,11 +121,16 @@ class FolderWatcher:
         polling: bool,
         poll_interval_s: float,
         on_ready: Callable[[LocalFile], None],
+        on_ready_many: Callable[[list[LocalFile]], list[LocalFile]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         events: bool = True,
     ) -> None:
         """``events=False`` with ``polling``: no inotify beside the polling (what a mount whose
-        kernel reports nothing amounts to; tests use it to reach that path)."""
+        kernel reports nothing amounts to; tests use it to reach that path).
+        ``on_ready_many``: given, the files that became ready in one turn go to it together
+        (up to 1,024 at a time), so that a flood is recorded in few transactions, not one each;
+        it deals with each file's own problems and returns the files to see again later (all
+        of them, if it raises)."""
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, not {poll_interval_s}")
         self.root = Path(root).absolute()
@@ -133,6 +139,8 @@ class FolderWatcher:
         self._events = events or not polling
         self._poll_interval_s = poll_interval_s
         self._on_ready = on_ready
+        self._on_ready_many = on_ready_many
+        self._ready: list[LocalFile] = []
         self._clock = clock
         self._tracker = SettleTracker(settle_s)
         self._signals: queue.SimpleQueue[_Signal] = queue.SimpleQueue()
@@ -142,6 +150,9 @@ class FolderWatcher:
         self._real_root = self.root
         self._next_rescan = 0.0
         self._listing_failed = False
+        self._overflow_token: int | None = None
+        self._overflows = 0
+        self._overflow_rescan_pending = threading.Event()
         self._log = get_logger(source="local", folder=str(self.root))
 
     # --- the owner's side -------------------------------------------------------------------
@@ -153,6 +164,7 @@ class FolderWatcher:
         if not self.root.is_dir():
             raise SourceConfigError(f"local_dir {self.root} is not a folder")
         self._real_root = self.root.resolve()
+        self._overflow_token = on_overflow(self._overflowed)
         observers = self._start_observers()
         self._stopping.clear()
         self._next_rescan = self._clock()
@@ -165,6 +177,9 @@ class FolderWatcher:
         """Stop watching; waits for the observer and for a report in progress."""
         observers, worker = self._observers, self._worker
         self._observers, self._worker = [], None
+        if self._overflow_token is not None:
+            stop_hearing(self._overflow_token)
+            self._overflow_token = None
         for observer in observers:
             observer.stop()
         for observer in observers:
@@ -173,6 +188,20 @@ class FolderWatcher:
             self._stopping.set()
             self._signals.put(_Signal(_Kind.STOP))
             worker.join()
+
+    def _overflowed(self) -> None:
+        """The kernel dropped events (on watchdog's thread): rescan now, said once."""
+        self._overflows += 1
+        if self._overflows == 1:
+            self._log.warning(
+                "local.events_overflowed",
+                note="the kernel's inotify queue overflowed and events were lost (a flood of "
+                "files; fs.inotify.max_queued_events): the folder is rescanned now, and after "
+                "each further overflow, without another line",
+            )
+        if not self._overflow_rescan_pending.is_set():
+            self._overflow_rescan_pending.set()
+            self._signals.put(_Signal(_Kind.RESCAN))
 
     def rescan_now(self) -> threading.Event:
         """Ask for a full rescan; the event is set once it and its reports are done."""
@@ -239,10 +268,12 @@ class FolderWatcher:
             self._rescan()
         for file in self._tracker.due(self._clock()):
             self._recheck(file)
+        self._flush()
         for signal in self._take(self._wait_s()):
             if signal.kind is _Kind.STOP:
                 return False
             self._handle(signal)
+        self._flush()
         return True
 
     def _take(self, timeout: float) -> list[_Signal]:
@@ -295,11 +326,13 @@ class FolderWatcher:
             self._report(self._tracker.observe(file, self._clock()))
 
     def _rescan(self) -> None:
+        self._overflow_rescan_pending.clear()
         self._listing_failed = False
         self._observe_all(scan(self.root, self._ignore, on_error=self._scan_error))
         # A folder that could not be listed would make its files look deleted: no sweep then.
         if not self._listing_failed:
             self._tracker.end_sweep()
+        self._flush()
         self._next_rescan = self._clock() + self._poll_interval_s
 
     def _scan_error(self, exc: OSError) -> None:
@@ -314,8 +347,25 @@ class FolderWatcher:
     def _report(self, file: LocalFile | None) -> None:
         if file is None:
             return
+        if self._on_ready_many is not None:
+            self._ready.append(file)
+            if len(self._ready) >= _BATCH:
+                self._flush()
+            return
         try:
             self._on_ready(file)
         except Exception:  # noqa: BLE001 - the caller's failure is logged and retried later
             self._log.exception("local.report_failed", relpath=file.relpath)
+            self._tracker.forget(file.relpath)
+
+    def _flush(self) -> None:
+        batch, self._ready = self._ready, []
+        if not batch or self._on_ready_many is None:
+            return
+        try:
+            again = self._on_ready_many(batch)
+        except Exception:  # noqa: BLE001 - the caller's failure is logged and retried later
+            self._log.exception("local.report_failed", files=len(batch))
+            again = batch
+        for file in again:
             self._tracker.forget(file.relpath)

@@ -51,6 +51,22 @@ class SourceConfigError(SourceError):
     """The store refused us for a reason only configuration fixes (no bucket, no access)."""
 
 
+class ObjectRefused(SourceError):
+    """The store refused this one object (a key it will not take): nothing but a change to
+    the file, its name or the store makes it go through, so it is not tried again as is."""
+
+
+# Statuses that refuse a request rather than the object in it: access, time-outs, throttling.
+_NOT_THE_OBJECTS = frozenset({403, 408, 429})
+
+
+def refuses_the_object(exc: ClientError) -> bool:
+    """A 4xx for this object's request that is neither the config's nor a passing one."""
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return 400 <= status < 500 and status not in _NOT_THE_OBJECTS and code not in _PERMANENT_CODES
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str

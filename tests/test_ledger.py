@@ -5,6 +5,7 @@ Every test uses a real SQLite file in its own temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import signal
@@ -904,9 +905,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_second_process_is_refused_while_readers_still_work(path: Path) -> None:
-    """Another process holding the ledger: opening it again fails with a message naming the
-    file and the holder's pid; a read-only opener works meanwhile; after it exits, it opens."""
+@contextlib.contextmanager
+def _held_elsewhere(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the ledger open (as a daemon does) until the block ends."""
     with subprocess.Popen(
         [sys.executable, "-c", _HOLD, str(path)],
         stdin=subprocess.PIPE,
@@ -917,18 +918,25 @@ def test_second_process_is_refused_while_readers_still_work(path: Path) -> None:
         assert holder.stdout is not None
         try:
             assert holder.stdout.readline().strip() == "ready"
-            with pytest.raises(LedgerLocked) as caught:
-                SqliteLedger.open(path)
-            message = str(caught.value)
-            assert f"another dropzone (pid {holder.pid}) is using {path}" in message
-            assert "use another ledger.path" in message
-            with SqliteLedger.open(path, readonly=True) as reader:
-                assert [e.key for e in reader.entries()] == ["k"]
-                with pytest.raises(LedgerError, match="readonly"):
-                    reader.backfill(None, T0)
+            yield holder
         finally:
             holder.stdin.close()
             holder.wait(timeout=10 * load_scale())
+
+
+def test_second_process_is_refused_while_readers_still_work(path: Path) -> None:
+    """Another process holding the ledger: opening it again fails with a message naming the
+    file and the holder's pid; a read-only opener works meanwhile; after it exits, it opens."""
+    with _held_elsewhere(path) as holder:
+        with pytest.raises(LedgerLocked) as caught:
+            SqliteLedger.open(path)
+        message = str(caught.value)
+        assert f"another dropzone (pid {holder.pid}) is using {path}" in message
+        assert "use another ledger.path" in message
+        with SqliteLedger.open(path, readonly=True) as reader:
+            assert [e.key for e in reader.entries()] == ["k"]
+            with pytest.raises(LedgerError, match="readonly"):
+                reader.backfill(None, T0)
     with SqliteLedger.open(path) as reopened:
         assert reopened.counts()[State.PENDING] == 1
 
@@ -949,22 +957,10 @@ def test_the_same_file_by_another_path_is_refused(tmp_path: Path, path: Path, li
     else:
         other.parent.rmdir()
         other.parent.symlink_to(path.parent)
-    with subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        assert holder.stdin is not None
-        assert holder.stdout is not None
-        try:
-            assert holder.stdout.readline().strip() == "ready"
-            with pytest.raises(LedgerLocked) as caught:
-                SqliteLedger.open(other)
-            assert f"another dropzone (pid {holder.pid}) is using {other}" in str(caught.value)
-        finally:
-            holder.stdin.close()
-            holder.wait(timeout=10 * load_scale())
+    with _held_elsewhere(path) as holder:
+        with pytest.raises(LedgerLocked) as caught:
+            SqliteLedger.open(other)
+        assert f"another dropzone (pid {holder.pid}) is using {other}" in str(caught.value)
     with SqliteLedger.open(other) as reopened:
         assert reopened.counts()[State.PENDING] == 1
 

@@ -51,6 +51,15 @@ def test_readme_opens_with_the_trial_command() -> None:
     assert "dropzone " in first
 
 
+SECTIONS = [
+    ("[ark]", ArkSettings),
+    ("[tos]", TosSettings),
+    ("[ledger]", LedgerSettings),
+    ("[daemon]", DaemonSettings),
+    ("[[watch]]", WatchRule),
+]
+
+
 def _reference_tables(text: str) -> dict[str, dict[str, str]]:
     """README section heading (`[ark]`, `[[watch]]`, ...) -> {key: default column}."""
     tables: dict[str, dict[str, str]] = {}
@@ -73,16 +82,7 @@ def _default_of(field: FieldInfo) -> object:
     return field.default
 
 
-@pytest.mark.parametrize(
-    ("section", "model"),
-    [
-        ("[ark]", ArkSettings),
-        ("[tos]", TosSettings),
-        ("[ledger]", LedgerSettings),
-        ("[daemon]", DaemonSettings),
-        ("[[watch]]", WatchRule),
-    ],
-)
+@pytest.mark.parametrize(("section", "model"), SECTIONS)
 def test_configuration_reference_matches_the_models(section: str, model: type[BaseModel]) -> None:
     """Every setting is documented with its true default, and nothing undocumented exists."""
     documented = _reference_tables((REPO / "README.md").read_text(encoding="utf-8"))[section]
@@ -108,16 +108,7 @@ def _meanings(text: str, section: str) -> dict[str, str]:
     return dict(re.findall(r"^\| `(\w+)` \| .+? \| (.+) \|$", body, flags=re.MULTILINE))
 
 
-@pytest.mark.parametrize(
-    ("section", "model"),
-    [
-        ("[ark]", ArkSettings),
-        ("[tos]", TosSettings),
-        ("[ledger]", LedgerSettings),
-        ("[daemon]", DaemonSettings),
-        ("[[watch]]", WatchRule),
-    ],
-)
+@pytest.mark.parametrize(("section", "model"), SECTIONS)
 def test_configuration_reference_states_each_range(section: str, model: type[BaseModel]) -> None:
     """Every numeric setting's row states the range the settings model checks, word for word
     as its error does (and config/dropzone.toml's comment above it too)."""

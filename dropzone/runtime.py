@@ -206,6 +206,10 @@ def open_ledger(
     create a missing ledger; for the others a missing one is a mistaken path.
     """
     path = settings.ledger.path
+    if path.is_dir():
+        raise UsageError(
+            f"[ledger] path {path} is a folder: name a file in it (say {path / 'ledger.sqlite3'})"
+        )
     if not (daemon or create) and not path.exists():
         raise UsageError(no_ledger(path))
     try:

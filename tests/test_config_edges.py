@@ -147,3 +147,13 @@ def test_credentials_the_signer_cannot_use_stop_the_command(stage: Stage) -> Non
         )
     assert not stage.ledger_path.exists()
     assert stage.create_calls() == {}
+
+
+@pytest.mark.parametrize("command", [("status",), ("run", "--once"), ("retry",)])
+def test_a_ledger_path_naming_a_folder_is_refused(stage: Stage, command: tuple[str, ...]) -> None:
+    """`status` said "disk I/O error" for a ledger path that is a folder; every command now
+    says which setting and what to give instead."""
+    done = stage.dropzone(*command, env={"DROPZONE_LEDGER__PATH": str(stage.tmp)})
+    assert done.returncode == 2
+    assert f"[ledger] path {stage.tmp} is a folder: name a file in it" in done.stderr
+    assert "Traceback" not in done.stderr

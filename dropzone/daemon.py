@@ -97,6 +97,7 @@ class Daemon:
         self._started_folders: set[int] = set()
         self.ops: DaemonOps | None = None
         self._cap_lock = threading.Lock()
+        self._started_at = clock()  # run() sets it again: its workers' claims are not stranded
         self.first_starts_held: dict[str, str] = {}  # watch -> why its first start waits
         self.first_start: FirstStart | None = None  # asked before a first start baselines
         self._exit_code = 0
@@ -223,6 +224,8 @@ class Daemon:
         for entry in list(self.ledger.in_state(State.SUBMITTING)):
             if self.stop_event.is_set():
                 break
+            if all_of_them and _claimed_since(entry, self._started_at):
+                continue  # a worker of this process has it: not stranded
             due = entry.next_attempt_at is not None and entry.next_attempt_at <= now
             if not (all_of_them or due) or not self._hold(entry.id):
                 continue
@@ -332,6 +335,7 @@ class Daemon:
     def run(self) -> int:
         """The daemon: poll, submit, reconcile, until ``stop_event``; then drain."""
         self._log.info("daemon.started", watches=self._watch_names())
+        self._started_at = self._clock()
         # Ark work runs beside the listing, never in its loop: a platform that accepts
         # connections and never answers held the polls (and /healthz) for its time-outs.
         workers = [*self._start_workers(), *self._start_ark_loops()]
@@ -506,3 +510,7 @@ class Daemon:
     def _release(self, entry_id: int) -> None:
         with self._in_flight_lock:
             self._in_flight.discard(entry_id)
+
+
+def _claimed_since(entry: Entry, moment: datetime) -> bool:
+    return entry.claimed_at is not None and entry.claimed_at >= moment

@@ -9,14 +9,18 @@ were waiting to be submitted, so the first start is held until the operator choo
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from dropzone import plan
 from dropzone.ark import errors
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dropzone.ark.models import Job
     from dropzone.config import WatchRule
+    from dropzone.ledger import Ledger
 
 
 class WatchTagApi(Protocol):
@@ -57,18 +61,46 @@ def held_message(name: str) -> str:
     )
 
 
+# A held first start asks Ark again at most this often: each ask is a List in the poll loop,
+# and a silent platform would hold every poll for its time-out.
+ASK_AGAIN_S = {True: 300.0, False: 60.0}  # by FirstStartHeld.settled
+
+
 class FirstStart:
     """Asks the platform before a watch's first start baselines what is there."""
 
-    def __init__(self, api: WatchTagApi, *, baseline_anyway: bool = False) -> None:
-        """``baseline_anyway``: the operator's choice to baseline whatever the platform holds."""
+    def __init__(
+        self,
+        api: WatchTagApi,
+        known: Callable[[WatchRule, Job], bool],
+        *,
+        baseline_anyway: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``known``: whether the ledger has the job's version for the watch (a first start
+        cut short keeps its entries: jobs it made are no sign of a lost ledger).
+        ``baseline_anyway``: the operator's choice to baseline whatever the platform holds."""
         self._api = api
+        self._known = known
         self._baseline_anyway = baseline_anyway
+        self._clock = clock
+        self._held: dict[str, tuple[float, FirstStartHeld]] = {}
 
     def check(self, rule: WatchRule) -> None:
         """Raise FirstStartHeld unless this watch's first start may baseline."""
         if rule.on_start != "skip-existing" or self._baseline_anyway:
             return
+        held = self._held.get(rule.name)
+        if held is not None and self._clock() < held[0]:
+            raise held[1]
+        try:
+            self._ask(rule)
+        except FirstStartHeld as exc:
+            self._held[rule.name] = (self._clock() + ASK_AGAIN_S[exc.settled], exc)
+            raise
+        self._held.pop(rule.name, None)
+
+    def _ask(self, rule: WatchRule) -> None:
         try:
             jobs = self._api.newest_by_tag(plan.WATCH_TAG_KEY, rule.name, rule.project_name)
         except errors.ArkError as exc:
@@ -77,5 +109,19 @@ class FirstStart:
                 f"holds jobs of this watch ({exc.describe()})",
                 settled=False,
             ) from exc
-        if any(in_scope(job, rule) for job in jobs):
+        if any(in_scope(job, rule) and not self._known(rule, job) for job in jobs):
             raise FirstStartHeld(held_message(rule.name), settled=True)
+
+
+def ledger_knows(ledger: Ledger) -> Callable[[WatchRule, Job], bool]:
+    """Whether ``ledger`` has an entry of the watch for the job's version (by its tag)."""
+
+    def known(rule: WatchRule, job: Job) -> bool:
+        where = job.input_file_tos_location
+        tag = job.tag(plan.INPUT_TAG_KEY)
+        if where is None or where.bucket_name is None or where.object_key is None or tag is None:
+            return False
+        entries = ledger.find(rule.name, where.bucket_name, where.object_key)
+        return any(plan.input_tag(e.bucket, e.key, e.etag) == tag for e in entries)
+
+    return known

@@ -185,6 +185,7 @@ class FolderWatch:
         returns those to be seen again (the store could not be reached for them this time)."""
         again: list[LocalFile] = []
         found: list[_Found] = []
+        recorded = False
         try:
             for file in files:
                 try:
@@ -196,13 +197,18 @@ class FolderWatch:
                 if one is not None:
                     found.append(one)
             self._record_all(found)
+            recorded = True
             return again
         finally:
             # Reported, or failed (retried at the next sighting): the start waits no longer.
+            # A first start's version stays one until recorded: a file whose upload failed
+            # for a moment is still baseline when it is seen again.
+            seen_again = {file.relpath for file in again}
             with self._lock:
                 for file in files:
                     self._unreported.pop(file.relpath, None)
-                    self._first_versions.pop(file.relpath, None)
+                    if recorded and file.relpath not in seen_again:
+                        self._first_versions.pop(file.relpath, None)
                 if not self._unreported:
                     self._all_reported.set()
 

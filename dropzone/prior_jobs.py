@@ -34,6 +34,11 @@ MAX_BATCH = 100
 # versions, short enough that a look-up is never much older than its Create. A job made in
 # between by another daemon is still active, and the guard answers for it.
 ANSWER_STANDS = timedelta(seconds=60)
+# A look-up that failed after this long (a time-out: the platform is silent or slow) is the
+# answer for the versions waiting on it for a while; a quick refusal (429) is each one's own,
+# or one throttled answer would push every waiting version's backoff up at once.
+SLOW_FAILURE = timedelta(seconds=1)
+FAILURE_STANDS = timedelta(seconds=5)
 
 
 class TagLookupApi(Protocol):
@@ -66,6 +71,15 @@ class _Answer:
     at: datetime
 
 
+# An answer is for one version of one watch in one project: two watches on one prefix (two
+# models, say) each have their own job of the same version, and must not adopt the other's.
+_Asked = tuple[str, str, str]  # (project, watch, input tag)
+
+
+def of_watch(jobs: Collection[Job], watch: str) -> list[Job]:
+    return [job for job in jobs if job.tag(plan.WATCH_TAG_KEY) == watch]
+
+
 class PriorJobs:
     """Batched, cached look-ups of versions' jobs by tag; safe to share between threads."""
 
@@ -80,34 +94,51 @@ class PriorJobs:
         self._api = api
         self._upcoming = upcoming
         self._clock = clock
-        self._answers: dict[str, _Answer] = {}
+        self._answers: dict[_Asked, _Answer] = {}
         self._batch = MAX_BATCH
+        # The last look-up's failure, given to the workers waiting meanwhile: each asking
+        # again in turn made a silent platform's wait theirs times the time-out.
+        self._failure: tuple[datetime, errors.ArkError] | None = None
         self._lock = threading.Lock()
 
     def job_for(
         self, entry: Entry, project: str, project_of: Callable[[str], str | None]
     ) -> Job | None:
-        """The job the platform holds for this version, if any; raises ArkError when the
-        platform could not say (nothing is known then, and nothing should be created).
-        ``project_of``: a watch's Ark project (None for one no longer configured), so that a
-        batch asks one project about its own versions only."""
-        tag = tag_of(entry)
+        """The job the platform holds for this version of this watch, if any; raises
+        ArkError when the platform could not say (nothing is known then, and nothing should
+        be created). ``project_of``: a watch's Ark project (None for one no longer
+        configured), so that a batch asks one project about its own versions only."""
+        asked = (project, entry.watch, tag_of(entry))
         with self._lock:
-            answer = self._fresh_answer(tag)
+            answer = self._fresh_answer(asked)
             if answer is None:
-                answer = self._look_up(tag, project, project_of)
-            del self._answers[tag]  # each answer serves one Create
+                self._raise_recent_failure()
+                started = self._clock()
+                try:
+                    answer = self._look_up(asked, project_of)
+                except errors.ArkError as exc:
+                    if self._clock() - started >= SLOW_FAILURE:
+                        self._failure = (self._clock(), exc)
+                    raise
+                self._failure = None
+            del self._answers[asked]  # each answer serves one Create
             return answer.job
 
-    def _fresh_answer(self, tag: str) -> _Answer | None:
-        answer = self._answers.get(tag)
+    def _raise_recent_failure(self) -> None:
+        if self._failure is not None and self._clock() - self._failure[0] <= FAILURE_STANDS:
+            raise self._failure[1]
+
+    def _fresh_answer(self, asked: _Asked) -> _Answer | None:
+        answer = self._answers.get(asked)
         if answer is None or self._clock() - answer.at > ANSWER_STANDS:
             return None
         return answer
 
-    def _look_up(self, tag: str, project: str, project_of: Callable[[str], str | None]) -> _Answer:
+    def _look_up(self, asked: _Asked, project_of: Callable[[str], str | None]) -> _Answer:
+        project = asked[0]
         while True:
-            tags = self._batch_with(tag, project, project_of)
+            batch = self._batch_with(asked, project_of)
+            tags = list(dict.fromkeys(tag for _, _, tag in batch))
             try:
                 found = self._api.find_by_tags(plan.INPUT_TAG_KEY, tags, project)
             except errors.Rejected:
@@ -117,23 +148,22 @@ class PriorJobs:
                 continue
             now = self._clock()
             self._forget_stale(now)
-            for value in tags:
-                self._answers[value] = _Answer(prior_job(found.get(value, ())), now)
-            return self._answers[tag]
+            for one in batch:
+                jobs = of_watch(found.get(one[2], ()), one[1])
+                self._answers[one] = _Answer(prior_job(jobs), now)
+            return self._answers[asked]
 
-    def _batch_with(
-        self, tag: str, project: str, project_of: Callable[[str], str | None]
-    ) -> list[str]:
-        tags = {tag: None}
+    def _batch_with(self, asked: _Asked, project_of: Callable[[str], str | None]) -> list[_Asked]:
+        batch = {asked: None}
         if self._batch > 1:
             for entry in self._upcoming(self._batch * 2, self._clock()):
-                if len(tags) >= self._batch:
+                if len(batch) >= self._batch:
                     break
-                if project_of(entry.watch) == project:
-                    tags.setdefault(tag_of(entry), None)
-        return list(tags)
+                if project_of(entry.watch) == asked[0]:
+                    batch.setdefault((asked[0], entry.watch, tag_of(entry)), None)
+        return list(batch)
 
     def _forget_stale(self, now: datetime) -> None:
-        stale = [tag for tag, answer in self._answers.items() if now - answer.at > ANSWER_STANDS]
-        for tag in stale:
-            del self._answers[tag]
+        stale = [key for key, answer in self._answers.items() if now - answer.at > ANSWER_STANDS]
+        for key in stale:
+            del self._answers[key]

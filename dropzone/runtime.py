@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
 from dropzone.daemon import Daemon, DaemonOptions
-from dropzone.first_start import FirstStart
+from dropzone.first_start import FirstStart, ledger_knows
 from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger, State
 from dropzone.log import register_secrets, use_setting
@@ -268,7 +268,7 @@ def build_daemon(
         track_interval_s=settings.daemon.track_interval_s,
     )
     daemon = Daemon(ledger=ledger, pollers=[], submitter=submitter, options=options, clock=utc_now)
-    daemon.first_start = FirstStart(api, baseline_anyway=baseline_anyway)
+    daemon.first_start = FirstStart(api, ledger_knows(ledger), baseline_anyway=baseline_anyway)
     daemon.tracker = Tracker(
         ledger=ledger, api=api, projects={}, clock=utc_now, reachability=reachability
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from typing import TYPE_CHECKING
 
 import httpx
@@ -95,3 +96,20 @@ def test_healthz_says_why_the_first_start_waits(held_start: Stage) -> None:
     assert answer.status_code == 200, json.dumps(answer.json())
     events = [e["event"] for e in log_events(out)]
     assert events.count("watch.first_start_held") == 1  # told once, not at every poll
+
+
+def test_a_first_start_cut_short_is_not_taken_for_a_lost_ledger(stage: Stage) -> None:
+    """A first listing that did not complete (the start's wait ran out) leaves the watch's
+    first start to do again; the jobs Ark holds are the ledger's own, so it is not held."""
+    stage.watch["on_start"] = "skip-existing"
+    stage.put("f0.jsonl")
+    assert stage.dropzone("run", "--once").returncode == 0
+    stage.put("f1.jsonl")
+    assert stage.dropzone("run", "--once").returncode == 0
+    with sqlite3.connect(stage.ledger_path) as conn:
+        conn.execute("UPDATE watches SET baseline_done = 0")
+    done = stage.dropzone("run", "--once")
+    assert done.returncode == 0, done.stdout
+    assert not [e for e in log_events(done.stdout) if e["event"] == "watch.first_start_held"]
+    states = {e["key"].rsplit("/", 1)[1]: e["state"] for e in stage.status()}
+    assert states == {"f0.jsonl": "baseline", "f1.jsonl": "submitted"}

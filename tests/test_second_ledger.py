@@ -6,11 +6,23 @@ submitted are looked up by tag, in one List per batch, and a job found is adopte
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
 
 from dropzone.ark.emulator import Emulator
+from dropzone.ark.models import (
+    CreateJobRequest,
+    FoundationModel,
+    ModelReference,
+    Tag,
+    TosLocation,
+)
+from dropzone.ledger import SqliteLedger, State
+from dropzone.plan import INPUT_TAG_KEY, WATCH_TAG_KEY, input_tag
+from dropzone.prior_jobs import PriorJobs
+from tests.emulator_fixtures import client_of
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -107,3 +119,29 @@ def test_no_create_goes_out_while_the_platform_cannot_say(stage: Stage) -> None:
     done = stage.dropzone("run", "--once")
     assert done.returncode == 0, done.stdout
     assert sorted(stage.create_calls().values()) == [1, 1, 1]
+
+
+def test_a_version_adopts_its_own_watchs_job_only(emulator: Emulator, tmp_path: Path) -> None:
+    """Two watches on one prefix (two models, say) each make their own job of a version: the
+    look-up by the version's tag adopts a job of the asking watch, never the other's."""
+    tag = input_tag("bucket", "in/a.jsonl", "e1")
+    request = CreateJobRequest(
+        name="a",
+        model_reference=ModelReference(foundation_model=FoundationModel(name="doubao-pro-32k")),
+        input_file_tos_location=TosLocation(bucket_name="bucket", object_key="in/a.jsonl"),
+        output_dir_tos_location=TosLocation(bucket_name="bucket", object_key="out/a/"),
+        tags=(Tag(key=INPUT_TAG_KEY, value=tag), Tag(key=WATCH_TAG_KEY, value="first")),
+    )
+    now = datetime.now(UTC)
+    with (
+        client_of(emulator.url, ACCESS_KEY, SECRET_KEY) as api,
+        SqliteLedger.open(tmp_path / "ledger.sqlite3", lock=False) as ledger,
+    ):
+        job_id = api.create(request)
+        prior = PriorJobs(api=api, upcoming=ledger.upcoming, clock=lambda: datetime.now(UTC))
+        found = {}
+        for watch in ("first", "second"):
+            entry, _ = ledger.add_object(watch, "bucket", "in/a.jsonl", "e1", 1, State.PENDING, now)
+            job = prior.job_for(entry, "default", lambda _watch: "default")
+            found[watch] = None if job is None else job.id
+    assert found == {"first": job_id, "second": None}

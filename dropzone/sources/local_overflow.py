@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 WATCHDOG_LOGGER = "watchdog.observers.inotify_c"
+# watchdog 7 also tells the recursive watches' rebuild after an overflow, on this one.
+WATCHDOG_LOGGERS = (WATCHDOG_LOGGER, "watchdog.observers.inotify")
 OVERFLOW_MESSAGE = "Inotify queue overflowed"
 
 
@@ -47,7 +49,8 @@ class _OverflowFilter(logging.Filter):
 
 
 _FILTER = _OverflowFilter()
-logging.getLogger(WATCHDOG_LOGGER).addFilter(_FILTER)
+for _name in WATCHDOG_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)
 
 
 def on_overflow(callback: Callable[[], None]) -> int:

@@ -271,6 +271,7 @@ class FolderWatcher:
         self._flush()
         for signal in self._take(self._wait_s()):
             if signal.kind is _Kind.STOP:
+                self._flush()  # what was found before the stop is recorded, not left
                 return False
             self._handle(signal)
         self._flush()

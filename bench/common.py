@@ -454,6 +454,17 @@ def child_env(config: Path) -> dict[str, str]:
     }
 
 
+def spawn_daemon(config: Path) -> subprocess.Popen[str]:
+    """``dropzone run`` as a child process, its JSON log (stdout and stderr) on a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dropzone", "run", "--log-format", "json"],
+        env=child_env(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["moto"]:
         _serve_moto(sys.argv[2])

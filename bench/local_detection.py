@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,10 +44,10 @@ from common import (
     BODY,
     PREFIX,
     MotoS3,
-    child_env,
     header,
     percentile,
     quiet_logs,
+    spawn_daemon,
     start_emulator,
     table,
     tmp_root,
@@ -128,13 +127,7 @@ def run(args: argparse.Namespace, s3_endpoint: str, tmp: Path) -> list[float]:
                 "settle_s": 0,
             },
         )
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dropzone", "run", "--log-format", "json"],
-            env=child_env(config),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        daemon = spawn_daemon(config)
         assert daemon.stdout is not None
         logs = LogWatcher(daemon.stdout)
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,8 +33,8 @@ from typing import TYPE_CHECKING
 from common import (
     PREFIX,
     MotoS3,
-    child_env,
     header,
+    spawn_daemon,
     start_emulator,
     table,
     verdict,
@@ -43,6 +42,7 @@ from common import (
 )
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Sequence
 
 BUCKET = "bench-flood"
@@ -112,13 +112,7 @@ def flood(args: argparse.Namespace, tmp: Path, s3_endpoint: str) -> dict[str, fl
             daemon={"poll_interval_s": args.poll_interval_s, "listen": ""},
             watch=watch,
         )
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "dropzone", "run", "--log-format", "json"],
-            env=child_env(config),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        daemon = spawn_daemon(config)
         lines: list[str] = []
         try:
             lines += wait_ready(daemon)

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import pytest
 from structlog.testing import capture_logs
 
 from dropzone.config import WatchRule
@@ -19,7 +20,8 @@ from dropzone.ledger import SqliteLedger, State
 from dropzone.sources.local_files import stat_file
 from dropzone.sources.local_overflow import OVERFLOW_MESSAGE, WATCHDOG_LOGGER
 from dropzone.sources.local_watch import FolderWatcher
-from tests.harness import jsonl, log_events, wait_for
+from dropzone.sources.tos import TosBucket
+from tests.harness import jsonl, log_events, new_bucket, s3_client, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,8 +81,9 @@ def test_an_upload_the_store_refuses_is_one_line_and_a_rejected_entry(stage: Sta
     assert len(stage.jobs()) == 1
 
 
+@pytest.mark.parametrize("mode", ["mounted", "upload"])
 def test_a_file_that_cannot_be_read_is_a_rejected_entry_and_a_gone_one_is_not(
-    tmp_path: Path,
+    tmp_path: Path, moto_endpoint: str, mode: str
 ) -> None:
     """A path that stats as a file and then fails to read (here it became a folder, a real
     EISDIR: as root no permission bit stops a read) ends `rejected` saying why; a file deleted
@@ -98,24 +101,26 @@ def test_a_file_that_cannot_be_read_is_a_rejected_entry_and_a_gone_one_is_not(
     (folder / "odd.jsonl").unlink()
     (folder / "odd.jsonl").mkdir()
     (folder / "gone.jsonl").unlink()
+    s3 = s3_client(moto_endpoint)
+    bucket = new_bucket(s3)
     rule = WatchRule.model_validate(
         {
             "name": "chat",
-            "bucket": "share",
+            "bucket": bucket,
             "prefix": "in/",
             "model": {"name": "doubao-pro-32k", "version": "240615"},
             "local_dir": str(folder),
-            "local_mode": "mounted",
+            "local_mode": mode,
             "on_start": "submit-existing",
         }
     )
     with SqliteLedger.open(tmp_path / "ledger.sqlite3", lock=False) as ledger:
-        ledger.begin_watch("chat", "share", "in/", datetime.now(UTC))
+        ledger.begin_watch("chat", bucket, "in/", datetime.now(UTC))
         ledger.mark_baseline_done("chat")
         watch = FolderWatch(
             rule=rule,
             ledger=ledger,
-            bucket=None,
+            bucket=TosBucket(s3, bucket),
             clock=lambda: datetime.now(UTC),
             poll_interval_s=60,
             on_new=lambda: None,

@@ -165,8 +165,10 @@ def _fingerprint(path: Path, config: TransferConfig) -> _Fingerprint:
             return _Fingerprint(file_md5(path), size, None)
         part_size = ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size)
         return _read_parts(path, part_size)
+    except FileNotFoundError as exc:
+        raise FileGone(f"reading {path}: {exc}") from exc
     except OSError as exc:
-        raise SourceError(f"reading {path}: {exc}") from exc
+        raise FileUnreadable(f"the file {path} cannot be read: {exc.strerror or exc}") from exc
 
 
 def _read_parts(path: Path, part_size: int) -> _Fingerprint:

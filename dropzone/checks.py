@@ -7,8 +7,8 @@ if any failed. The probes take their parts (clients, buckets, paths) from the ca
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,29 +168,38 @@ def _new_ledger_finding(subject: str, path: Path) -> Finding:
     if not _can_create_in(existing):
         detail = f"cannot create files in {existing}: fix [ledger] path or the folder's access"
         return Finding(subject, ok=False, detail=detail)
-    problem = _try_to_create(path)
+    problem = _try_to_create(path, existing)
     if problem is not None:
         detail = f"cannot create {problem.filename}: {problem.strerror}: fix [ledger] path"
         return Finding(subject, ok=False, detail=detail)
     return Finding(subject, ok=True, detail=f"not there yet; {existing} takes new files")
 
 
-def _try_to_create(path: Path) -> OSError | None:
-    """Make the missing folders and the file, then remove what was made; what stood in the
-    way, if anything. Tried for real: permission bits do not say it for root, read-only
-    mounts, full disks or names too long."""
-    made: list[Path] = []
+def _try_to_create(path: Path, existing: Path) -> OSError | None:
+    """Make the missing folders and the file as the daemon would, in a scratch folder of
+    this check's own inside ``existing`` (the deepest folder there), then remove it all; what
+    stood in the way, if anything. Tried for real: permission bits do not say it for root,
+    read-only mounts, full disks or names too long. The real names, not the real places: two
+    checks at once (or a daemon starting) would find each other's folders half made."""
+    missing = path.relative_to(existing)
     try:
-        for folder in reversed(path.parents):
-            if not folder.exists():
-                folder.mkdir()
-                made.append(folder)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        made.append(path)
+        scratch = Path(tempfile.mkdtemp(prefix=".dropzone-check-", dir=existing))
     except OSError as exc:
         return exc
+    try:
+        trial = scratch / missing
+        trial.parent.mkdir(parents=True, exist_ok=True)  # scratch itself, for a ledger beside it
+        os.close(os.open(trial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError as exc:
+        return _as_for(exc, scratch, existing)
     finally:
-        for each in reversed(made):
-            with contextlib.suppress(OSError):
-                each.rmdir() if each.is_dir() else each.unlink()
+        shutil.rmtree(scratch, ignore_errors=True)
     return None
+
+
+def _as_for(exc: OSError, scratch: Path, existing: Path) -> OSError:
+    """The error as the real path would have it: the scratch folder's name taken out."""
+    if exc.filename is not None:
+        name = os.fsdecode(exc.filename).replace(str(scratch), str(existing), 1)
+        return OSError(exc.errno, exc.strerror, name)
+    return exc

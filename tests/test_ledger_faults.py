@@ -6,12 +6,15 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
 
 from dropzone.ark.emulator import Emulator
+from dropzone.checks import Finding, ledger_finding
 from dropzone.ledger import SqliteLedger
 from dropzone.ops_daemon import ledger_writable
 from tests.harness import (
@@ -175,3 +178,23 @@ def test_check_tries_to_create_a_missing_ledger(stage: Stage, tmp_path: Path, wh
     assert ("not a folder" if where == "under a file" else "File name too long") in verdict
     assert done.returncode == 1
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_checks_side_by_side_both_find_a_missing_ledger_creatable(tmp_path: Path) -> None:
+    """Two `check`s at once (the suite runs them so; a daemon may be starting too): each makes
+    the missing folders, and one finding the other's folder already made said "cannot create
+    ...: File exists". Eight at once, twenty rounds, the ledger in missing folders and
+    straight beside the config: every finding ok, nothing left behind."""
+    for round_number in range(20):
+        folders = ("state", "deeper") if round_number % 2 else ()
+        path = tmp_path.joinpath(*folders, "ledger.sqlite3")
+        start = threading.Barrier(8)
+
+        def find(where: Path = path, barrier: threading.Barrier = start) -> Finding:
+            barrier.wait()
+            return ledger_finding(where)
+
+        with ThreadPoolExecutor(8) as pool:
+            findings = list(pool.map(lambda _: find(), range(8)))
+        assert [f.detail for f in findings if not f.ok] == []
+        assert list(tmp_path.iterdir()) == []

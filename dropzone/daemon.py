@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from dropzone.folder import FolderWatch
     from dropzone.ledger import Entry, Ledger
-    from dropzone.ops_daemon import DaemonOps
+    from dropzone.ops.events import DaemonOps
     from dropzone.scan import PollResult, WatchPoller
     from dropzone.submitter import Submitter
     from dropzone.tracker import Tracker

@@ -27,8 +27,8 @@ from dropzone.ops import (
     health_probe,
     watchdog_interval_s,
 )
-from dropzone.ops_daemon import DaemonOps, ledger_writable
-from dropzone.ops_health import ArkStatus
+from dropzone.ops.events import DaemonOps, ledger_writable
+from dropzone.ops.health import ArkStatus
 from dropzone.policy import RetryPolicy
 from dropzone.preflight import BucketPreflight, FolderPreflight
 from dropzone.prior_jobs import PriorJobs

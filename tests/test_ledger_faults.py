@@ -16,7 +16,7 @@ import pytest
 from dropzone.ark.emulator import Emulator
 from dropzone.checks import Finding, ledger_finding
 from dropzone.ledger import SqliteLedger
-from dropzone.ops_daemon import ledger_writable
+from dropzone.ops.events import ledger_writable
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,

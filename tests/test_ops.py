@@ -40,7 +40,7 @@ from dropzone.ops import (
     submission_outcome,
     watchdog_interval_s,
 )
-from dropzone.ops_health import ArkStatus
+from dropzone.ops.health import ArkStatus
 from dropzone.reachability import Outage
 
 if TYPE_CHECKING:

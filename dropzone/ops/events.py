@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from dropzone.ledger import State
 from dropzone.log import get_logger
-from dropzone.ops_metrics import observe_ledger
+from dropzone.ops.metrics import observe_ledger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dropzone.ledger import Ledger
-    from dropzone.ops_health import Heartbeat
-    from dropzone.ops_metrics import Metrics
-    from dropzone.ops_systemd import SystemdNotifier
+    from dropzone.ops.health import Heartbeat
+    from dropzone.ops.metrics import Metrics
+    from dropzone.ops.systemd import SystemdNotifier
     from dropzone.scan import PollResult
 
 STATUS_EVERY_S = 10.0

@@ -2,12 +2,13 @@
 
 The pieces live in small modules; import them from here:
 
-- :mod:`dropzone.ops_metrics`: :class:`Metrics` (a dedicated registry, ``dropzone_*`` series)
+- :mod:`dropzone.ops.metrics`: :class:`Metrics` (a dedicated registry, ``dropzone_*`` series)
   and :func:`observe_ledger` (ledger gauges after a poll);
-- :mod:`dropzone.ops_health`: :class:`Heartbeat` (the one record of progress, read by the
+- :mod:`dropzone.ops.health`: :class:`Heartbeat` (the one record of progress, read by the
   watchdog ping and ``/healthz``) and the pure :func:`health_report`;
-- :mod:`dropzone.ops_http`: :class:`OpsServer` serving ``/metrics`` and ``/healthz``;
-- :mod:`dropzone.ops_systemd`: :class:`SystemdNotifier` and :func:`watchdog_interval_s`.
+- :mod:`dropzone.ops.http`: :class:`OpsServer` serving ``/metrics`` and ``/healthz``;
+- :mod:`dropzone.ops.systemd`: :class:`SystemdNotifier` and :func:`watchdog_interval_s`;
+- :mod:`dropzone.ops.events`: :class:`DaemonOps`, the daemon's events fed to all of the above.
 
 Wiring, in the daemon's terms::
 
@@ -24,7 +25,7 @@ Wiring, in the daemon's terms::
         notifier.stopping()
 """
 
-from dropzone.ops_health import (
+from dropzone.ops.health import (
     STALE_AFTER_INTERVALS,
     HealthBody,
     Heartbeat,
@@ -32,15 +33,15 @@ from dropzone.ops_health import (
     health_probe,
     health_report,
 )
-from dropzone.ops_http import ListenError, OpsServer
-from dropzone.ops_metrics import (
+from dropzone.ops.http import ListenError, OpsServer
+from dropzone.ops.metrics import (
     SUBMISSION_OUTCOMES,
     Metrics,
     SubmissionOutcome,
     observe_ledger,
     submission_outcome,
 )
-from dropzone.ops_systemd import SystemdNotifier, notify_address, watchdog_interval_s
+from dropzone.ops.systemd import SystemdNotifier, notify_address, watchdog_interval_s
 
 __all__ = [
     "STALE_AFTER_INTERVALS",

@@ -193,7 +193,7 @@ def health_probe(
     wall_clock: Callable[[], float] = time.time,
     ark: Callable[[], ArkStatus] = ArkStatus,
 ) -> Callable[[], tuple[bool, HealthBody]]:
-    """The ``health`` callable for :class:`~dropzone.ops_http.OpsServer`.
+    """The ``health`` callable for :class:`~dropzone.ops.http.OpsServer`.
 
     It runs on the HTTP server's threads: ``due`` and ``ledger_writable`` must be safe to
     call from there (the SQLite ledger is, behind its lock).

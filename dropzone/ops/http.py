@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
 
-    from dropzone.ops_metrics import Metrics
+    from dropzone.ops.metrics import Metrics
 
     HealthCheck = Callable[[], tuple[bool, Mapping[str, object]]]
 

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
-    from dropzone.sources.tos import ListingPage
+    from dropzone.sources.base import ListingPage
 
 BUCKET = "bench-poll"
 POLL_GOAL = 1.10

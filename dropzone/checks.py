@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from dropzone.ark import errors
 from dropzone.ark.models import ListJobsRequest
 from dropzone.ledger import LedgerError, probe_ledger
-from dropzone.sources.tos import SourceConfigError, SourceError
+from dropzone.sources.base import SourceConfigError, SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -19,7 +19,8 @@ from dropzone.ops import Metrics
 from dropzone.reachability import Reachability
 from dropzone.runtime import UsageError
 from dropzone.scan import eligible, start_state
-from dropzone.sources.tos import SourceError, TosBucket
+from dropzone.sources.base import SourceError
+from dropzone.sources.tos import TosBucket
 
 if TYPE_CHECKING:
     import argparse

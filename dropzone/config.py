@@ -63,7 +63,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dropzone import plan
 from dropzone.ark.signer import Credentials
 from dropzone.log import DEFAULT_LEVEL, LogLevel
-from dropzone.sources.local_files import DEFAULT_IGNORE
+from dropzone.sources.local.files import DEFAULT_IGNORE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence

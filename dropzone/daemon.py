@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from dropzone.first_start import FirstStart, FirstStartHeld
 from dropzone.ledger import EntryNotFound, LedgerError, State
 from dropzone.log import get_logger
-from dropzone.sources.tos import SourceConfigError, SourceError
+from dropzone.sources.base import SourceConfigError, SourceError
 from dropzone.wakeup import Wakeup
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from dropzone.diff import Listed
 from dropzone.ledger import LedgerError, ScopeStatus, State
 from dropzone.log import get_logger
 from dropzone.scan import start_state
+from dropzone.sources.base import ObjectRefused, SourceError
 from dropzone.sources.local import (
     FileGone,
     FileUnreadable,
@@ -31,7 +32,6 @@ from dropzone.sources.local import (
     synced_object,
     upload_file,
 )
-from dropzone.sources.tos import ObjectRefused, SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from dropzone.config import WatchRule
     from dropzone.first_start import FirstStart
     from dropzone.ledger import Entry, Ledger
-    from dropzone.sources.tos import StoredObject, TosBucket
+    from dropzone.sources.base import StoredObject
+    from dropzone.sources.tos import TosBucket
 
 # The shortest pause between two looks at the files the start waits for.
 _MIN_CHECK_S = 0.05

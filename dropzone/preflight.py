@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dropzone.plan import REPORT_SUFFIX
-from dropzone.sources.tos import SourceError, translate
+from dropzone.sources.base import SourceError
+from dropzone.sources.tos import translate
 from dropzone.validate import validate_path, validate_stream
 
 if TYPE_CHECKING:

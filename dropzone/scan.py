@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from dropzone.config import WatchRule
     from dropzone.first_start import FirstStart
     from dropzone.ledger import Entry, Ledger
-    from dropzone.sources.tos import ListingPage, StoredObject
+    from dropzone.sources.base import ListingPage, StoredObject
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dropzone.ark import errors
 from dropzone.ledger import Entry, State
 from dropzone.log import get_logger
 from dropzone.policy import Action, Decision, RetryPolicy, backoff_delay, decide, transient_retry
-from dropzone.sources.tos import SourceError, StoredObject
+from dropzone.sources.base import SourceError, StoredObject
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

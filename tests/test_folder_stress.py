@@ -17,16 +17,16 @@ from structlog.testing import capture_logs
 from dropzone.config import WatchRule
 from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger, State
-from dropzone.sources.local_files import stat_file
-from dropzone.sources.local_overflow import OVERFLOW_MESSAGE, WATCHDOG_LOGGER
-from dropzone.sources.local_watch import FolderWatcher
+from dropzone.sources.local.files import stat_file
+from dropzone.sources.local.overflow import OVERFLOW_MESSAGE, WATCHDOG_LOGGER
+from dropzone.sources.local.watch import FolderWatcher
 from dropzone.sources.tos import TosBucket
 from tests.harness import jsonl, log_events, new_bucket, s3_client, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from dropzone.sources.local_files import LocalFile
+    from dropzone.sources.local.files import LocalFile
     from tests.harness import Stage
 
 

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto.server import ThreadedMotoServer
 
+from dropzone.sources.base import SourceConfigError, SourceError
 from dropzone.sources.local import (
     DEFAULT_IGNORE,
     FolderWatcher,
@@ -41,7 +42,7 @@ from dropzone.sources.local import (
     synced_object,
     upload_file,
 )
-from dropzone.sources.tos import SourceConfigError, SourceError, TosBucket
+from dropzone.sources.tos import TosBucket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

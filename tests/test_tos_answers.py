@@ -13,7 +13,8 @@ import pytest
 from dropzone import runtime
 from dropzone.ark.signer import Credentials
 from dropzone.config import ConfigError, load_settings
-from dropzone.sources.tos import SourceConfigError, TosBucket, make_s3_client
+from dropzone.sources.base import SourceConfigError
+from dropzone.sources.tos import TosBucket, make_s3_client
 from tests.conftest import REPO
 from tests.harness import ACCESS_KEY, SECRET_KEY, new_bucket, s3_client, serving
 

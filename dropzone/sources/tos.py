@@ -6,7 +6,6 @@ exceptions are translated here, chained, into two kinds the daemon acts on diffe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserFactory
 from botocore.utils import parse_timestamp
+
+from dropzone.sources.base import (
+    ListingPage,
+    SourceConfigError,
+    SourceError,
+    StoredObject,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,19 +49,6 @@ _PERMANENT_CODES = frozenset(
 )
 
 
-class SourceError(Exception):
-    """The store could not be read this time (network, 5xx); the next poll tries again."""
-
-
-class SourceConfigError(SourceError):
-    """The store refused us for a reason only configuration fixes (no bucket, no access)."""
-
-
-class ObjectRefused(SourceError):
-    """The store refused this one object (a key it will not take): nothing but a change to
-    the file, its name or the store makes it go through, so it is not tried again as is."""
-
-
 # Statuses that refuse a request rather than the object in it: access, time-outs, throttling.
 _NOT_THE_OBJECTS = frozenset({403, 408, 429})
 
@@ -65,24 +58,6 @@ def refuses_the_object(exc: ClientError) -> bool:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     return 400 <= status < 500 and status not in _NOT_THE_OBJECTS and code not in _PERMANENT_CODES
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    key: str
-    etag: str
-    size: int
-    last_modified: datetime
-
-
-@dataclass(frozen=True)
-class ListingPage:
-    """One ListObjectsV2 page: its objects, the raw key range, and the server's clock."""
-
-    objects: tuple[StoredObject, ...]
-    last_key: str | None
-    is_last: bool
-    server_time: datetime
 
 
 def fast_timestamp(value: str) -> datetime:

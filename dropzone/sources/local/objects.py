@@ -27,18 +27,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from dropzone.sources.tos import (
-    ObjectRefused,
-    SourceError,
-    StoredObject,
-    refuses_the_object,
-    translate,
-)
+from dropzone.sources.base import ObjectRefused, SourceError, StoredObject
+from dropzone.sources.tos import refuses_the_object, translate
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from dropzone.sources.local_files import LocalFile
+    from dropzone.sources.local.files import LocalFile
     from dropzone.sources.tos import TosBucket
 
 _READ_CHUNK = 1024 * 1024

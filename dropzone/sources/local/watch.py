@@ -40,10 +40,10 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from dropzone.log import get_logger
-from dropzone.sources.local_files import is_ignored, relpath_of, scan, stat_file
-from dropzone.sources.local_overflow import on_overflow, stop_hearing
-from dropzone.sources.local_settle import SettleTracker
-from dropzone.sources.tos import SourceConfigError
+from dropzone.sources.base import SourceConfigError
+from dropzone.sources.local.files import is_ignored, relpath_of, scan, stat_file
+from dropzone.sources.local.overflow import on_overflow, stop_hearing
+from dropzone.sources.local.settle import SettleTracker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from watchdog.observers.api import BaseObserver
 
-    from dropzone.sources.local_files import LocalFile
+    from dropzone.sources.local.files import LocalFile
 
 # Signals taken off the queue in one go, de-duplicated: a large write is thousands of
 # modified events for the same path, and one stat answers them all.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dropzone.sources.local_files import LocalFile
+    from dropzone.sources.local.files import LocalFile
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,15 @@ the file an object depends on ``local_mode``:
 - ``mounted``: the folder is a mount of the bucket, the file is the object
   (:func:`local_object`); such folders are watched by polling.
 
-The pieces live in small modules: ``local_files`` (names, keys, the walk), ``local_settle``
-(when a file is complete, pure), ``local_watch`` (watchdog and rescans, one worker thread) and
-``local_objects`` (the bucket side). This module is the one to import.
+The pieces live in small modules: ``files`` (names, keys, the walk), ``settle`` (when a file is
+complete, pure), ``watch`` (watchdog and rescans, one worker thread), ``overflow`` (a lost
+inotify event turned into a rescan) and ``objects`` (the bucket side). This module is the one
+to import.
 """
 
 from __future__ import annotations
 
-from dropzone.sources.local_files import (
+from dropzone.sources.local.files import (
     DEFAULT_IGNORE,
     LocalFile,
     is_ignored,
@@ -25,7 +26,7 @@ from dropzone.sources.local_files import (
     scan,
     stat_file,
 )
-from dropzone.sources.local_objects import (
+from dropzone.sources.local.objects import (
     FileGone,
     FileUnreadable,
     file_md5,
@@ -34,8 +35,8 @@ from dropzone.sources.local_objects import (
     synced_object,
     upload_file,
 )
-from dropzone.sources.local_settle import SettleTracker
-from dropzone.sources.local_watch import FolderWatcher
+from dropzone.sources.local.settle import SettleTracker
+from dropzone.sources.local.watch import FolderWatcher
 
 __all__ = [
     "DEFAULT_IGNORE",

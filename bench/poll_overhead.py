@@ -12,7 +12,7 @@ times, side by side and in rotating order:
   plain ``boto3.client("s3")`` (the baseline: what a hand-written lister would use);
 - the same paginator on a client built as dropzone builds its own (``make_s3_client``: among
   others, listing timestamps parsed by ``datetime.fromisoformat`` instead of dateutil);
-- dropzone: ``WatchPoller.poll()`` over ``TosBucket.pages`` and the ledger (the daemon's poll).
+- dropzone: ``BucketWatch.poll()`` over ``TosBucket.pages`` and the ledger (the daemon's poll).
 
 Two servers, in turn: ``moto`` (the issue's setup: ThreadedMotoServer, in a child process)
 and ``synthetic`` (``common.SyntheticListing``, a minimal endpoint that computes its pages).
@@ -59,8 +59,8 @@ from common import (
 )
 
 from dropzone.ledger import Listed, Page, SqliteLedger, State
-from dropzone.scan import WatchPoller
 from dropzone.sources.tos import TosBucket
+from dropzone.watches.bucket import BucketWatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -94,7 +94,7 @@ def bare_listing(client: S3Client, bucket: str) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
-def timed_poll(poller: WatchPoller) -> tuple[float, int]:
+def timed_poll(poller: BucketWatch) -> tuple[float, int]:
     started = time.perf_counter()
     result = poller.poll()
     elapsed = time.perf_counter() - started
@@ -122,7 +122,7 @@ def poll_overhead(kind: str, objects: int, repeats: int, folder: Path) -> None:
         bucket = TosBucket(s3_client(server.endpoint), BUCKET)
         rule = watch_rule(bucket=BUCKET, on_start="skip-existing")
         with SqliteLedger.open(folder / f"poll-{kind}.sqlite3") as ledger:
-            poller = WatchPoller(rule, bucket.pages, ledger, utc_now)
+            poller = BucketWatch(rule, bucket.pages, ledger, utc_now)
             started = time.perf_counter()
             first = poller.poll()
             first_s = time.perf_counter() - started
@@ -149,7 +149,7 @@ def poll_overhead(kind: str, objects: int, repeats: int, folder: Path) -> None:
                 )
                 sys.stdout.flush()
             listed = list(bucket.pages(PREFIX))
-            offline = WatchPoller(rule, _replay(listed), ledger, utc_now)
+            offline = BucketWatch(rule, _replay(listed), ledger, utc_now)
             timed_poll(offline)
             offline_s = median([timed_poll(offline)[0] for _ in range(max(3, repeats))])
     bare, tuned, dz = (median(times[which]) for which in ("bare", "tuned", "dz"))

@@ -71,9 +71,9 @@ from dropzone import runtime
 from dropzone.ark import signer
 from dropzone.ark.models import API_VERSION
 from dropzone.config import load_settings
+from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import Listed, Page, SqliteLedger, State
 from dropzone.ops import Metrics
-from dropzone.submitter import Submitter, Watch
 
 if TYPE_CHECKING:
     from collections.abc import Callable

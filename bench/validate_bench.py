@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dropzone.validate import CHUNK_BYTES, validate_path
+from dropzone.preflight.jsonl import validate_path
+from dropzone.preflight.lines import CHUNK_BYTES
 
 _WORDS = (
     "the",

@@ -9,22 +9,24 @@ import shutil
 import signal
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dropzone import checks, plan, runtime, status_view
 from dropzone.config_text import config_text
+from dropzone.jobs.reachability import Reachability
 from dropzone.ledger import State
 from dropzone.log import get_logger
 from dropzone.ops import Metrics
-from dropzone.reachability import Reachability
 from dropzone.runtime import UsageError
-from dropzone.scan import eligible, start_state
 from dropzone.sources.base import SourceError
 from dropzone.sources.tos import TosBucket
+from dropzone.watches.bucket import eligible, start_state
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
+    from typing import TextIO
 
     from mypy_boto3_s3 import S3Client
 
@@ -505,6 +507,25 @@ def _check_listings(settings: Settings) -> bool:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from dropzone.validate import command  # noqa: PLC0415 - keeps `dropzone run` start-up lean
+    return validate_files(args.files, sys.stdout)
 
-    return command(args.files, sys.stdout)
+
+def validate_files(paths: Sequence[str], out: TextIO) -> int:
+    """``dropzone validate FILE...``: 0 when every file is valid, 1 otherwise."""
+    # Imported here: keeps `dropzone run` start-up lean.
+    from dropzone.preflight.jsonl import validate_path  # noqa: PLC0415
+    from dropzone.preflight.report import count_text  # noqa: PLC0415
+
+    all_valid = True
+    for name in paths:
+        report = validate_path(Path(name))
+        if report.valid:
+            print(f"{name}: valid ({count_text(report.lines, 'line')})", file=out)
+            continue
+        all_valid = False
+        print(f"{name}: invalid", file=out)
+        for problem in report.problems:
+            print(f"  {problem}", file=out)
+        if report.total_problems > len(report.problems):
+            print(f"  ... and {report.total_problems - len(report.problems)} more", file=out)
+    return 0 if all_valid else 1

@@ -17,21 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dropzone.first_start import FirstStart, FirstStartHeld
 from dropzone.ledger import EntryNotFound, LedgerError, State
 from dropzone.log import get_logger
 from dropzone.sources.base import SourceConfigError, SourceError
 from dropzone.wakeup import Wakeup
+from dropzone.watches.first_start import FirstStart, FirstStartHeld
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from dropzone.folder import FolderWatch
+    from dropzone.jobs.submitter import Submitter
+    from dropzone.jobs.tracker import Tracker
     from dropzone.ledger import Entry, Ledger
     from dropzone.ops.events import DaemonOps
-    from dropzone.scan import PollResult, WatchPoller
-    from dropzone.submitter import Submitter
-    from dropzone.tracker import Tracker
+    from dropzone.watches.bucket import BucketWatch, PollResult
+    from dropzone.watches.folder import FolderWatch
 
 _IDLE_WAIT_S = 1.0
 _MIN_WAIT_S = 0.05
@@ -69,7 +69,7 @@ class Daemon:
         self,
         *,
         ledger: Ledger,
-        pollers: Sequence[WatchPoller],
+        pollers: Sequence[BucketWatch],
         submitter: Submitter,
         options: DaemonOptions,
         clock: Callable[[], datetime],
@@ -134,7 +134,7 @@ class Daemon:
         self._wake.notify()
         return ok
 
-    def _poll(self, poller: WatchPoller) -> bool:
+    def _poll(self, poller: BucketWatch) -> bool:
         """One watch's poll; True when it was listed."""
         name = poller.rule.name
         try:

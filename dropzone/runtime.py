@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
 from dropzone.daemon import Daemon, DaemonOptions
-from dropzone.first_start import FirstStart, ledger_knows
-from dropzone.folder import FolderWatch
+from dropzone.jobs.policy import RetryPolicy
+from dropzone.jobs.prior import PriorJobs
+from dropzone.jobs.submitter import Submitter, Watch
+from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
 from dropzone.log import register_secrets, use_setting
 from dropzone.ops import (
@@ -29,13 +31,11 @@ from dropzone.ops import (
 )
 from dropzone.ops.events import DaemonOps, ledger_writable
 from dropzone.ops.health import ArkStatus
-from dropzone.policy import RetryPolicy
-from dropzone.preflight import BucketPreflight, FolderPreflight
-from dropzone.prior_jobs import PriorJobs
-from dropzone.scan import WatchPoller
+from dropzone.preflight.readers import BucketPreflight, FolderPreflight
 from dropzone.sources.tos import TosBucket, make_s3_client
-from dropzone.submitter import Submitter, Watch
-from dropzone.tracker import Tracker
+from dropzone.watches.bucket import BucketWatch
+from dropzone.watches.first_start import FirstStart, ledger_knows
+from dropzone.watches.folder import FolderWatch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,9 +45,9 @@ if TYPE_CHECKING:
     from dropzone.ark.client import CallObserver
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
+    from dropzone.jobs.reachability import Reachability
+    from dropzone.jobs.submitter import Preflight
     from dropzone.ops import Metrics
-    from dropzone.reachability import Reachability
-    from dropzone.submitter import Preflight
 
 CONTAINER_SECRETS = Path("/run/secrets")
 
@@ -287,7 +287,7 @@ def apply_watches(
     """
     watches = watches_for(settings, s3)
     daemon.pollers = [
-        WatchPoller(watch.rule, bucket.pages, ledger, utc_now, daemon.first_start)
+        BucketWatch(watch.rule, bucket.pages, ledger, utc_now, daemon.first_start)
         for watch, bucket in watches.values()
         if watch.rule.local_dir is None
     ]

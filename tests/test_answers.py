@@ -25,8 +25,8 @@ from dropzone.ark.models import (
     TosLocation,
 )
 from dropzone.ark.signer import Credentials
+from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
-from dropzone.tracker import Tracker
 from tests.emulator_fixtures import Caller, FakeClock, client_of
 from tests.harness import (
     ACCESS_KEY,

@@ -10,7 +10,7 @@ import pytest
 
 from dropzone.ark import client, errors
 from dropzone.ark.models import find_job_id
-from dropzone.ratelimit import RateLimiter
+from dropzone.ark.ratelimit import RateLimiter
 
 
 def _error_body(code: str, message: str) -> bytes:
@@ -187,7 +187,7 @@ def test_every_known_code_lands_on_its_row(code: str, row: errors.KnownCode) -> 
 def test_account_codes_hold_and_never_reject() -> None:
     """The account's answers (not activated, overdue, model not opened, bad credential) are
     Held: the policy retries them without counting, never rejects (they rejected every file)."""
-    from dropzone.policy import Action, RetryPolicy, decide  # noqa: PLC0415 - this test only
+    from dropzone.jobs.policy import Action, RetryPolicy, decide  # noqa: PLC0415 - this test only
 
     account = [c for c, row in errors.KNOWN_CODES.items() if issubclass(row.kind, errors.Held)]
     assert {

@@ -1,4 +1,4 @@
-"""The listing diff (dropzone.diff): pure, so tested with tables and a set-based model."""
+"""The listing diff (dropzone.ledger.diff): pure, so tested with tables and a set-based model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dropzone.diff import Known, Listed, Page, PageDiff, diff_page
+from dropzone.ledger.diff import Known, Listed, Page, PageDiff, diff_page
 
 
 def listed(key: str, etag: str = "e1", *, eligible: bool = True) -> Listed:

@@ -15,12 +15,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from dropzone.config import WatchRule
-from dropzone.folder import FolderWatch
 from dropzone.ledger import SqliteLedger, State
 from dropzone.sources.local.files import stat_file
 from dropzone.sources.local.overflow import OVERFLOW_MESSAGE, WATCHDOG_LOGGER
 from dropzone.sources.local.watch import FolderWatcher
 from dropzone.sources.tos import TosBucket
+from dropzone.watches.folder import FolderWatch
 from tests.harness import jsonl, log_events, new_bucket, s3_client, wait_for
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from dropzone.jobs.reachability import Outage
 from dropzone.ledger import SqliteLedger, State
 from dropzone.ops import (
     SUBMISSION_OUTCOMES,
@@ -41,7 +42,6 @@ from dropzone.ops import (
     watchdog_interval_s,
 )
 from dropzone.ops.health import ArkStatus
-from dropzone.reachability import Outage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

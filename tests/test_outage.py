@@ -17,10 +17,10 @@ from structlog.testing import capture_logs
 from dropzone.ark.emulator import Emulator
 from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
+from dropzone.jobs.reachability import OUTAGE_AFTER, Reachability, after_call
+from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import SqliteLedger, State
-from dropzone.reachability import OUTAGE_AFTER, Reachability, after_call
 from dropzone.sources.tos import TosBucket
-from dropzone.submitter import Submitter, Watch
 from tests.emulator_fixtures import FakeClock, client_of
 from tests.harness import free_port, jsonl, new_bucket, s3_client
 

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dropzone.ark import errors
-from dropzone.policy import Action, Decision, RetryPolicy, backoff_delay, decide, transient_retry
+from dropzone.jobs.policy import (
+    Action,
+    Decision,
+    RetryPolicy,
+    backoff_delay,
+    decide,
+    transient_retry,
+)
 
 POLICY = RetryPolicy(base_s=1.0, cap_s=300.0)
 

@@ -10,8 +10,8 @@ from botocore.utils import parse_timestamp
 
 from dropzone.config import WatchRule
 from dropzone.ledger import SqliteLedger, State
-from dropzone.scan import WatchPoller
 from dropzone.sources.tos import TosBucket, fast_timestamp
+from dropzone.watches.bucket import BucketWatch
 from tests.harness import jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def test_a_paged_poll_records_every_object_once(bucket: TosBucket, tmp_path: Pat
     )
     _put(bucket, *(f"in/{n}.jsonl" for n in range(5)), "in/skip.txt", "output/x.jsonl")
     with SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger:
-        poller = WatchPoller(
+        poller = BucketWatch(
             rule,
             lambda prefix: bucket.pages(prefix, page_size=2),
             ledger,

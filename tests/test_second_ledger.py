@@ -19,9 +19,9 @@ from dropzone.ark.models import (
     Tag,
     TosLocation,
 )
+from dropzone.jobs.prior import PriorJobs
 from dropzone.ledger import SqliteLedger, State
 from dropzone.plan import INPUT_TAG_KEY, WATCH_TAG_KEY, input_tag
-from dropzone.prior_jobs import PriorJobs
 from tests.emulator_fixtures import client_of
 from tests.harness import (
     ACCESS_KEY,

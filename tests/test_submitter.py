@@ -15,9 +15,9 @@ import pytest
 from dropzone import plan
 from dropzone.ark.emulator import Emulator
 from dropzone.config import WatchRule
+from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import Entry, SqliteLedger, State
 from dropzone.sources.tos import TosBucket
-from dropzone.submitter import Submitter, Watch
 from tests.emulator_fixtures import FakeClock, client_of
 from tests.harness import jsonl, new_bucket, s3_client
 

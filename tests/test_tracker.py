@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
+from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
-from dropzone.tracker import Tracker
 from tests.emulator_fixtures import FakeClock, client_of
 
 if TYPE_CHECKING:

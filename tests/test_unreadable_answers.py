@@ -13,7 +13,7 @@ from dropzone.ark import errors
 from dropzone.ark.client import ArkClient
 from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
 from dropzone.ark.signer import Credentials
-from dropzone.policy import Action, RetryPolicy, decide
+from dropzone.jobs.policy import Action, RetryPolicy, decide
 from tests.harness import ACCESS_KEY, SECRET_KEY, answering
 
 if TYPE_CHECKING:

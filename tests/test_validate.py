@@ -13,16 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropzone import validate
-from dropzone.validate import (
-    MAX_FILE_BYTES,
-    MAX_LINE_BYTES,
-    Problem,
-    Report,
-    command,
-    validate_path,
-    validate_stream,
-)
+from dropzone.commands import validate_files
+from dropzone.preflight import ids as preflight_ids
+from dropzone.preflight.ids import FirstLines
+from dropzone.preflight.jsonl import MAX_FILE_BYTES, MAX_LINE_BYTES, validate_path, validate_stream
+from dropzone.preflight.report import Problem, Report
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -456,7 +451,7 @@ def test_declared_size_mismatch() -> None:
 def test_duplicates_across_both_id_stores(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ids past the dict's capacity go to the compact store; duplicates are found between the
     two stores and within the compact one, with the right first line."""
-    monkeypatch.setattr(validate, "_DICT_IDS", 3)
+    monkeypatch.setattr(preflight_ids, "_DICT_IDS", 3)
     ids = [f"id{i}" for i in range(1000)]
     ids += ["id1", "id500", "id999", "id500"]
     data = lines(*[json.dumps({"custom_id": i, "body": {}}).encode() for i in ids])
@@ -471,8 +466,8 @@ def test_duplicates_across_both_id_stores(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_compact_store_ignores_straddling_matches(monkeypatch: pytest.MonkeyPatch) -> None:
     """In the compact store, a digest found across two entries is not a match."""
-    monkeypatch.setattr(validate, "_DICT_IDS", 0)
-    store = validate._FirstLines()
+    monkeypatch.setattr(preflight_ids, "_DICT_IDS", 0)
+    store = FirstLines()
     digest = b"\x00\x00" + b"\x01" * 8
     assert store._compact(digest, 1) == 1
     # Its bytes 5 to 12 (line number and the start of the next key) equal this key's.
@@ -519,10 +514,10 @@ def test_command(tmp_path: Path) -> None:
     bad.write_bytes(lines(OK_A, *[b"[]"] * 22, OK_A))
     missing = tmp_path / "missing.jsonl"
     out = io.StringIO()
-    assert command([str(good)], out) == 0
+    assert validate_files([str(good)], out) == 0
     assert out.getvalue() == f"{good}: valid (2 lines)\n"
     out = io.StringIO()
-    assert command([str(good), str(bad), str(missing)], out) == 1
+    assert validate_files([str(good), str(bad), str(missing)], out) == 1
     expected = [f"{good}: valid (2 lines)", f"{bad}: invalid"]
     expected += [f"  line {n}: must be a JSON object, got an array" for n in range(2, 22)]
     expected += [

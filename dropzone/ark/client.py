@@ -30,7 +30,7 @@ from dropzone.ark.models import (
     TagFilter,
     find_job_id,
 )
-from dropzone.ratelimit import RateLimiter
+from dropzone.ark.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping

@@ -6,7 +6,7 @@ an entry only moves along the table even when threads or processes race. Each st
 one committed transaction; a claim is one conditional ``UPDATE ... RETURNING`` statement.
 
 - :mod:`.model`: states, transitions, entries, errors (pure);
-- :mod:`dropzone.diff`: one listing page against the ledger's rows of its key range (pure);
+- :mod:`dropzone.ledger.diff`: one listing page against the ledger's rows of its key range (pure);
 - :mod:`.protocol`: the :class:`Ledger` interface the rest of dropzone is written against;
 - :mod:`.sqlite`, :mod:`.schema`, :mod:`.lockfile`: the embedded SQLite implementation.
 
@@ -26,7 +26,7 @@ Errors::
     └── InvalidTransition    the entry is not in a state the requested change starts from
 """
 
-from dropzone.diff import Listed, Page, PageDiff, diff_page
+from dropzone.ledger.diff import Listed, Page, PageDiff, diff_page
 from dropzone.ledger.model import (
     TRANSITIONS,
     Entry,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
     from datetime import datetime
 
-    from dropzone.diff import Listed, Page
+    from dropzone.ledger.diff import Listed, Page
     from dropzone.ledger.model import Entry, OnChange, RequestCounts, ScopeStatus, State
 
 

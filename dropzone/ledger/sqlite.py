@@ -21,8 +21,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from dropzone.diff import Known, Listed, Page, diff_page
 from dropzone.ledger import model
+from dropzone.ledger.diff import Known, Listed, Page, diff_page
 from dropzone.ledger.lockfile import FileLock
 from dropzone.ledger.model import (
     Entry,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dropzone.ops.health import Heartbeat
     from dropzone.ops.metrics import Metrics
     from dropzone.ops.systemd import SystemdNotifier
-    from dropzone.scan import PollResult
+    from dropzone.watches.bucket import PollResult
 
 STATUS_EVERY_S = 10.0
 

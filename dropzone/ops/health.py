@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from dropzone.reachability import Outage
+    from dropzone.jobs.reachability import Outage
 
 STALE_AFTER_INTERVALS = 3
 

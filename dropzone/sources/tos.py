@@ -6,6 +6,7 @@ exceptions are translated here, chained, into two kinds the daemon acts on diffe
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from dropzone.sources.base import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
 
     from dropzone.ark.signer import Credentials
@@ -215,6 +217,20 @@ class TosBucket:
             size=int(response.get("ContentLength", 0)),
             last_modified=response["LastModified"],
         )
+
+    @contextmanager
+    def opened(self, key: str, etag: str) -> Iterator[tuple[StreamingBody, int | None]]:
+        """This version of the object's body, streamed, and its length; an error while it is
+        read inside the block is translated like one from the request."""
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"')
+            body = response["Body"]
+            try:
+                yield body, response.get("ContentLength")
+            finally:
+                body.close()
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"reading s3://{self.bucket}/{key}") from exc
 
     def put_text(self, key: str, text: str, content_type: str = "application/json") -> None:
         try:

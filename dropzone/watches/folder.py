@@ -15,10 +15,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dropzone import plan
-from dropzone.diff import Listed
 from dropzone.ledger import LedgerError, ScopeStatus, State
+from dropzone.ledger.diff import Listed
 from dropzone.log import get_logger
-from dropzone.scan import start_state
 from dropzone.sources.base import ObjectRefused, SourceError
 from dropzone.sources.local import (
     FileGone,
@@ -32,6 +31,7 @@ from dropzone.sources.local import (
     synced_object,
     upload_file,
 )
+from dropzone.watches.bucket import start_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from dropzone.config import WatchRule
-    from dropzone.first_start import FirstStart
     from dropzone.ledger import Entry, Ledger
     from dropzone.sources.base import StoredObject
     from dropzone.sources.tos import TosBucket
+    from dropzone.watches.first_start import FirstStart
 
 # The shortest pause between two looks at the files the start waits for.
 _MIN_CHECK_S = 0.05

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from dropzone.ark.models import Job
+    from dropzone.jobs.reachability import Reachability
     from dropzone.ledger import Entry, Ledger
-    from dropzone.reachability import Reachability
 
 BATCH = 100
 TRACK_LIMIT = 5000

@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from dropzone import plan
 from dropzone.ark import errors
+from dropzone.jobs.policy import (
+    Action,
+    Decision,
+    RetryPolicy,
+    backoff_delay,
+    decide,
+    transient_retry,
+)
 from dropzone.ledger import Entry, State
 from dropzone.log import get_logger
-from dropzone.policy import Action, Decision, RetryPolicy, backoff_delay, decide, transient_retry
 from dropzone.sources.base import SourceError, StoredObject
 
 if TYPE_CHECKING:
@@ -29,10 +36,10 @@ if TYPE_CHECKING:
 
     from dropzone.ark.models import CreateJobRequest, Job
     from dropzone.config import WatchRule
+    from dropzone.jobs.prior import PriorJobs
+    from dropzone.jobs.reachability import Reachability
     from dropzone.ledger import Ledger
-    from dropzone.prior_jobs import PriorJobs
-    from dropzone.reachability import Reachability
-    from dropzone.validate import Report
+    from dropzone.preflight.report import Report
 
 # A job created by this attempt has a CreateTime no earlier than the claim, give or take the
 # clock skew the platform accepts in a signature.

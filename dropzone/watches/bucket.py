@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from dropzone.config import WatchRule
-    from dropzone.first_start import FirstStart
     from dropzone.ledger import Entry, Ledger
     from dropzone.sources.base import ListingPage, StoredObject
+    from dropzone.watches.first_start import FirstStart
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def start_state(rule: WatchRule, *, first_listing: bool) -> State:
     return State.PENDING
 
 
-class WatchPoller:
+class BucketWatch:
     """Polls one bucket watch into the ledger; sources never see the ledger, this does."""
 
     def __init__(

@@ -10,19 +10,16 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from dropzone.plan import REPORT_SUFFIX
+from dropzone.preflight.jsonl import validate_path, validate_stream
 from dropzone.sources.base import SourceError
-from dropzone.sources.tos import translate
-from dropzone.validate import validate_path, validate_stream
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from dropzone.ledger import Entry
+    from dropzone.preflight.report import Report
     from dropzone.sources.tos import TosBucket
-    from dropzone.validate import Report
 
 
 def report_text(entry: Entry, report: Report) -> str:
@@ -37,18 +34,8 @@ class BucketPreflight:
     bucket: TosBucket
 
     def check(self, entry: Entry) -> Report:
-        where = f"reading s3://{entry.bucket}/{entry.key}"
-        try:
-            response = self.bucket.s3.get_object(
-                Bucket=entry.bucket, Key=entry.key, IfMatch=f'"{entry.etag}"'
-            )
-            body = response["Body"]
-            try:
-                return validate_stream(body, declared_size=response.get("ContentLength"))
-            finally:
-                body.close()
-        except (BotoCoreError, ClientError) as exc:
-            raise translate(exc, where) from exc
+        with self.bucket.opened(entry.key, entry.etag) as (body, size):
+            return validate_stream(body, declared_size=size)
 
     def write_report(self, entry: Entry, report: Report) -> str:
         key = entry.key + REPORT_SUFFIX

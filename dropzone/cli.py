@@ -12,9 +12,12 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from dropzone import __version__, commands, demo, log
+from dropzone import __version__, log
 from dropzone.ark import emulator
+from dropzone.commands import check, demo, run, submit, validate
+from dropzone.commands import ledger as ledger_commands
 from dropzone.ledger import LedgerError
+from dropzone.runtime import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -141,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
     return {
-        "run": commands.run,
-        "status": commands.status,
-        "submit": commands.submit,
-        "backfill": commands.backfill,
-        "retry": commands.retry,
-        "forget": commands.forget,
-        "validate": commands.validate,
-        "check": commands.check,
+        "run": run.run,
+        "status": ledger_commands.status,
+        "submit": submit.submit,
+        "backfill": ledger_commands.backfill,
+        "retry": ledger_commands.retry,
+        "forget": ledger_commands.forget,
+        "validate": validate.validate,
+        "check": check.check,
         "emulator": emulator.command,
         "demo": demo.demo,
     }
@@ -177,7 +180,7 @@ def _main(argv: Sequence[str] | None) -> int:
     log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
     try:
         return _dispatch()[args.command](args)
-    except (commands.UsageError, LedgerError) as exc:
+    except (UsageError, LedgerError) as exc:
         print(f"dropzone {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

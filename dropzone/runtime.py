@@ -236,6 +236,29 @@ def watches_for(settings: Settings, s3: S3Client) -> dict[str, tuple[Watch, TosB
     return watches
 
 
+def build_submitter(
+    settings: Settings,
+    *,
+    ledger: SqliteLedger,
+    api: ArkClient,
+    s3: S3Client,
+    reachability: Reachability | None = None,
+) -> Submitter:
+    """The exactly-once protocol for the watches of ``settings`` (``submit`` needs no more)."""
+    return Submitter(
+        ledger=ledger,
+        api=api,
+        watches={name: watch for name, (watch, _) in watches_for(settings, s3).items()},
+        clock=utc_now,
+        policy=RetryPolicy(),
+        reachability=reachability,
+        prior_jobs=PriorJobs(api=api, upcoming=ledger.upcoming, clock=utc_now),
+        # A Create that outlived the client's read time-out may still be carried out: twice
+        # that is the wait before "no job listed" counts as "no job made".
+        late_create_s=2 * settings.ark.timeout_s,
+    )
+
+
 def build_daemon(
     settings: Settings,
     *,
@@ -247,18 +270,7 @@ def build_daemon(
 ) -> Daemon:
     """``baseline_anyway``: a first start baselines what is there even when the platform
     holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator)."""
-    submitter = Submitter(
-        ledger=ledger,
-        api=api,
-        watches={},
-        clock=utc_now,
-        policy=RetryPolicy(),
-        reachability=reachability,
-        prior_jobs=PriorJobs(api=api, upcoming=ledger.upcoming, clock=utc_now),
-        # A Create that outlived the client's read time-out may still be carried out: twice
-        # that is the wait before "no job listed" counts as "no job made".
-        late_create_s=2 * settings.ark.timeout_s,
-    )
+    submitter = build_submitter(settings, ledger=ledger, api=api, s3=s3, reachability=reachability)
     options = DaemonOptions(
         poll_interval_s=settings.daemon.poll_interval_s,
         concurrency=settings.daemon.concurrency,

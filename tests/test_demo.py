@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.demo import BUCKET, PREFIX, inbox_reader
+from dropzone.commands.demo import BUCKET, PREFIX, inbox_reader
 
 if TYPE_CHECKING:
     from pathlib import Path

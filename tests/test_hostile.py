@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dropzone.ark.emulator import Emulator
-from dropzone.commands import entry_record
+from dropzone.commands.output import entry_record
 from dropzone.ledger import SqliteLedger
 from tests.harness import (
     ACCESS_KEY,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dropzone.ark.emulator import Emulator
-from dropzone.checks import Finding, ledger_finding
+from dropzone.commands.probes import Finding, ledger_finding
 from dropzone.ledger import SqliteLedger
 from dropzone.ops.events import ledger_writable
 from tests.harness import (

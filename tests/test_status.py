@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dropzone.commands.status_view import age_text, presence, summary
 from dropzone.ledger import SqliteLedger, State
-from dropzone.status_view import age_text, presence, summary
 from tests.harness import jsonl, log_events
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dropzone.commands import validate_files
+from dropzone.commands.validate import validate_files
 from dropzone.preflight import ids as preflight_ids
 from dropzone.preflight.ids import FirstLines
 from dropzone.preflight.jsonl import MAX_FILE_BYTES, MAX_LINE_BYTES, validate_path, validate_stream

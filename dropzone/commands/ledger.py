@@ -1,0 +1,138 @@
+"""The commands that read or change the ledger beside a daemon: status, backfill, retry, forget."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import TYPE_CHECKING
+
+from dropzone import runtime
+from dropzone.commands import status_view
+from dropzone.commands.options import single_watch, state_option
+from dropzone.commands.output import entry_record, print_json
+from dropzone.ledger import State
+from dropzone.runtime import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from dropzone.config import Settings, WatchRule
+    from dropzone.ledger import SqliteLedger
+
+
+def status(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    state = state_option(args.state)
+    _status_watch(settings, args.watch)
+    if not settings.ledger.path.exists():
+        print(
+            runtime.no_ledger(settings.ledger.path, runtime.config_file(args.config)),
+            file=sys.stderr,
+        )
+        return 1
+    ledger = runtime.open_ledger(settings, readonly=True)
+    try:
+        if not args.json and sys.stdout.isatty():
+            entries = list(ledger.entries(state=state, watch=args.watch))
+            columns = shutil.get_terminal_size().columns
+            print("\n".join(status_view.table(entries, runtime.utc_now(), columns)))
+            return 0
+        for entry in ledger.entries(state=state, watch=args.watch):
+            if args.json:
+                print_json(entry_record(entry))
+            else:
+                job = entry.job_id or "-"
+                phase = entry.phase or "-"
+                line = f"{entry.watch}\t{entry.state}\t{job}\t{phase}\ttos://{entry.bucket}/{entry.key}"
+                print(f"{line}\t{entry.error}" if entry.error else line)
+    finally:
+        ledger.close()
+    return 0
+
+
+def _status_watch(settings: Settings, name: str | None) -> None:
+    """Refuse a --watch that names nothing: neither a configured watch nor, for one since
+    removed from the config, any entry in the ledger."""
+    configured = [rule.name for rule in settings.watches]
+    if name is None or name in configured:
+        return
+    if settings.ledger.path.exists():
+        ledger = runtime.open_ledger(settings, readonly=True)
+        try:
+            removed = next(iter(ledger.entries(watch=name)), None) is not None
+        finally:
+            ledger.close()
+        if removed:
+            print(f"watch {name!r} is not in the configuration; its entries:", file=sys.stderr)
+            return
+    raise UsageError(
+        f"--watch {name!r}: no such watch, and none of its entries in the ledger; "
+        f"the configured watches: {', '.join(configured)}"
+    )
+
+
+def backfill(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    rule = single_watch(settings, args.watch)
+    ledger = runtime.open_ledger(settings)
+    now = runtime.utc_now()
+    try:
+        moved = ledger.backfill(rule.name if rule else None, now)
+        opened = [r.name for r in ([rule] if rule else settings.watches) if _open_first(ledger, r)]
+    finally:
+        ledger.close()
+    print(f"{moved} baseline entr{'y' if moved == 1 else 'ies'} -> pending")
+    for name in opened:
+        print(
+            f"watch {name}: its first start submits what is there (a file Ark already has a job "
+            "for is adopted, not submitted again)"
+        )
+    return 0
+
+
+def _open_first(ledger: SqliteLedger, rule: WatchRule) -> bool:
+    """Let a watch whose first listing has not completed submit what it finds instead of
+    baselining it (a first start held because Ark holds the watch's jobs waits for this)."""
+    if ledger.baseline_done(rule.name):
+        return False
+    ledger.begin_watch(rule.name, rule.bucket, rule.prefix, runtime.utc_now())
+    ledger.mark_baseline_done(rule.name)
+    return True
+
+
+def retry(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    # A duplicate of the same version is an outcome, so only a duplicate named by its key (or
+    # asked for with --state) goes back: once the job it names has ended, it gets its own.
+    default = ["rejected", "invalid", "duplicate"] if args.keys else ["rejected", "invalid"]
+    states = {State(s) for s in (args.state or default)}
+    ledger = runtime.open_ledger(settings)
+    try:
+        moved = ledger.retry(states, set(args.keys) or None, runtime.utc_now())
+    finally:
+        ledger.close()
+    print(f"{moved} entr{'y' if moved == 1 else 'ies'} -> pending")
+    return 0
+
+
+def forget(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    rule = single_watch(settings, args.watch)
+    ledger = runtime.open_ledger(settings)
+    watch = rule.name if rule else None
+    try:
+        removed = ledger.forget(watch, set(args.keys))
+        in_flight = sorted(
+            {e.key for e in ledger.in_state(State.SUBMITTING, watch) if e.key in args.keys}
+        )
+    finally:
+        ledger.close()
+    print(f"{removed} entr{'y' if removed == 1 else 'ies'} forgotten")
+    if in_flight:
+        print(
+            f"kept, being submitted (their outcome is not known yet): {', '.join(in_flight)}; "
+            "forget them once `dropzone status` shows it",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

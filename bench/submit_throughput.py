@@ -14,7 +14,7 @@ Timed, ``--repeats`` times each, alternating:
 - bare with HEAD: the same loop, each thread HEADing its object on S3 (boto3) first: what a
   bucket watch cost when it looked every object up again before its Create (for reference);
 - dropzone, bucket watch: the daemon as ``dropzone run --once`` builds it
-  (``runtime.build_daemon``: Submitter, RetryPolicy, ArkClient with the metrics observer,
+  (``daemon.build.build_submitter``: Submitter, RetryPolicy, ArkClient with the metrics observer,
   ``concurrency`` workers) running ``Daemon.run_once()`` from pending to submitted. A bucket
   watch HEADs an object on S3 (moto, in a child process) before its Create only when the
   listing that recorded it is over 30 s old; these entries were listed moments before;
@@ -71,6 +71,9 @@ from dropzone import runtime
 from dropzone.ark import signer
 from dropzone.ark.models import API_VERSION
 from dropzone.config import load_settings
+from dropzone.daemon import Daemon
+from dropzone.daemon.build import build_submitter, daemon_options
+from dropzone.daemon.parts import WatchSet
 from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import Listed, Page, SqliteLedger, State
 from dropzone.ops import Metrics
@@ -81,7 +84,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from dropzone.config import Settings
-    from dropzone.daemon import Daemon
 
 BUCKET = "bench-submit"
 RATIO_GOAL = 0.9
@@ -217,12 +219,18 @@ class Stage:
         self.run_once_s = 0.0
 
     def daemon(self, *, lookup: bool) -> Daemon:
-        daemon = runtime.build_daemon(self.settings, ledger=self.ledger, api=self.api, s3=self.s3)
-        daemon.pollers = []  # the entries are pending already: no listing in the measurement
+        submitter = build_submitter(self.settings, ledger=self.ledger, api=self.api, s3=self.s3)
         if not lookup:
             rule = self.settings.watches[0]
-            daemon.submitter.replace_watches({rule.name: Watch(rule)})
-        return daemon
+            submitter.replace_watches({rule.name: Watch(rule)})
+        # No watches: the entries are pending already, so no listing in the measurement.
+        return Daemon(
+            ledger=self.ledger,
+            watches=WatchSet(),
+            submitter=submitter,
+            options=daemon_options(self.settings),
+            clock=utc_now,
+        )
 
     def submitted(self) -> int:
         return self.ledger.counts()[State.SUBMITTED]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from dropzone import runtime
 from dropzone.ark.signer import Credentials
 from dropzone.config import load_settings
+from dropzone.daemon.build import build_daemon
 from dropzone.ledger import SqliteLedger, State
 from tests.harness import jsonl
 
@@ -42,7 +43,7 @@ def test_folder_watches_start_together_and_one_failure_spares_the_others(tmp_pat
     credentials = Credentials("AKLTfolderstart", "folder-start-secret")
     with SqliteLedger.open(settings.ledger.path) as ledger:
         api = runtime.ark_client(settings, credentials)  # never called here
-        daemon = runtime.build_daemon(
+        daemon = build_daemon(
             settings, ledger=ledger, api=api, s3=runtime.s3_client(settings, credentials)
         )
         try:

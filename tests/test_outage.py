@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from dropzone.ark.emulator import Emulator
 from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
+from dropzone.daemon.parts import WatchSet
 from dropzone.jobs.reachability import OUTAGE_AFTER, Reachability, after_call
 from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import SqliteLedger, State
@@ -75,7 +76,7 @@ class World:
         )
         return Daemon(
             ledger=self.ledger,
-            pollers=[],
+            watches=WatchSet(),
             submitter=submitter,
             options=DaemonOptions(),
             clock=self.clock,

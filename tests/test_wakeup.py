@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from dropzone.wakeup import Wakeup
+from dropzone.daemon.wakeup import Wakeup
 
 
 def test_a_call_between_looking_and_sleeping_is_not_lost() -> None:

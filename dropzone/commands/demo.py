@@ -22,6 +22,7 @@ from dropzone.ark.emulator import Emulator
 from dropzone.ark.emulator_inputs import InputReader, folder_reader
 from dropzone.ark.signer import Credentials
 from dropzone.config import load_settings
+from dropzone.daemon.build import build_daemon
 from dropzone.ledger import SqliteLedger, State
 from dropzone.sources.tos import make_s3_client
 
@@ -201,7 +202,7 @@ def _build(root: Path, ark: Emulator) -> tuple[Daemon, SqliteLedger, ArkClient]:
         addressing_style="path",
         credentials=None,
     )
-    return runtime.build_daemon(settings, ledger=ledger, api=api, s3=s3), ledger, api
+    return build_daemon(settings, ledger=ledger, api=api, s3=s3), ledger, api
 
 
 def inbox_reader(inbox: Path) -> InputReader:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from dropzone import runtime
 from dropzone.commands.options import parse_tos_url, watch_for
 from dropzone.commands.output import entry_record, print_json
+from dropzone.daemon.build import build_submitter
 from dropzone.ledger import State
 from dropzone.runtime import UsageError
 from dropzone.sources.base import SourceError
@@ -46,7 +47,7 @@ def submit(args: argparse.Namespace) -> int:
         if claimed is None:
             print("the entry is being submitted by a running daemon", file=sys.stderr)
             return 1
-        submitter = runtime.build_submitter(settings, ledger=ledger, api=api, s3=bucket.s3)
+        submitter = build_submitter(settings, ledger=ledger, api=api, s3=bucket.s3)
         final = submitter.submit(claimed)
         recorded = ledger.get(entry.id)
         print_json(entry_record(recorded))

@@ -1,0 +1,355 @@
+"""The daemon's wiring: every part made from settings, given at construction, closed at the end.
+
+:func:`build` is the one place a running daemon is put together (``dropzone run``); the
+smaller builders are what ``submit``, the demo and the tests share with it. A SIGHUP reload
+builds a new :class:`WatchSet` from the config read again; nothing is attached to a part
+after it was made.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dropzone import runtime
+from dropzone.daemon.loop import Daemon, DaemonOptions
+from dropzone.daemon.parts import NO_OPS, NO_TRACKING, WatchSet
+from dropzone.daemon.wakeup import Wakeup
+from dropzone.jobs.policy import RetryPolicy
+from dropzone.jobs.prior import PriorJobs
+from dropzone.jobs.reachability import Reachability
+from dropzone.jobs.submitter import Submitter, Watch
+from dropzone.jobs.tracker import Tracker
+from dropzone.ledger import State
+from dropzone.log import get_logger
+from dropzone.ops import (
+    Heartbeat,
+    ListenError,
+    Metrics,
+    OpsServer,
+    SystemdNotifier,
+    health_probe,
+    watchdog_interval_s,
+)
+from dropzone.ops.events import DaemonOps, ledger_writable
+from dropzone.ops.health import ArkStatus
+from dropzone.preflight.readers import BucketPreflight, FolderPreflight
+from dropzone.runtime import UsageError, utc_now
+from dropzone.sources.tos import TosBucket
+from dropzone.watches.bucket import BucketWatch
+from dropzone.watches.first_start import FirstStart, ledger_knows
+from dropzone.watches.folder import FolderWatch
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from mypy_boto3_s3 import S3Client
+
+    from dropzone.ark.client import ArkClient
+    from dropzone.config import Settings
+    from dropzone.jobs.submitter import Preflight
+    from dropzone.ledger import SqliteLedger
+
+
+@dataclass(frozen=True)
+class DaemonParts:
+    """What :func:`build` made; closed (server, client, ledger) when its block ends."""
+
+    daemon: Daemon
+    ledger: SqliteLedger
+    api: ArkClient
+    server: OpsServer | None
+
+
+@contextmanager
+def build(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    config: str | None = None,
+    observed: bool = True,
+    baseline_anyway: bool = False,
+) -> Iterator[DaemonParts]:
+    """A daemon for ``settings``. ``observed``: with metrics, /healthz on ``daemon.listen``
+    and systemd notify (``run --once`` has none); ``config``: the ``-c`` value a SIGHUP
+    reads again."""
+    credentials = runtime.credentials_for(settings, env)
+    ledger = runtime.open_ledger(settings, daemon=True)
+    metrics = Metrics([rule.name for rule in settings.watches])
+    reachability = Reachability(utc_now)
+    observer = runtime.fan_out(metrics.api_call, reachability.observe)
+    api = runtime.ark_client(settings, credentials, observer=observer)
+    server = None
+    try:
+        s3 = runtime.s3_client(settings, credentials)
+        held: dict[str, str] = {}
+        ops = _daemon_ops(settings, env, ledger, metrics) if observed else None
+        daemon = build_daemon(
+            settings,
+            ledger=ledger,
+            api=api,
+            s3=s3,
+            reachability=reachability,
+            baseline_anyway=baseline_anyway,
+            ops=ops,
+            first_starts_held=held,
+            config=config,
+            env=env,
+        )
+        if ops is not None:
+            server = _serve_ops(settings, ops, ledger, reachability, held)
+        yield DaemonParts(daemon, ledger, api, server)
+    finally:
+        if server is not None:
+            server.stop()
+        api.close()
+        ledger.close()
+
+
+def _daemon_ops(
+    settings: Settings, env: Mapping[str, str], ledger: SqliteLedger, metrics: Metrics
+) -> DaemonOps:
+    heartbeat = Heartbeat(
+        watchdog_interval_s=watchdog_interval_s(env),
+        watches=[rule.name for rule in settings.watches],
+    )
+    return DaemonOps(
+        metrics=metrics,
+        heartbeat=heartbeat,
+        notifier=SystemdNotifier(env),
+        ledger=ledger,
+        clock=utc_now,
+    )
+
+
+def _serve_ops(
+    settings: Settings,
+    ops: DaemonOps,
+    ledger: SqliteLedger,
+    reachability: Reachability,
+    first_starts_held: Mapping[str, str],
+) -> OpsServer | None:
+    """The outage gauge and holds in metrics; /metrics and /healthz if ``listen`` is set."""
+    metrics = ops.metrics
+
+    def seconds_down() -> float:
+        current = reachability.outage()
+        return 0.0 if current is None else (utc_now() - current.since).total_seconds()
+
+    metrics.track_ark_outage(seconds_down)
+    reachability.on_held = metrics.ark_held
+    address = settings.daemon.listen_address
+    if address is None:
+        return None
+
+    def ark() -> ArkStatus:
+        held = tuple(f"ark refuses the account: {h.code}: {h.hint}" for h in reachability.holds())
+        return ArkStatus(
+            outage=reachability.outage(), held=held + tuple(first_starts_held.values())
+        )
+
+    names = [rule.name for rule in settings.watches]
+
+    def due() -> dict[str, int]:
+        return {name: ledger.counts(name)[State.PENDING] for name in names}
+
+    probe = health_probe(
+        heartbeat=ops.heartbeat,
+        poll_interval_s=settings.daemon.poll_interval_s,
+        started_at=time.time(),
+        due=due,
+        ledger_writable=ledger_writable(settings.ledger.path, ledger.displaced),
+        ark=ark,
+    )
+    server = OpsServer(address, metrics, probe)
+    try:
+        server.start()
+    except ListenError as exc:
+        raise UsageError(str(exc)) from exc
+    return server
+
+
+def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
+    settings: Settings,
+    *,
+    ledger: SqliteLedger,
+    api: ArkClient,
+    s3: S3Client,
+    reachability: Reachability | None = None,
+    baseline_anyway: bool = False,
+    ops: DaemonOps | None = None,
+    first_starts_held: dict[str, str] | None = None,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Daemon:
+    """``baseline_anyway``: a first start baselines what is there even when the platform
+    holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator).
+    ``env``: given, a SIGHUP reads the config (``config``, as ``-c``) again; not, it is kept."""
+    submitter = build_submitter(settings, ledger=ledger, api=api, s3=s3, reachability=reachability)
+    tracker = Tracker(
+        ledger=ledger,
+        api=api,
+        projects=_projects(settings),
+        clock=utc_now,
+        reachability=reachability,
+    )
+    first_start = FirstStart(api, ledger_knows(ledger), baseline_anyway=baseline_anyway)
+    wake = Wakeup()
+    make = _WatchMaker(ledger, s3, first_start, wake)
+    watches = make(settings, WatchSet())
+
+    def reload(running: WatchSet) -> WatchSet | None:
+        if env is None:
+            return None
+        fresh = _settings_again(config, env, settings)
+        if fresh is None:
+            return None
+        submitter.replace_watches(_submit_watches(fresh, s3))
+        tracker.replace_projects(_projects(fresh))
+        return make(fresh, running)
+
+    return Daemon(
+        ledger=ledger,
+        watches=watches,
+        submitter=submitter,
+        options=daemon_options(settings),
+        clock=utc_now,
+        ops=ops if ops is not None else NO_OPS,
+        tracker=tracker if settings.daemon.track_interval_s > 0 else NO_TRACKING,
+        reload=reload,
+        wake=wake,
+        first_starts_held=first_starts_held,
+    )
+
+
+def build_submitter(
+    settings: Settings,
+    *,
+    ledger: SqliteLedger,
+    api: ArkClient,
+    s3: S3Client,
+    reachability: Reachability | None = None,
+) -> Submitter:
+    """The exactly-once protocol for the watches of ``settings`` (``submit`` needs no more)."""
+    return Submitter(
+        ledger=ledger,
+        api=api,
+        watches=_submit_watches(settings, s3),
+        clock=utc_now,
+        policy=RetryPolicy(),
+        reachability=reachability,
+        prior_jobs=PriorJobs(api=api, upcoming=ledger.upcoming, clock=utc_now),
+        # A Create that outlived the client's read time-out may still be carried out: twice
+        # that is the wait before "no job listed" counts as "no job made".
+        late_create_s=2 * settings.ark.timeout_s,
+    )
+
+
+def _submit_watches(settings: Settings, s3: S3Client) -> dict[str, Watch]:
+    """Each watch as the submitter sees it; bucket watches look objects up by HEAD first."""
+    watches: dict[str, Watch] = {}
+    for rule in settings.watches:
+        bucket = TosBucket(s3, rule.bucket)
+        mounted = rule.local_dir is not None and rule.local_mode == "mounted"
+        # A mounted file is the object: its watcher already saw it complete, and HEAD through
+        # S3 may not even be reachable (the demo has no S3 at all).
+        lookup = None if mounted else bucket.head
+        preflight: Preflight = (
+            BucketPreflight(bucket)
+            if rule.local_dir is None
+            else FolderPreflight(rule.local_dir, rule.prefix)
+        )
+        watches[rule.name] = Watch(rule, lookup, preflight)
+    return watches
+
+
+@dataclass(frozen=True)
+class _WatchMaker:
+    """The watches of a configuration; folder watches whose rule is unchanged keep running
+    (their settle state and first-scan status with them), others are stopped and new ones
+    built. In-flight submissions finish with the rules they were claimed under."""
+
+    ledger: SqliteLedger
+    s3: S3Client
+    first_start: FirstStart
+    wake: Wakeup
+
+    def __call__(self, settings: Settings, running: WatchSet) -> WatchSet:
+        kept = {folder.rule.name: folder for folder in running.folders}
+        folders: list[FolderWatch] = []
+        for rule in settings.watches:
+            if rule.local_dir is None:
+                continue
+            same = kept.get(rule.name)
+            if same is not None and same.rule == rule:
+                folders.append(kept.pop(rule.name))
+                continue
+            folder = FolderWatch(
+                rule=rule,
+                ledger=self.ledger,
+                bucket=TosBucket(self.s3, rule.bucket),
+                clock=utc_now,
+                poll_interval_s=settings.daemon.poll_interval_s,
+                on_new=self.wake.notify,
+                first_start=self.first_start,
+            )
+            folders.append(folder)
+        for stale in kept.values():
+            stale.stop()
+        buckets = tuple(
+            BucketWatch(
+                rule,
+                TosBucket(self.s3, rule.bucket).pages,
+                self.ledger,
+                utc_now,
+                self.first_start,
+            )
+            for rule in settings.watches
+            if rule.local_dir is None
+        )
+        caps = {
+            r.name: r.max_active_jobs for r in settings.watches if r.max_active_jobs is not None
+        }
+        return WatchSet(buckets, tuple(folders), caps)
+
+
+def _settings_again(
+    config: str | None, env: Mapping[str, str], running: Settings
+) -> Settings | None:
+    """The config read again; a bad one is refused with one clear line and the old one kept."""
+    logger = get_logger()
+    try:
+        fresh = runtime.settings_from(config, env)
+    except UsageError as exc:
+        logger.error(  # noqa: TRY400 - a bad config is not a bug: its message says it all
+            "config.reload_refused", error=str(exc), note="the previous config stays"
+        )
+        return None
+    restart_only = [
+        section
+        for section in ("ark", "tos", "ledger", "daemon")
+        if getattr(fresh, section) != getattr(running, section)
+    ]
+    logger.info(
+        "config.reloaded",
+        watches=[rule.name for rule in fresh.watches],
+        needs_restart=restart_only or None,
+    )
+    return fresh
+
+
+def _projects(settings: Settings) -> dict[str, str]:
+    return {rule.name: rule.project_name for rule in settings.watches}
+
+
+def daemon_options(settings: Settings) -> DaemonOptions:
+    return DaemonOptions(
+        poll_interval_s=settings.daemon.poll_interval_s,
+        concurrency=settings.daemon.concurrency,
+        drain_timeout_s=settings.daemon.drain_timeout_s,
+        once_max_wait_s=settings.daemon.once_max_wait_s,
+        retention_days=settings.ledger.retention_days,
+        track_interval_s=settings.daemon.track_interval_s,
+    )

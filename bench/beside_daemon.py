@@ -46,7 +46,7 @@ from common import (
     write_config,
 )
 
-from dropzone.ark.emulator import Emulator
+from dropzone.emulator import Emulator
 from dropzone.ledger import SqliteLedger, State
 
 BUCKET = "bench-bucket"

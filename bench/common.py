@@ -35,9 +35,9 @@ import httpx
 import tomli_w
 
 from dropzone import log
-from dropzone.ark.emulator import Emulator
 from dropzone.ark.signer import Credentials
 from dropzone.config import WatchRule
+from dropzone.emulator import Emulator
 from dropzone.sources.tos import make_s3_client
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ def start_emulator(*, latency_ms: int, in_process: bool) -> Iterator[RunningEmul
     command = [
         sys.executable,
         "-m",
-        "dropzone.ark.emulator",
+        "dropzone.emulator",
         "--port",
         "0",
         "--access-key",

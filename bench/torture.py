@@ -64,7 +64,7 @@ import boto3
 import httpx
 import tomli_w
 
-from dropzone.ark.emulator import STATE_PATH, Emulator
+from dropzone.emulator import STATE_PATH, Emulator
 from dropzone.plan import INPUT_TAG_KEY, input_tag
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from dropzone import __version__, log
-from dropzone.ark import emulator
 from dropzone.commands import check, demo, run, submit, validate
 from dropzone.commands import ledger as ledger_commands
+from dropzone.emulator import cli as emulator_cli
 from dropzone.ledger import LedgerError
 from dropzone.runtime import UsageError
 
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     emu = sub.add_parser("emulator", help="a local stand-in of the Ark batch API")
-    emulator.configure_parser(emu)
+    emulator_cli.configure_parser(emu)
 
     trial = sub.add_parser("demo", help="a self-contained trial: emulator + local folder")
     trial.add_argument("--dir", metavar="DIR", help="demo folder (default: a new temporary one)")
@@ -152,7 +152,7 @@ def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
         "forget": ledger_commands.forget,
         "validate": validate.validate,
         "check": check.check,
-        "emulator": emulator.command,
+        "emulator": emulator_cli.command,
         "demo": demo.demo,
     }
 

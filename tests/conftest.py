@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from moto.server import ThreadedMotoServer
 
-from dropzone.ark.emulator import Emulator
+from dropzone.emulator import Emulator
 from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client
 
 if TYPE_CHECKING:

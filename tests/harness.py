@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from mypy_boto3_s3 import S3Client
 
-    from dropzone.ark.emulator import Emulator
+    from dropzone.emulator import Emulator
 
 ACCESS_KEY = "AKLTdaemontest"
 SECRET_KEY = "daemon-test-secret-0123456789"

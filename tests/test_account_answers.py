@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from dropzone.ark import errors
-from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
+from dropzone.emulator import Emulator
 from tests.emulator_fixtures import client_of
 from tests.harness import (
     ACCESS_KEY,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
+from dropzone.emulator import Emulator
 from dropzone.ledger import Entry, LedgerError, SqliteLedger, State
 from tests.emulator_fixtures import client_of
 from tests.harness import ACCESS_KEY, SECRET_KEY, jsonl, load_scale, log_events, wait_for

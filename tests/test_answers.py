@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from dropzone import plan
 from dropzone.ark import errors
 from dropzone.ark.client import ArkClient
-from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import (
     CreateJobRequest,
     FoundationModel,
@@ -25,6 +24,7 @@ from dropzone.ark.models import (
     TosLocation,
 )
 from dropzone.ark.signer import Credentials
+from dropzone.emulator import Emulator
 from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
 from tests.emulator_fixtures import Caller, FakeClock, client_of

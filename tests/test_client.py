@@ -10,7 +10,6 @@ import pytest
 
 from dropzone.ark import errors
 from dropzone.ark.client import ArkClient
-from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import (
     CreateJobRequest,
     FoundationModel,
@@ -20,6 +19,7 @@ from dropzone.ark.models import (
     TosLocation,
 )
 from dropzone.ark.signer import Credentials
+from dropzone.emulator import Emulator
 from tests.emulator_fixtures import FakeClock, client_of
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
+from dropzone.emulator import Emulator
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,

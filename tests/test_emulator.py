@@ -26,10 +26,14 @@ import httpx
 import pytest
 from volcenginesdkcore import signv4
 
-from dropzone.ark import emulator as emu
 from dropzone.ark import signer
-from dropzone.ark.emulator_inputs import InputSeen
 from dropzone.ark.models import JOB_ID_PATTERN, Job, JobPage, Phase, find_job_id
+from dropzone.emulator import STATE_PATH, Emulator
+from dropzone.emulator.cli import command, configure_parser, emulator_from
+from dropzone.emulator.faults import Faults, fault_for
+from dropzone.emulator.inputs import InputSeen
+from dropzone.emulator.jobs import JobRecord, Timing, phase_at
+from dropzone.emulator.requests import parse_create
 from tests.emulator_fixtures import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -72,8 +76,8 @@ def ten_requests_unless_missing(bucket: str, key: str) -> bytes | None:
 
 
 @pytest.fixture
-def ark(clock: FakeClock) -> Iterator[emu.Emulator]:
-    with emu.Emulator(
+def ark(clock: FakeClock) -> Iterator[Emulator]:
+    with Emulator(
         ACCESS_KEY,
         SECRET_KEY,
         queue_s=2,
@@ -86,7 +90,7 @@ def ark(clock: FakeClock) -> Iterator[emu.Emulator]:
 
 
 @pytest.fixture
-def caller(ark: emu.Emulator, http: httpx.Client, clock: FakeClock) -> Caller:
+def caller(ark: Emulator, http: httpx.Client, clock: FakeClock) -> Caller:
     return Caller(http, ark.url, clock)
 
 
@@ -236,7 +240,7 @@ def test_clock_skew_within_900_s_is_accepted(caller: Caller, clock: FakeClock, s
 
 
 def test_signed_session_token_is_accepted(
-    ark: emu.Emulator, http: httpx.Client, clock: FakeClock
+    ark: Emulator, http: httpx.Client, clock: FakeClock
 ) -> None:
     """STS credentials: a signed X-Security-Token, whatever its value, is accepted."""
     caller = Caller(http, ark.url, clock, signer.Credentials(ACCESS_KEY, SECRET_KEY, "tok"))
@@ -429,7 +433,7 @@ def test_custom_model_and_dry_run(caller: Caller) -> None:
     job_id = caller.create(ModelReference={"CustomModelId": "cm-1"})
     assert caller.get(job_id)["ModelReference"] == {"CustomModelId": "cm-1"}
     assert caller.result(CREATE, create_body("in/dry.jsonl", DryRun=True)) == {}
-    state = caller.client.get(caller.url + emu.STATE_PATH).json()
+    state = caller.client.get(caller.url + STATE_PATH).json()
     assert [job["Id"] for job in state["jobs"]] == [job_id]
 
 
@@ -454,7 +458,7 @@ def test_guard_names_the_active_job_until_it_finishes(caller: Caller, clock: Fak
 
 
 def test_guard_key_is_account_project_bucket_and_key(
-    ark: emu.Emulator, caller: Caller, http: httpx.Client
+    ark: Emulator, caller: Caller, http: httpx.Client
 ) -> None:
     """Another key, project, bucket or account is another input: no refusal."""
     caller.create()
@@ -468,7 +472,7 @@ def test_guard_key_is_account_project_bucket_and_key(
 
 def test_custom_guard_wording(clock: FakeClock, http: httpx.Client) -> None:
     """The guard's status, code and message are configurable, e.g. a 409 in Chinese."""
-    with emu.Emulator(
+    with Emulator(
         ACCESS_KEY,
         SECRET_KEY,
         clock=clock,
@@ -506,7 +510,7 @@ def test_lifecycle_follows_the_clock(caller: Caller, clock: FakeClock) -> None:
 
 
 def test_get_unknown_or_foreign_job_is_404(
-    ark: emu.Emulator, caller: Caller, http: httpx.Client
+    ark: Emulator, caller: Caller, http: httpx.Client
 ) -> None:
     """Get of an ID that does not exist, or that another account owns, is 404 NotFound.Id."""
     assert error_of(caller.send(GET, {"Id": "bi-20250101000000-zzzzz"}))[:2] == (
@@ -618,7 +622,7 @@ def test_stop_of_a_terminal_job_is_refused(caller: Caller, clock: FakeClock) -> 
 # --- faults and the inspection endpoint --------------------------------------------------------
 
 
-def test_fail_rate_one_answers_500_and_creates_nothing(ark: emu.Emulator, caller: Caller) -> None:
+def test_fail_rate_one_answers_500_and_creates_nothing(ark: Emulator, caller: Caller) -> None:
     """fail_rate=1: every authenticated call is a 500 InternalError; the Create is counted."""
     ark.set_faults(fail_rate=1.0)
     assert error_of(caller.send(CREATE, create_body()))[:2] == (500, "InternalError")
@@ -635,14 +639,14 @@ def test_fail_rate_one_answers_500_and_creates_nothing(ark: emu.Emulator, caller
     caller.create()
 
 
-def test_throttle_rate_one_answers_429(ark: emu.Emulator, caller: Caller) -> None:
+def test_throttle_rate_one_answers_429(ark: Emulator, caller: Caller) -> None:
     """throttle_rate=1: every authenticated call is a 429 FlowLimitExceeded."""
     ark.set_faults(throttle_rate=1.0)
     assert error_of(caller.send(CREATE, create_body()))[:2] == (429, "FlowLimitExceeded")
     assert error_of(caller.send(GET, {"Id": "bi-1-a"}))[:2] == (429, "FlowLimitExceeded")
 
 
-def test_faults_apply_after_authentication(ark: emu.Emulator, caller: Caller) -> None:
+def test_faults_apply_after_authentication(ark: Emulator, caller: Caller) -> None:
     """A badly signed request is refused for its signature even when every call should fail."""
     ark.set_faults(fail_rate=1.0, throttle_rate=1.0)
     wrong = signer.Credentials(ACCESS_KEY, "not-the-secret")
@@ -650,7 +654,7 @@ def test_faults_apply_after_authentication(ark: emu.Emulator, caller: Caller) ->
     assert ark.state()["create_calls"] == {}
 
 
-def test_lost_answers_still_create_the_job(ark: emu.Emulator, caller: Caller) -> None:
+def test_lost_answers_still_create_the_job(ark: Emulator, caller: Caller) -> None:
     """lose_answer_rate=1: each Create makes its job, then the caller sees a 503 or a dropped
     connection (both happen); the state shows the jobs and counts every call, guard refusals too."""
     ark.set_faults(lose_answer_rate=1.0)
@@ -677,7 +681,7 @@ def test_lost_answers_still_create_the_job(ark: emu.Emulator, caller: Caller) ->
     assert find_job_id(error_of(refused)[2]) == state["jobs"][0]["Id"]
 
 
-def test_lost_answer_applies_only_to_creates(ark: emu.Emulator, caller: Caller) -> None:
+def test_lost_answer_applies_only_to_creates(ark: Emulator, caller: Caller) -> None:
     """Get, List and Stop answer normally when answers to Create are being lost."""
     job_id = caller.create()
     ark.set_faults(lose_answer_rate=1.0)
@@ -685,7 +689,7 @@ def test_lost_answer_applies_only_to_creates(ark: emu.Emulator, caller: Caller) 
     assert caller.result(LIST, {})["TotalCount"] == 1
 
 
-def test_latency_is_added(ark: emu.Emulator, caller: Caller) -> None:
+def test_latency_is_added(ark: Emulator, caller: Caller) -> None:
     """latency_ms delays every API answer."""
     ark.set_faults(latency_ms=150)
     started = time.monotonic()
@@ -693,7 +697,7 @@ def test_latency_is_added(ark: emu.Emulator, caller: Caller) -> None:
     assert time.monotonic() - started >= 0.15
 
 
-def test_lost_answers_are_counted_and_only_for_jobs_made(ark: emu.Emulator, caller: Caller) -> None:
+def test_lost_answers_are_counted_and_only_for_jobs_made(ark: Emulator, caller: Caller) -> None:
     """lost_answers counts the Create answers lost on purpose: not a guard refusal, a dry run
     or another action, which have no job whose answer could be lost."""
     ark.set_faults(lose_answer_rate=1.0)
@@ -711,11 +715,11 @@ def test_lost_answers_are_counted_and_only_for_jobs_made(ark: emu.Emulator, call
 
 
 @pytest.fixture
-def slow_ark(clock: FakeClock) -> Iterator[tuple[emu.Emulator, list[str]]]:
+def slow_ark(clock: FakeClock) -> Iterator[tuple[Emulator, list[str]]]:
     """An emulator that holds every Create 0.6 s, and the arrivals it reported (one "create"
     each, appended from the server's thread)."""
     arrivals: list[str] = []
-    with emu.Emulator(
+    with Emulator(
         ACCESS_KEY,
         SECRET_KEY,
         seed=7,
@@ -728,7 +732,7 @@ def slow_ark(clock: FakeClock) -> Iterator[tuple[emu.Emulator, list[str]]]:
 
 
 def test_a_slowed_create_is_carried_out_only_after_its_hold(
-    slow_ark: tuple[emu.Emulator, list[str]], http: httpx.Client, clock: FakeClock
+    slow_ark: tuple[Emulator, list[str]], http: httpx.Client, clock: FakeClock
 ) -> None:
     """A slowed Create is answered no sooner than slow_create_s after it was sent; until then
     its arrival has been reported, it counts as under way, and no job is listed (other actions
@@ -754,7 +758,7 @@ def test_a_slowed_create_is_carried_out_only_after_its_hold(
 
 
 def test_a_slowed_create_makes_its_job_after_the_client_gave_up(
-    slow_ark: tuple[emu.Emulator, list[str]], clock: FakeClock
+    slow_ark: tuple[Emulator, list[str]], clock: FakeClock
 ) -> None:
     """A client that stops waiting before the hold ends sees a time-out and no job; the job
     appears later all the same, as on a platform slow to commit."""
@@ -770,7 +774,7 @@ def test_a_slowed_create_makes_its_job_after_the_client_gave_up(
 
 
 def _slowed_creates(seed: int, clock: FakeClock, http: httpx.Client) -> int:
-    with emu.Emulator(ACCESS_KEY, SECRET_KEY, seed=seed, clock=clock) as ark:
+    with Emulator(ACCESS_KEY, SECRET_KEY, seed=seed, clock=clock) as ark:
         ark.set_faults(slow_create_rate=0.5, slow_create_s=0.0)
         caller = Caller(http, ark.url, clock)
         for number in range(12):
@@ -788,7 +792,7 @@ def test_which_creates_are_slowed_follows_the_seed(clock: FakeClock, http: httpx
 
 
 def test_arrivals_are_reported_for_creates_only(
-    slow_ark: tuple[emu.Emulator, list[str]], http: httpx.Client, clock: FakeClock
+    slow_ark: tuple[Emulator, list[str]], http: httpx.Client, clock: FakeClock
 ) -> None:
     """on_create_received is called once per Create request, even one refused for its signature;
     Get, List and Stop are not reported."""
@@ -828,7 +832,7 @@ def _signed_create(url: str, clock: FakeClock) -> bytes:
 
 @pytest.mark.slow
 def test_a_client_gone_mid_answer_prints_no_traceback(
-    slow_ark: tuple[emu.Emulator, list[str]], clock: FakeClock, capfd: pytest.CaptureFixture[str]
+    slow_ark: tuple[Emulator, list[str]], clock: FakeClock, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """A client that vanishes while its Create is held (its connection reset, as when a daemon
     is SIGKILLed) makes writing the answer fail: that is ordinary, so nothing goes to stderr,
@@ -853,7 +857,7 @@ def test_other_handler_errors_are_still_reported(
     """Only a vanished client is kept quiet: a fault of the emulator's own (here a clock that
     breaks its contract) still prints its traceback on stderr."""
     naive = datetime(2025, 1, 15, 9, 49, 23)  # noqa: DTZ001 - the broken contract under test
-    with emu.Emulator(ACCESS_KEY, SECRET_KEY, clock=lambda: naive) as ark:
+    with Emulator(ACCESS_KEY, SECRET_KEY, clock=lambda: naive) as ark:
         with pytest.raises(httpx.RemoteProtocolError):
             Caller(http, ark.url, FakeClock()).send(LIST, {})
         printed: list[str] = []
@@ -866,7 +870,7 @@ def test_other_handler_errors_are_still_reported(
     assert "Traceback" in "".join(printed)
 
 
-def test_faults_are_validated(ark: emu.Emulator) -> None:
+def test_faults_are_validated(ark: Emulator) -> None:
     """Rates outside 0..1 and negative durations are refused rather than silently clamped."""
     with pytest.raises(ValueError, match="fail_rate"):
         ark.set_faults(fail_rate=1.5)
@@ -875,11 +879,11 @@ def test_faults_are_validated(ark: emu.Emulator) -> None:
     with pytest.raises(ValueError, match="slow_create_s"):
         ark.set_faults(slow_create_s=-1)
     with pytest.raises(ValueError, match="latency_ms"):
-        emu.Emulator(ACCESS_KEY, SECRET_KEY, latency_ms=-1)
+        Emulator(ACCESS_KEY, SECRET_KEY, latency_ms=-1)
 
 
 def test_both_model_fields_fault_shows_the_unused_field_empty(
-    ark: emu.Emulator, caller: Caller
+    ark: Emulator, caller: Caller
 ) -> None:
     """both_model_fields: Get and List show ModelReference with both fields, the one the job
     was not created with empty; the inspection endpoint still shows the job as created."""
@@ -901,7 +905,7 @@ def test_both_model_fields_fault_shows_the_unused_field_empty(
 
 
 def test_unknown_phase_fault_hides_phases_under_way_for_a_while(
-    ark: emu.Emulator, caller: Caller, clock: FakeClock
+    ark: Emulator, caller: Caller, clock: FakeClock
 ) -> None:
     """report_unknown_phase for one job: Get and List show it "Pausing" until the time is up,
     the other job as it is; with every job named, a job that has ended shows its end."""
@@ -918,7 +922,7 @@ def test_unknown_phase_fault_hides_phases_under_way_for_a_while(
     assert (caller.phase(held), caller.phase(other)) == ("Completed", "Completed")
 
 
-def test_unknown_phase_fault_refuses_a_documented_phase(ark: emu.Emulator) -> None:
+def test_unknown_phase_fault_refuses_a_documented_phase(ark: Emulator) -> None:
     """The unknown phase must be unknown, and its time not negative."""
     with pytest.raises(ValueError, match="Running"):
         ark.report_unknown_phase("Running", seconds=1)
@@ -926,7 +930,7 @@ def test_unknown_phase_fault_refuses_a_documented_phase(ark: emu.Emulator) -> No
         ark.report_unknown_phase("Pausing", seconds=-1)
 
 
-def test_state_endpoint_needs_no_signature(caller: Caller, ark: emu.Emulator) -> None:
+def test_state_endpoint_needs_no_signature(caller: Caller, ark: Emulator) -> None:
     """GET /_emulator/state is plain JSON, the same as Emulator.state(), jobs as Get shows them."""
     job_id = caller.create()
     response = caller.client.get(caller.url + "/_emulator/state")
@@ -935,7 +939,7 @@ def test_state_endpoint_needs_no_signature(caller: Caller, ark: emu.Emulator) ->
     assert response.json()["jobs"][0] == caller.get(job_id)
 
 
-def test_concurrent_creates_of_one_input_make_one_job(ark: emu.Emulator, caller: Caller) -> None:
+def test_concurrent_creates_of_one_input_make_one_job(ark: Emulator, caller: Caller) -> None:
     """The server is threaded; the lock makes the guard atomic: 16 racing Creates, one job."""
 
     def create(_: int) -> int:
@@ -950,7 +954,7 @@ def test_concurrent_creates_of_one_input_make_one_job(ark: emu.Emulator, caller:
 
 def test_emulator_restarts_and_reports_its_url() -> None:
     """url is only meaningful while started; stop is idempotent; a started one cannot restart."""
-    ark = emu.Emulator(ACCESS_KEY, SECRET_KEY)
+    ark = Emulator(ACCESS_KEY, SECRET_KEY)
     with pytest.raises(RuntimeError):
         _ = ark.url
     with ark:
@@ -964,7 +968,7 @@ def test_emulator_restarts_and_reports_its_url() -> None:
 
 def test_real_clock_by_default(http: httpx.Client) -> None:
     """Without an injected clock, the emulator's Date is the real time."""
-    with emu.Emulator(ACCESS_KEY, SECRET_KEY) as ark:
+    with Emulator(ACCESS_KEY, SECRET_KEY) as ark:
         response = Caller(http, ark.url).send(LIST, {})
     assert response.status_code == 200
     skew = parsedate_to_datetime(response.headers["Date"]) - datetime.now(UTC)
@@ -974,11 +978,9 @@ def test_real_clock_by_default(http: httpx.Client) -> None:
 # --- pure parts --------------------------------------------------------------------------------
 
 
-def _record(**changes: Any) -> emu.JobRecord:
-    spec = emu.parse_create(create_body(**changes.pop("body", {})))
-    base = emu.JobRecord(
-        "bi-1-a", ACCESS_KEY, 0, spec, START, emu.Timing(2, 10, 1), seen=InputSeen(10)
-    )
+def _record(**changes: Any) -> JobRecord:
+    spec = parse_create(create_body(**changes.pop("body", {})))
+    base = JobRecord("bi-1-a", ACCESS_KEY, 0, spec, START, Timing(2, 10, 1), seen=InputSeen(10))
     return dataclasses.replace(base, **changes)
 
 
@@ -995,36 +997,36 @@ def _record(**changes: Any) -> emu.JobRecord:
 )
 def test_phase_at_follows_the_timing(seconds: float, phase: Phase, completed: int) -> None:
     """phase_at is a pure function of the job and the time."""
-    view = emu.phase_at(_record(), START + timedelta(seconds=seconds))
+    view = phase_at(_record(), START + timedelta(seconds=seconds))
     assert (view.phase, view.completed) == (phase, completed)
 
 
 def test_completion_window_expiry_terminates_a_long_job() -> None:
     """A job still running when its completion window ends goes Terminating then Terminated."""
-    job = _record(body={"CompletionWindow": "1d"}, timing=emu.Timing(0, 2 * 86400, 1))
+    job = _record(body={"CompletionWindow": "1d"}, timing=Timing(0, 2 * 86400, 1))
     expiry = START + timedelta(days=1)
-    assert emu.phase_at(job, expiry - timedelta(seconds=1)).phase is Phase.RUNNING
-    ending = emu.phase_at(job, expiry)
+    assert phase_at(job, expiry - timedelta(seconds=1)).phase is Phase.RUNNING
+    ending = phase_at(job, expiry)
     assert (ending.phase, ending.message) == (Phase.TERMINATING, "the completion window expired")
-    assert emu.phase_at(job, expiry + timedelta(seconds=1)).phase is Phase.TERMINATED
+    assert phase_at(job, expiry + timedelta(seconds=1)).phase is Phase.TERMINATED
 
 
 def test_fault_for_draws_throttling_first() -> None:
     """fault_for is pure given its draws: throttling is decided before failure."""
-    faults = emu.Faults(fail_rate=0.5, throttle_rate=0.5)
+    faults = Faults(fail_rate=0.5, throttle_rate=0.5)
     draws = iter([0.9, 0.1])
-    error = emu.fault_for(faults, lambda: next(draws))
+    error = fault_for(faults, lambda: next(draws))
     assert error is not None
     assert (error.status, error.code) == (500, "InternalError")
-    assert emu.fault_for(faults, lambda: 0.4) is not None
-    assert emu.fault_for(faults, lambda: 0.9) is None
+    assert fault_for(faults, lambda: 0.4) is not None
+    assert fault_for(faults, lambda: 0.9) is None
 
 
 def test_seeded_ids_are_reproducible(clock: FakeClock, http: httpx.Client) -> None:
     """The same seed gives the same job IDs, so fault runs can be replayed."""
 
     def first_id() -> str:
-        with emu.Emulator(ACCESS_KEY, SECRET_KEY, seed=3, clock=clock) as ark:
+        with Emulator(ACCESS_KEY, SECRET_KEY, seed=3, clock=clock) as ark:
             return Caller(http, ark.url, clock).create()
 
     assert first_id() == first_id()
@@ -1042,10 +1044,10 @@ def _read_line(stream: Any, deadline_s: float) -> str:
 
 
 def test_cli_prints_banner_serves_and_exits_0_on_sigterm(http: httpx.Client) -> None:
-    """`python -m dropzone.ark.emulator --port 0` prints one line saying it is a development
+    """`python -m dropzone.emulator --port 0` prints one line saying it is a development
     stand-in and where it listens, answers signed calls there, and exits 0 on SIGTERM."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "dropzone.ark.emulator", "--port", "0", "--queue-s", "0"],
+        [sys.executable, "-m", "dropzone.emulator", "--port", "0", "--queue-s", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1076,9 +1078,9 @@ def test_cli_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("VOLCENGINE_ACCESS_KEY", "AKLTfromenv")
     monkeypatch.setenv("VOLC_SECRETKEY", "secret-from-env")
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
+    configure_parser(parser)
     args = parser.parse_args(["--port", "0", "--fail-rate", "0.25", "--seed", "5"])
-    ark = emu._emulator_from(args)
+    ark = emulator_from(args)
     assert ark._engine._keys == {"AKLTfromenv": "secret-from-env"}
     with pytest.raises(SystemExit):
         parser.parse_args(["--throttle-rate", "2"])
@@ -1088,9 +1090,9 @@ def test_cli_sets_the_slow_create_fault() -> None:
     """--slow-create-rate and --slow-create-s configure the slow-Create fault; a rate outside
     0..1 is a usage error."""
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
+    configure_parser(parser)
     args = parser.parse_args(["--slow-create-rate", "0.25", "--slow-create-s", "3.5"])
-    faults = emu._emulator_from(args).set_faults()
+    faults = emulator_from(args).set_faults()
     assert (faults.slow_create_rate, faults.slow_create_s) == (0.25, 3.5)
     with pytest.raises(SystemExit):
         parser.parse_args(["--slow-create-rate", "1.5"])
@@ -1100,17 +1102,17 @@ def test_cli_sets_the_answer_faults() -> None:
     """--both-model-fields and --unknown-phase (for --unknown-phase-s from the start) set
     those faults; a documented phase given as unknown is a usage error."""
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
+    configure_parser(parser)
     args = parser.parse_args(
         ["--both-model-fields", "--unknown-phase", "Pausing", "--unknown-phase-s", "30"]
     )
     before = datetime.now(UTC)
-    faults = emu._emulator_from(args).set_faults()
+    faults = emulator_from(args).set_faults()
     assert faults.both_model_fields
     assert faults.unknown_phase is not None
     assert (faults.unknown_phase.phase, faults.unknown_phase.job_id) == ("Pausing", None)
     assert faults.unknown_phase.until >= before + timedelta(seconds=30)
-    assert emu._emulator_from(parser.parse_args([])).set_faults() == emu.Faults()
+    assert emulator_from(parser.parse_args([])).set_faults() == Faults()
     with pytest.raises(SystemExit):
         parser.parse_args(["--unknown-phase", "Running"])
 
@@ -1118,13 +1120,13 @@ def test_cli_sets_the_answer_faults() -> None:
 def test_cli_stops_on_sigint_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """command() run in this process serves until a stop signal and returns 0."""
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
+    configure_parser(parser)
     args = parser.parse_args(["--port", "0"])
     output = _Recorder()
     monkeypatch.setattr(sys, "stdout", output)
     waiter = threading.Thread(target=_signal_after_banner, args=(output,))
     waiter.start()
-    assert emu.command(args) == 0
+    assert command(args) == 0
     waiter.join()
     assert len(output.lines) == 1
     assert output.lines[0].startswith("dropzone Ark emulator")
@@ -1163,8 +1165,8 @@ def test_the_command_refuses_models_it_does_not_offer(
     another model is refused with the platform's NotFound, as a typo would be (it accepted
     `no-such-model`)."""
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
-    server = emu._emulator_from(parser.parse_args(["--port", "0", *options]))
+    configure_parser(parser)
+    server = emulator_from(parser.parse_args(["--port", "0", *options]))
     with server:
         caller = Caller(
             http, server.url, credentials=signer.Credentials("emulator-ak", "emulator-sk")
@@ -1182,11 +1184,11 @@ def test_the_command_refuses_models_it_does_not_offer(
                 assert (status, code) == (404, "NotFound.ModelReference.FoundationModel")
 
 
-def _command_emulator(*options: str) -> emu.Emulator:
+def _command_emulator(*options: str) -> Emulator:
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
+    configure_parser(parser)
     keys = ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
-    return emu._emulator_from(parser.parse_args(["--port", "0", *keys, *options]))
+    return emulator_from(parser.parse_args(["--port", "0", *keys, *options]))
 
 
 def test_the_command_refuses_with_a_known_code_at_the_platforms_status(
@@ -1215,10 +1217,10 @@ def test_the_command_says_what_a_refusal_lacks(capsys: pytest.CaptureFixture[str
     """An unknown code without --refuse-status, or a status without a code, is a usage error
     that says what to give; a bad action or status is refused by the parser."""
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
-    assert emu.command(parser.parse_args(["--port", "0", "--refuse", "Made.Up"])) == 2
+    configure_parser(parser)
+    assert command(parser.parse_args(["--port", "0", "--refuse", "Made.Up"])) == 2
     assert "give it with --refuse-status" in capsys.readouterr().err
-    assert emu.command(parser.parse_args(["--port", "0", "--refuse-status", "403"])) == 2
+    assert command(parser.parse_args(["--port", "0", "--refuse-status", "403"])) == 2
     assert "--refuse-status needs --refuse CODE" in capsys.readouterr().err
     for bad in (["--refuse-actions", "Delete"], ["--refuse-status", "200"]):
         with pytest.raises(SystemExit):

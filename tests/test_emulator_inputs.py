@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from dropzone.ark import emulator as emu
-from dropzone.ark.emulator_inputs import InputReader, count_requests, folder_reader, s3_reader
+from dropzone.emulator import Emulator
+from dropzone.emulator.cli import configure_parser, emulator_from
+from dropzone.emulator.inputs import InputReader, count_requests, folder_reader, s3_reader
 from tests.emulator_fixtures import ACCESS_KEY, SECRET_KEY, Caller, FakeClock
 from tests.harness import new_bucket, s3_client
 
@@ -33,8 +34,8 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def _serve(read_input: InputReader | None, clock: FakeClock) -> emu.Emulator:
-    return emu.Emulator(
+def _serve(read_input: InputReader | None, clock: FakeClock) -> Emulator:
+    return Emulator(
         ACCESS_KEY, SECRET_KEY, queue_s=2, run_s=10, seed=3, clock=clock, read_input=read_input
     )
 
@@ -124,12 +125,12 @@ def test_the_command_reads_inputs_from_a_folder_or_an_endpoint(
 ) -> None:
     """--inputs-dir and --inputs-s3 choose the reader; they cannot both be given."""
     parser = argparse.ArgumentParser()
-    emu.configure_parser(parser)
+    configure_parser(parser)
     (tmp_path / BUCKET / "in").mkdir(parents=True)
     (tmp_path / BUCKET / "in" / "a.jsonl").write_bytes(_lines(4))
     keys = ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
     args = parser.parse_args(["--port", "0", "--inputs-dir", str(tmp_path), *keys])
-    with emu._emulator_from(args) as ark:
+    with emulator_from(args) as ark:
         caller = Caller(http, ark.url)
         assert caller.get(caller.create())["RequestCounts"]["Total"] == 4
     assert parser.parse_args(["--inputs-s3", "http://127.0.0.1:9"]).inputs_s3 == (

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
 from dropzone.commands.output import entry_record
+from dropzone.emulator import Emulator
 from dropzone.ledger import SqliteLedger
 from tests.harness import (
     ACCESS_KEY,

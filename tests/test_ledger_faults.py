@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
 from dropzone.commands.probes import Finding, ledger_finding
+from dropzone.emulator import Emulator
 from dropzone.ledger import SqliteLedger
 from dropzone.ops.events import ledger_writable
 from tests.harness import (

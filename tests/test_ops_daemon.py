@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dropzone.ark.emulator import Emulator
-from dropzone.ark.emulator_inputs import s3_reader
+from dropzone.emulator import Emulator
+from dropzone.emulator.inputs import s3_reader
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,

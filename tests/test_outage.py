@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from structlog.testing import capture_logs
 
-from dropzone.ark.emulator import Emulator
 from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.daemon.parts import WatchSet
+from dropzone.emulator import Emulator
 from dropzone.jobs.reachability import OUTAGE_AFTER, Reachability, after_call
 from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import SqliteLedger, State

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import (
     CreateJobRequest,
     FoundationModel,
@@ -19,6 +18,7 @@ from dropzone.ark.models import (
     Tag,
     TosLocation,
 )
+from dropzone.emulator import Emulator
 from dropzone.jobs.prior import PriorJobs
 from dropzone.ledger import SqliteLedger, State
 from dropzone.plan import INPUT_TAG_KEY, WATCH_TAG_KEY, input_tag

@@ -20,7 +20,7 @@ import pytest
 import rich  # noqa: F401 - the console scan below must run with rich installed
 import tomli_w
 
-from dropzone.ark.emulator import Emulator
+from dropzone.emulator import Emulator
 from dropzone.plan import REPORT_SUFFIX
 from tests.harness import (
     ACCESS_KEY,

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dropzone import plan
-from dropzone.ark.emulator import Emulator
 from dropzone.config import WatchRule
+from dropzone.emulator import Emulator
 from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import Entry, SqliteLedger, State
 from dropzone.sources.tos import TosBucket

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from dropzone.ark.emulator import Emulator
+from dropzone.emulator import Emulator
 from dropzone.plan import input_tag
 from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, load_scale, new_bucket, s3_client, wait_for
 

@@ -6,8 +6,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from dropzone.ark.emulator import Emulator
 from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReference, TosLocation
+from dropzone.emulator import Emulator
 from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
 from tests.emulator_fixtures import FakeClock, client_of

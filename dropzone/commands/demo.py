@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from dropzone import log, runtime
 from dropzone.ark.client import ArkClient
-from dropzone.ark.emulator import Emulator
-from dropzone.ark.emulator_inputs import InputReader, folder_reader
 from dropzone.ark.signer import Credentials
 from dropzone.config import load_settings
 from dropzone.daemon.build import build_daemon
+from dropzone.emulator import Emulator
+from dropzone.emulator.inputs import InputReader, folder_reader
 from dropzone.ledger import SqliteLedger, State
 from dropzone.sources.tos import make_s3_client
 

@@ -19,7 +19,7 @@ import string
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from dropzone.ark.models import (
     CreateJobRequest,
@@ -30,9 +30,7 @@ from dropzone.ark.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from dropzone.config import WatchLayout, WatchRule
+    from collections.abc import Callable, Mapping
 
 INPUT_TAG_KEY = "dropzone-input"
 WATCH_TAG_KEY = "dropzone-watch"
@@ -76,6 +74,49 @@ _SAMPLE_RELPATHS = ("input.jsonl", "team/input.jsonl", "a/b/input.jsonl")
 _SAMPLE_NOW = datetime(2024, 9, 18, tzinfo=UTC)
 
 
+class Layout(Protocol):
+    """Which keys a watch takes and where their results land (the config's ``WatchLayout``):
+    what planning reads of a watch, so that it needs no settings model (which checks its
+    templates with this module)."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def output_prefix(self) -> str: ...
+    @property
+    def output_template(self) -> str: ...
+
+
+class ModelName(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str | None: ...
+
+
+class JobRule(Layout, Protocol):
+    """A watch as its jobs are planned (the config's ``WatchRule``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def name_template(self) -> str: ...
+    @property
+    def project_name(self) -> str: ...
+    @property
+    def model(self) -> ModelName | None: ...
+    @property
+    def custom_model_id(self) -> str | None: ...
+    @property
+    def completion_window(self) -> str: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     """One version of one object: what a job is planned for."""
@@ -86,14 +127,14 @@ class ObjectRef:
     size: int | None = None
 
 
-def relative_key(rule: WatchLayout, key: str) -> str | None:
+def relative_key(rule: Layout, key: str) -> str | None:
     """The key below the watch's prefix, or None when the key is not under it."""
     if not key.startswith(rule.prefix):
         return None
     return key[len(rule.prefix) :]
 
 
-def _pattern_filter(rule: WatchLayout) -> Callable[[str], bool]:
+def _pattern_filter(rule: Layout) -> Callable[[str], bool]:
     """Under the prefix, a file (not a folder marker, not a report) and matching the pattern;
     the pattern compiled once, as a poll asks this of every key."""
     prefix, start = rule.prefix, len(rule.prefix)
@@ -107,11 +148,11 @@ def _pattern_filter(rule: WatchLayout) -> Callable[[str], bool]:
     return accepts
 
 
-def _matches_pattern(rule: WatchLayout, key: str) -> bool:
+def _matches_pattern(rule: Layout, key: str) -> bool:
     return _pattern_filter(rule)(key)
 
 
-def candidate_filter(rule: WatchRule) -> Callable[[str], bool]:
+def candidate_filter(rule: JobRule) -> Callable[[str], bool]:
     """``is_candidate`` for one rule, to ask of many keys."""
     prefix, output = rule.prefix, rule.output_prefix
     is_input = _pattern_filter(rule)
@@ -122,12 +163,12 @@ def candidate_filter(rule: WatchRule) -> Callable[[str], bool]:
     return lambda key: is_input(key) and not key.startswith(output)
 
 
-def is_candidate(rule: WatchRule, key: str) -> bool:
+def is_candidate(rule: JobRule, key: str) -> bool:
     """Whether the watch takes this key as input."""
     return candidate_filter(rule)(key)
 
 
-def template_fields(rule: WatchLayout, key: str, now: datetime) -> dict[str, str]:
+def template_fields(rule: Layout, key: str, now: datetime) -> dict[str, str]:
     """The values a template may use, for a key under the watch's prefix."""
     relpath = relative_key(rule, key)
     if relpath is None:
@@ -165,7 +206,7 @@ def template_error(template: str) -> str | None:
     return None
 
 
-def output_dir(rule: WatchLayout, key: str, now: datetime) -> str:
+def output_dir(rule: Layout, key: str, now: datetime) -> str:
     """The job's OutputDir: the rendered output_template as a folder, ``a/b/`` shaped.
 
     One longer than ``OUTPUT_DIR_MAX_BYTES`` is cut and ends with a hash of the key, so that
@@ -200,7 +241,7 @@ def sanitize_name(text: str, key: str) -> str:
     return name or f"{FALLBACK_NAME}-{_short_hash(key)}"
 
 
-def job_name(rule: WatchRule, key: str, now: datetime) -> str:
+def job_name(rule: JobRule, key: str, now: datetime) -> str:
     """The job's Name: the rendered name_template, sanitized to the console's rule."""
     return sanitize_name(rule.name_template.format(**template_fields(rule, key, now)), key)
 
@@ -234,7 +275,7 @@ def input_tag(bucket: str, key: str, etag: str) -> str:
     return hashlib.sha256(encoded).hexdigest()[:32]
 
 
-def model_reference(rule: WatchRule) -> ModelReference:
+def model_reference(rule: JobRule) -> ModelReference:
     if rule.model is not None:
         return ModelReference(
             foundation_model=FoundationModel(name=rule.model.name, model_version=rule.model.version)
@@ -242,12 +283,12 @@ def model_reference(rule: WatchRule) -> ModelReference:
     return ModelReference(custom_model_id=rule.custom_model_id)
 
 
-def job_tags(rule: WatchRule, obj: ObjectRef) -> tuple[Tag, ...]:
+def job_tags(rule: JobRule, obj: ObjectRef) -> tuple[Tag, ...]:
     own = {INPUT_TAG_KEY: input_tag(obj.bucket, obj.key, obj.etag), WATCH_TAG_KEY: rule.name}
     return tuple(Tag(key=k, value=v) for k, v in {**rule.tags, **own}.items())
 
 
-def plan_request(obj: ObjectRef, rule: WatchRule, now: datetime) -> CreateJobRequest:
+def plan_request(obj: ObjectRef, rule: JobRule, now: datetime) -> CreateJobRequest:
     """The CreateBatchInferenceJob request for one object version seen by one watch."""
     return CreateJobRequest(
         name=job_name(rule, obj.key, now),
@@ -268,7 +309,7 @@ def _sample_relpaths(pattern: str) -> list[str]:
     return [*derived, *_SAMPLE_RELPATHS]
 
 
-def feeds_itself(rule: WatchLayout) -> str | None:
+def feeds_itself(rule: Layout) -> str | None:
     """Why the watch would take its own results for input, or None when it would not.
 
     Checked on the rendered output folder of representative input keys (output_template can

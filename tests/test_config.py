@@ -21,6 +21,7 @@ from dropzone.config import (
     load_credentials,
     load_settings,
 )
+from dropzone.config.model import redact
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "dropzone.toml"
@@ -933,7 +934,7 @@ def test_redacted_is_plain_json(tmp_path: Path) -> None:
 
 def test_redaction_hides_secret_values() -> None:
     """Any SecretStr inside the dumped settings shows as [secure]."""
-    assert config._redact({"a": [SecretStr(SK), Path("/p")], "b": (1,)}) == {
+    assert redact({"a": [SecretStr(SK), Path("/p")], "b": (1,)}) == {
         "a": ["[secure]", "/p"],
         "b": [1],
     }

@@ -9,7 +9,7 @@ from dropzone import runtime
 from dropzone.commands import probes
 from dropzone.commands.output import print_json
 from dropzone.commands.preview import Verdict, WatchPreview, watch_previews
-from dropzone.config_text import config_text
+from dropzone.config.text import config_text
 from dropzone.runtime import UsageError
 from dropzone.sources.base import SourceError
 from dropzone.sources.tos import TosBucket

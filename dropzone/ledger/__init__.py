@@ -6,13 +6,17 @@ an entry only moves along the table even when threads or processes race. Each st
 one committed transaction; a claim is one conditional ``UPDATE ... RETURNING`` statement.
 
 - :mod:`.model`: states, transitions, entries, errors (pure);
-- :mod:`dropzone.ledger.diff`: one listing page against the ledger's rows of its key range (pure);
-- :mod:`.protocol`: the :class:`Ledger` interface the rest of dropzone is written against;
-- :mod:`.sqlite`, :mod:`.schema`, :mod:`.lockfile`: the embedded SQLite implementation.
+- :mod:`.diff`: one listing page against the ledger's rows of its key range (pure);
+- :mod:`.protocol`: :class:`LedgerWrites` (the daemon's side), :class:`LedgerReads` and
+  :class:`Ledger`, the interfaces the rest of dropzone is written against;
+- :mod:`.sql`: the portable statements; the state-guarded writes made from the table's moves;
+- :mod:`.store` (with :mod:`.queries`, :mod:`.operator`, :mod:`.rows`): :class:`LedgerStore`,
+  every ledger's logic written once over a store's few primitives (transactions);
+- :mod:`.sqlite`, :mod:`.schema`, :mod:`.lockfile`: the embedded SQLite store.
 
 The SQL is portable (row values, ``RETURNING``, ``ON CONFLICT DO NOTHING``, partial indexes),
-so a PostgreSQL ledger claiming with ``FOR UPDATE SKIP LOCKED`` can implement the same
-protocol without a redesign.
+so a PostgreSQL store supplies transactions (and its own claim statement, ``FOR UPDATE SKIP
+LOCKED``) and passes the same contract suite without a redesign.
 
 Times are aware UTC datetimes passed in by the caller (no clock inside), stored as fixed-width
 ISO-8601 text (``2024-05-01T12:00:00.000000Z``): it sorts in time order, reads well in
@@ -40,9 +44,10 @@ from dropzone.ledger.model import (
     State,
     check_transition,
 )
-from dropzone.ledger.protocol import Ledger
+from dropzone.ledger.protocol import Ledger, LedgerReads, LedgerWrites
 from dropzone.ledger.schema import SCHEMA_VERSION
 from dropzone.ledger.sqlite import SqliteLedger, probe_ledger
+from dropzone.ledger.store import LedgerStore
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,6 +58,9 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerLocked",
+    "LedgerReads",
+    "LedgerStore",
+    "LedgerWrites",
     "Listed",
     "OnChange",
     "Page",

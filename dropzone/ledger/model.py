@@ -76,28 +76,20 @@ def check_transition(old: State, new: State) -> None:
         raise InvalidTransition(old, new)
 
 
-# A state-guarded UPDATE names its source states in this many placeholders, so its SQL is one
-# static statement whatever the number of sources (repeats fill the unused slots).
-SOURCE_SLOTS = 3
-
-
 @dataclass(frozen=True)
 class Move:
     """A change an operation makes: from any of ``sources`` to ``target``, checked against
-    :data:`TRANSITIONS` when the move is defined, and again in SQL when it is applied."""
+    :data:`TRANSITIONS` when the move is defined, and again in SQL when it is applied
+    (:class:`dropzone.ledger.sql.Guarded` makes its guard from ``sources``)."""
 
     sources: frozenset[State]
     target: State
 
     def __post_init__(self) -> None:
-        if not 0 < len(self.sources) <= SOURCE_SLOTS:
-            raise ValueError(f"a move starts from 1 to {SOURCE_SLOTS} states")
+        if not self.sources:
+            raise ValueError("a move starts from at least one state")
         for source in self.sources:
             check_transition(source, self.target)
-
-    def slots(self) -> tuple[str, ...]:
-        names = sorted(self.sources)
-        return tuple(names + [names[-1]] * (SOURCE_SLOTS - len(names)))
 
 
 CLAIM = Move(frozenset({State.PENDING}), State.SUBMITTING)

@@ -1,23 +1,30 @@
-"""The ledger interface the daemon, the commands and the submitter are written against.
+"""The ledger interfaces the daemon, the commands and the submitter are written against.
 
-An implementation enforces :data:`dropzone.ledger.model.TRANSITIONS` in its writes, commits
-each state change on its own, claims with one atomic conditional write, and takes aware UTC
-times from the caller.
+Two sides: :class:`LedgerWrites`, what a running daemon needs (scopes, what sources saw,
+claims and outcomes), and :class:`LedgerReads`, what status, metrics and planning ask;
+:class:`Ledger` is both, with the operators' commands and the store's own lifecycle. A part
+takes the narrowest side it uses. Every store is a
+:class:`~dropzone.ledger.store.LedgerStore`, which implements them all once; what they
+promise is specified by the contract suite (``tests/ledger_contract/``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
     from datetime import datetime
+    from types import TracebackType
 
     from dropzone.ledger.diff import Listed, Page
     from dropzone.ledger.model import Entry, OnChange, RequestCounts, ScopeStatus, State
 
 
-class Ledger(Protocol):
+class LedgerWrites(Protocol):
+    """What a running daemon writes; each state change is committed on its own, a claim is one
+    atomic conditional write, and every move is checked against the transition table."""
+
     # --- scope ----------------------------------------------------------------------------
     def begin_watch(self, watch: str, bucket: str, prefix: str, now: datetime) -> ScopeStatus: ...
     def baseline_done(self, watch: str) -> bool: ...
@@ -96,7 +103,10 @@ class Ledger(Protocol):
         self, entry_id: int, phase: str, request_counts: RequestCounts | None, now: datetime
     ) -> Entry: ...
 
-    # --- queries --------------------------------------------------------------------------
+
+class LedgerReads(Protocol):
+    """What is asked of the ledger without changing it."""
+
     def get(self, entry_id: int) -> Entry: ...
     def find(self, watch: str, bucket: str, key: str) -> list[Entry]: ...
     def in_state(self, state: State, watch: str | None = None) -> Iterator[Entry]: ...
@@ -107,6 +117,10 @@ class Ledger(Protocol):
     def upcoming(self, limit: int, now: datetime) -> list[Entry]: ...
     def next_due_at(self) -> datetime | None: ...
     def active_jobs(self, watch: str) -> int: ...
+
+
+class Ledger(LedgerWrites, LedgerReads, Protocol):
+    """The whole ledger: both sides, the operators' commands, and the store's lifecycle."""
 
     # --- commands -------------------------------------------------------------------------
     def backfill(self, watch: str | None, now: datetime) -> int: ...
@@ -119,3 +133,10 @@ class Ledger(Protocol):
     # --- the store itself -----------------------------------------------------------------
     def displaced(self) -> str | None: ...
     def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

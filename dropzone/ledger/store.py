@@ -1,0 +1,373 @@
+"""What every ledger store does, written once: the base class a store fills with a few primitives.
+
+The model is Powertools' idempotency persistence layer: the base class owns the logic (which
+state change each outcome is, how a listing page is merged, why a guarded write matched no
+row), and a store (:class:`~dropzone.ledger.sqlite.SqliteLedger`) supplies transactions that
+run the portable statements of :mod:`dropzone.ledger.sql`, plus what only it can know: how it
+opens, whether its file is still in place, how it closes. What a store must do is specified
+once, by the contract suite ``tests/ledger_contract/``, which every store passes.
+
+Times travel as fixed-width ISO-8601 UTC text (:func:`~dropzone.ledger.model.to_text`): it
+sorts in time order in any engine, so the SQL compares them without a store's own types.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from dropzone.ledger import model, sql
+from dropzone.ledger.diff import Listed, Page, diff_page
+from dropzone.ledger.model import (
+    Entry,
+    EntryNotFound,
+    InvalidTransition,
+    LedgerError,
+    OnChange,
+    RequestCounts,
+    ScopeStatus,
+    State,
+    from_text,
+    to_text,
+)
+from dropzone.ledger.operator import OperatorWrites
+from dropzone.ledger.queries import Queries, Row
+from dropzone.ledger.rows import entry_of, new_entry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from contextlib import AbstractContextManager
+    from datetime import datetime
+    from types import TracebackType
+
+    from dropzone.ledger.diff import Known
+
+
+class Tx(Protocol):
+    """One transaction (or one read) of a store: statements written with ``?`` placeholders.
+    A driver error leaves it as a :class:`LedgerError` naming the store, and rolled back."""
+
+    def rows(self, statement: str, values: Sequence[object] = ()) -> list[Row]: ...
+    def tuples(self, statement: str, values: Sequence[object] = ()) -> list[Any]: ...
+    def run(self, statement: str, values: Sequence[object] = ()) -> int: ...
+    def run_many(self, statement: str, values: Iterable[Sequence[object]]) -> int: ...
+
+
+class LedgerStore(Queries, OperatorWrites, ABC):
+    """The :class:`~dropzone.ledger.protocol.Ledger` over a store's primitives."""
+
+    # A store whose engine plans the claim differently gives its own (same values).
+    claim_due_statement = sql.CLAIM_DUE
+
+    # --- the primitives a store supplies -----------------------------------------------
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The store as messages name it (the file, the server and database)."""
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Tx]:
+        """One write transaction, committed (durably) when the block ends without error."""
+
+    @abstractmethod
+    def displaced(self) -> str | None:
+        """Why what is written now would be lost to the next start, or None."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- guarded writes ----------------------------------------------------------------
+
+    def _apply(
+        self, write: sql.Guarded, entry_id: int, sets: tuple[object, ...], now: datetime
+    ) -> Entry:
+        """Run a state-guarded write; refused, say why (the entry is gone, or elsewhere)."""
+        with self.write() as tx:
+            rows = tx.rows(write.sql, write.values(sets, to_text(now), entry_id))
+            if not rows:
+                _refuse(tx, entry_id, write.target)
+        return entry_of(rows[0])
+
+    # --- scope -------------------------------------------------------------------------
+
+    def begin_watch(self, watch: str, bucket: str, prefix: str, now: datetime) -> ScopeStatus:
+        """Record the watch's scope. A changed bucket or prefix starts a new baseline: the
+        watch's entries are marked gone (pruned later, unless the new listing finds them)."""
+        stamp = to_text(now)
+        with self.write() as tx:
+            rows = tx.rows(sql.WATCH_SCOPE, (watch,))
+            if not rows:
+                tx.run(sql.BEGIN_WATCH, (watch, bucket, prefix, stamp))
+                return ScopeStatus.FIRST_START
+            if (rows[0]["bucket"], rows[0]["prefix"]) == (bucket, prefix):
+                return ScopeStatus.UNCHANGED
+            tx.run(sql.RESCOPE_WATCH, (bucket, prefix, stamp, watch))
+            tx.run(sql.RESCOPE_ENTRIES, (stamp, watch))
+            return ScopeStatus.CHANGED
+
+    def baseline_done(self, watch: str) -> bool:
+        """Whether the watch's first full listing (of its current scope) completed."""
+        with self.read() as tx:
+            rows = tx.rows(sql.BASELINE_DONE, (watch,))
+        return bool(rows and rows[0]["baseline_done"])
+
+    def mark_baseline_done(self, watch: str) -> None:
+        with self.write() as tx:
+            if tx.run(sql.MARK_BASELINE_DONE, (watch,)) == 0:
+                raise LedgerError(f"ledger {self.where}: watch {watch!r} was never begun")
+
+    # --- what sources saw --------------------------------------------------------------
+
+    def record_page(
+        self,
+        watch: str,
+        bucket: str,
+        page: Page,
+        *,
+        new_state: State,
+        on_change: OnChange,
+        now: datetime,
+    ) -> list[Entry]:
+        """Merge one listing page into the ledger; returns the entries it recorded, by key.
+
+        New keys go in as ``new_state`` (PENDING, or BASELINE during a first listing). New
+        versions of known keys go in as PENDING with ``on_change="resubmit"``, and as BASELINE
+        with ``on_change="ignore"`` (noted in ``error``) or during a first listing. An
+        unchanged page costs one indexed range read and no write.
+        """
+        if new_state not in {State.PENDING, State.BASELINE}:
+            raise ValueError(f"new objects start as pending or baseline, not {new_state}")
+        ignored = new_state is State.BASELINE or on_change == "ignore"
+        version_state = State.BASELINE if ignored else State.PENDING
+        version_note = "on_change=ignore" if on_change == "ignore" else None
+        stamp = to_text(now)
+        with self.write() as tx:
+            diff = diff_page(page.listed, _known(tx, watch, bucket, page))
+            if not diff:
+                return []
+            tx.run_many(sql.MARK_GONE, [(stamp, entry_id) for entry_id in diff.gone])
+            tx.run_many(sql.MARK_BACK, [(entry_id,) for entry_id in diff.back])
+            new = [(item, new_state, None) for item in diff.new]
+            versions = [(item, version_state, version_note) for item in diff.new_versions]
+            created = _insert(tx, (watch, bucket), [*new, *versions], now)
+        return sorted(created, key=lambda entry: entry.key)
+
+    def add_object(
+        self, watch: str, bucket: str, key: str, etag: str, size: int, state: State, now: datetime
+    ) -> tuple[Entry, bool]:
+        """Record one version unless known; returns its entry and whether it was created."""
+        if state not in model.START_STATES:
+            raise ValueError(f"an entry starts as baseline, waiting or pending, not {state}")
+        with self.write() as tx:
+            created = _insert(tx, (watch, bucket), [(Listed(key, etag, size), state, None)], now)
+            if created:
+                return created[0], True
+            rows = tx.rows(sql.SELECT_IDENTITY, (watch, bucket, key, etag))
+        return entry_of(rows[0]), False
+
+    def add_objects(
+        self,
+        watch: str,
+        bucket: str,
+        found: Sequence[tuple[Listed, State, str | None]],
+        now: datetime,
+    ) -> list[Entry]:
+        """Record many versions in one transaction, each unless known; returns those created.
+
+        A version found unusable as it was detected (a file that cannot be read, an upload the
+        store refuses) starts ``rejected`` with its reason: visible, and never claimed."""
+        for _, state, _ in found:
+            if state not in model.START_STATES and state is not State.REJECTED:
+                raise ValueError(f"an entry starts as baseline, waiting or pending, not {state}")
+        if not found:
+            return []
+        with self.write() as tx:
+            return _insert(tx, (watch, bucket), found, now)
+
+    def update_waiting(self, entry_id: int, etag: str, size: int, now: datetime) -> Entry:
+        """A local file still settling changed: its waiting entry takes the new version.
+
+        A :class:`LedgerError` if that version already has an entry of its own.
+        """
+        return self._apply(sql.NEW_VERSION, entry_id, (etag, size), now)
+
+    def promote_waiting(self, entry_id: int, now: datetime) -> Entry:
+        """A waiting entry is ready: pending, due now."""
+        return self._apply(sql.PROMOTE, entry_id, (), now)
+
+    # --- claims ------------------------------------------------------------------------
+
+    def claim_due(self, limit: int, now: datetime, watch: str | None = None) -> list[Entry]:
+        """Move up to ``limit`` due pending entries to submitting, oldest first.
+
+        One conditional UPDATE: however many threads or processes claim at once, each entry
+        is claimed by exactly one of them. The attempt count goes up by one.
+        """
+        stamp = to_text(now)
+        pending = State.PENDING
+        values = (model.CLAIM.target, stamp, stamp, pending, stamp, watch, watch, limit, pending)
+        with self.write() as tx:
+            rows = tx.rows(self.claim_due_statement, values)
+        return sorted(map(entry_of, rows), key=lambda entry: (entry.first_seen_at, entry.id))
+
+    def claim_one(self, entry_id: int, now: datetime) -> Entry | None:
+        """Claim this entry now, due or not; None if it is not pending (or not there)."""
+        stamp = to_text(now)
+        with self.write() as tx:
+            rows = tx.rows(sql.CLAIM_ONE.sql, sql.CLAIM_ONE.values((stamp,), stamp, entry_id))
+        return entry_of(rows[0]) if rows else None
+
+    # --- outcomes ----------------------------------------------------------------------
+
+    def record_submitted(
+        self,
+        entry_id: int,
+        job_id: str,
+        output_dir: str | None,
+        now: datetime,
+        *,
+        input_tag: str | None = None,
+    ) -> Entry:
+        return self._apply(sql.SUBMITTED, entry_id, (job_id, output_dir, input_tag), now)
+
+    def record_duplicate(
+        self,
+        entry_id: int,
+        existing_job_id: str,
+        output_dir: str | None,
+        now: datetime,
+        *,
+        input_tag: str | None = None,
+        awaits_job: bool = False,
+    ) -> Entry:
+        """``awaits_job``: the entry is another version than the input of the job the guard
+        named, and goes back to pending once that job ends (:meth:`end_wait`)."""
+        sets = (existing_job_id, output_dir, input_tag, int(awaits_job))
+        return self._apply(sql.DUPLICATE, entry_id, sets, now)
+
+    def end_wait(self, entry_id: int, job_id: str, phase: str, now: datetime) -> Entry | None:
+        """A duplicate awaiting ``job_id``, which ended in ``phase``: back to pending, due now.
+
+        One conditional write, so it happens once however often the job is seen ended; None
+        when the entry no longer awaits that job (retried, forgotten, or released already).
+        """
+        note = f"job {job_id} of another version ended {phase}; this version is submitted now"
+        values = sql.AWAITED.values((note,), to_text(now), entry_id, (job_id,))
+        with self.write() as tx:
+            rows = tx.rows(sql.AWAITED.sql, values)
+        return entry_of(rows[0]) if rows else None
+
+    def record_rejected(self, entry_id: int, reason: str, now: datetime) -> Entry:
+        return self._apply(sql.REJECTED, entry_id, (reason,), now)
+
+    def record_invalid(self, entry_id: int, reason: str, now: datetime) -> Entry:
+        return self._apply(sql.INVALID, entry_id, (reason,), now)
+
+    def schedule_retry(
+        self,
+        entry_id: int,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        transient: bool,
+    ) -> Entry:
+        """Back to pending, due at ``next_attempt_at``; the attempt count is kept.
+
+        ``transient``: the attempt failed transiently, and counts as one more transient
+        failure; a throttled or unauthorised attempt does not.
+        """
+        sets = (to_text(next_attempt_at), reason, int(transient))
+        return self._apply(sql.RETRY_LATER, entry_id, sets, now)
+
+    def release(self, entry_id: int, now: datetime) -> Entry:
+        """Back to pending, due now: no call was made, or reconciliation found no job."""
+        return self._apply(sql.RELEASE, entry_id, (), now)
+
+    def mark_sending(self, entry_id: int, now: datetime) -> Entry:
+        """A submitting entry's Create is about to be sent: ``claimed_at`` dates the attempt."""
+        return self._apply(sql.SENDING, entry_id, (to_text(now),), now)
+
+    def defer_reconcile(
+        self,
+        entry_id: int,
+        next_attempt_at: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        transient: bool = False,
+    ) -> Entry:
+        """Keep a submitting entry whose outcome is still unknown; look again at the time.
+
+        ``claimed_at`` is kept: it still dates the attempt that is being reconciled.
+        ``transient``: the look failed (Ark did not answer), one more transient failure.
+        """
+        sets = (to_text(next_attempt_at), reason, int(transient))
+        return self._apply(sql.DEFER, entry_id, sets, now)
+
+    def record_phase(
+        self, entry_id: int, phase: str, request_counts: RequestCounts | None, now: datetime
+    ) -> Entry:
+        """The job's latest phase, and its request counts when the answer had them."""
+        counts = (
+            (None, None, None)
+            if request_counts is None
+            else (request_counts.total, request_counts.completed, request_counts.failed)
+        )
+        with self.write() as tx:
+            rows = tx.rows(sql.SET_PHASE, (phase, *counts, to_text(now), entry_id))
+            if not rows:
+                if tx.rows(sql.SELECT_STATE, (entry_id,)):
+                    raise LedgerError(f"entry {entry_id} has no job whose phase could change")
+                raise EntryNotFound(entry_id)
+        return entry_of(rows[0])
+
+
+def _refuse(tx: Tx, entry_id: int, target: State) -> None:
+    """Say why a guarded write matched no row: the entry is gone, or in the wrong state."""
+    rows = tx.rows(sql.SELECT_STATE, (entry_id,))
+    if not rows:
+        raise EntryNotFound(entry_id)
+    raise InvalidTransition(State(rows[0]["state"]), target, entry_id)
+
+
+def _known(tx: Tx, watch: str, bucket: str, page: Page) -> list[Known]:
+    # Plain tuples, handed to the diff as they come: this is the poll's hot path.
+    bounds = tuple(bound for bound in (page.after, page.through) if bound is not None)
+    statement = sql.KNOWN[page.after is None, page.through is None]
+    rows: list[Known] = tx.tuples(statement, (watch, bucket, *bounds))
+    return rows
+
+
+def _insert(
+    tx: Tx,
+    scope: tuple[str, str],
+    items: Sequence[tuple[Listed, State, str | None]],
+    now: datetime,
+) -> list[Entry]:
+    """Insert the versions not yet known; returns the entries created.
+
+    The entries are built from what was inserted rather than read back: a first listing
+    inserts every object of the bucket, and parsing each row again would double its cost.
+    """
+    watch, bucket = scope
+    stamp = to_text(now)
+    moment = from_text(stamp)  # the stored precision, as a read would return it
+    created: list[Entry] = []
+    for item, state, note in items:
+        values = (watch, bucket, item.key, item.etag, item.size, state, note, stamp, stamp)
+        for (entry_id,) in tx.tuples(sql.INSERT, values):
+            created.append(new_entry(entry_id, scope, item, state, note, moment))
+    return created

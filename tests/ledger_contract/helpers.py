@@ -1,0 +1,61 @@
+"""What the contract's tests share: a fixed clock, entries in a given state, listing pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dropzone.ledger import (
+    Entry,
+    Ledger,
+    Listed,
+    Page,
+    State,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+W, B = "chat", "bucket"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def add(ledger: Ledger, key: str, state: State = State.PENDING, etag: str = "e1") -> Entry:
+    entry, created = ledger.add_object(W, B, key, etag, 100, state, T0)
+    assert created
+    return entry
+
+
+def submitting(ledger: Ledger, key: str = "in/a.jsonl") -> Entry:
+    entry = add(ledger, key)
+    claimed = ledger.claim_one(entry.id, at(1))
+    assert claimed is not None
+    return claimed
+
+
+def page(keys: list[str], after: str | None = None, through: str | None = None) -> Page:
+    return Page([Listed(key, "e1", 100) for key in keys], after, through)
+
+
+def record(
+    ledger: Ledger,
+    listed_page: Page,
+    *,
+    new_state: State = State.PENDING,
+    resubmit: bool = True,
+    now: datetime = T0,
+) -> list[Entry]:
+    return ledger.record_page(
+        W,
+        B,
+        listed_page,
+        new_state=new_state,
+        on_change="resubmit" if resubmit else "ignore",
+        now=now,
+    )
+
+
+def states(ledger: Ledger) -> dict[tuple[str, str], State]:
+    return {(entry.key, entry.etag): entry.state for entry in ledger.entries()}

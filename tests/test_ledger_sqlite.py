@@ -1,0 +1,317 @@
+"""The SQLite store's own promises: its file, its lock, durability and migrations.
+
+What every store does is the contract suite's (tests/ledger_contract/); this file holds
+what only a store that is one file on disk can promise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from dropzone.ledger import (
+    SCHEMA_VERSION,
+    Ledger,
+    LedgerError,
+    LedgerLocked,
+    SqliteLedger,
+    State,
+    schema,
+)
+from dropzone.ledger import model as ledger_model
+from tests.harness import load_scale
+from tests.ledger_contract.helpers import T0, B, W, add, at, page, record
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "ledger.sqlite3"
+
+
+@pytest.fixture
+def ledger(path: Path) -> Iterator[SqliteLedger]:
+    opened = SqliteLedger.open(path)
+    yield opened
+    opened.close()
+
+
+def test_an_unchanged_poll_writes_nothing(ledger: SqliteLedger) -> None:
+    """An unchanged listing costs one indexed range read and no write at all."""
+    pages = [page(["in/a", "in/b"], None, "in/b"), page(["in/c"], "in/b")]
+    for each in pages:
+        record(ledger, each)
+    changes_before = ledger._conn.total_changes
+    assert [record(ledger, each, now=at(5)) for each in pages] == [[], []]
+    assert ledger._conn.total_changes == changes_before
+
+
+def test_sqlite_ledger_implements_the_protocol(ledger: SqliteLedger) -> None:
+    """SqliteLedger is a Ledger (checked by mypy here; the daemon only knows the protocol)."""
+    as_protocol: Ledger = ledger
+    assert as_protocol.counts()[State.PENDING] == 0
+
+
+_HOLD = """
+import sys
+from datetime import UTC, datetime
+from dropzone.ledger import SqliteLedger, State
+ledger = SqliteLedger.open(sys.argv[1])
+ledger.add_object("chat", "bucket", "k", "e", 1, State.PENDING, datetime(2024, 1, 1, tzinfo=UTC))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+_KILLED_AFTER_COMMIT = """
+import os, signal, sys
+from datetime import UTC, datetime
+from dropzone.ledger import SqliteLedger, State
+ledger = SqliteLedger.open(sys.argv[1])
+now = datetime(2024, 1, 1, tzinfo=UTC)
+entry, _ = ledger.add_object("chat", "bucket", "k", "e", 1, State.PENDING, now)
+ledger.claim_due(1, now)
+print(entry.id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@contextlib.contextmanager
+def _held_elsewhere(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the ledger open (as a daemon does) until the block ends."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            yield holder
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=10 * load_scale())
+
+
+def test_second_process_is_refused_while_readers_still_work(path: Path) -> None:
+    """Another process holding the ledger: opening it again fails with a message naming the
+    file and the holder's pid; a read-only opener works meanwhile; after it exits, it opens."""
+    with _held_elsewhere(path) as holder:
+        with pytest.raises(LedgerLocked) as caught:
+            SqliteLedger.open(path)
+        message = str(caught.value)
+        assert f"another dropzone (pid {holder.pid}) is using {path}" in message
+        assert "use another ledger.path" in message
+        with SqliteLedger.open(path, readonly=True) as reader:
+            assert [e.key for e in reader.entries()] == ["k"]
+            with pytest.raises(LedgerError, match="readonly"):
+                reader.backfill(None, T0)
+    with SqliteLedger.open(path) as reopened:
+        assert reopened.counts()[State.PENDING] == 1
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link", "symlinked folder"])
+def test_the_same_file_by_another_path_is_refused(tmp_path: Path, path: Path, link: str) -> None:
+    """One daemon per ledger file, however it is reached: another process holding it, the
+    same file opened by a symbolic link, a hard link or a linked folder is refused, naming
+    the holder's pid; the first spelling opens again once the holder is gone."""
+    with SqliteLedger.open(path):
+        pass
+    other = tmp_path / "elsewhere" / "ledger.sqlite3"
+    other.parent.mkdir()
+    if link == "symlink":
+        other.symlink_to(path)
+    elif link == "hard link":
+        other.hardlink_to(path)
+    else:
+        other.parent.rmdir()
+        other.parent.symlink_to(path.parent)
+    with _held_elsewhere(path) as holder:
+        with pytest.raises(LedgerLocked) as caught:
+            SqliteLedger.open(other)
+        assert f"another dropzone (pid {holder.pid}) is using {other}" in str(caught.value)
+    with SqliteLedger.open(other) as reopened:
+        assert reopened.counts()[State.PENDING] == 1
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "log removed", "log replaced"])
+def test_a_ledger_file_removed_or_replaced_is_told(path: Path, how: str) -> None:
+    """The ledger's file, or its write-ahead log, removed or replaced by another file while
+    open: ``displaced`` names the file and what became of it (None while all is in place)."""
+    with SqliteLedger.open(path) as ledger:
+        add(ledger, "k")
+        assert ledger.displaced() is None
+        target = path if how in {"removed", "replaced"} else path.with_name(path.name + "-wal")
+        if how.endswith("removed"):
+            target.unlink()
+        else:
+            copy = target.with_name("copy")
+            shutil.copyfile(target, copy)
+            copy.replace(target)
+        verb = how.rsplit(maxsplit=1)[-1]
+        assert ledger.displaced() == f"{target} was {verb} while the ledger was open"
+
+
+def test_commit_survives_sigkill(path: Path) -> None:
+    """A process killed right after a claim returns: the claim is there on reopen, and the
+    kernel has released the dead process's lock."""
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_COMMIT, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with SqliteLedger.open(path) as reopened:
+        entry = reopened.get(int(child.stdout))
+        assert (entry.state, entry.attempts) == (State.SUBMITTING, 1)
+
+
+def test_missing_directories_are_created(tmp_path: Path) -> None:
+    """A writable ledger creates its parent directories; the file is in WAL mode."""
+    target = tmp_path / "a" / "b" / "ledger.sqlite3"
+    with SqliteLedger.open(target):
+        pass
+    mode = sqlite3.connect(target).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_unusable_paths_raise_ledger_error_naming_them(tmp_path: Path) -> None:
+    """Not a database, or a directory that cannot be made: a LedgerError that names the
+    path, chained from the original error."""
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"this is not a database, only text " * 200)
+    with pytest.raises(LedgerError, match=str(junk)) as caught:
+        SqliteLedger.open(junk)
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LedgerError, match=str(blocker)) as caught:
+        SqliteLedger.open(blocker / "ledger.sqlite3")
+    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.raises(LedgerError, match=r"missing\.sqlite3"):
+        SqliteLedger.open(tmp_path / "missing.sqlite3", readonly=True)
+
+
+def test_someone_elses_database_is_not_taken_over(tmp_path: Path) -> None:
+    """An SQLite file with tables but no schema version is not ours: refused, untouched."""
+    foreign = tmp_path / "app.db"
+    sqlite3.connect(foreign).execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(LedgerError, match="not a dropzone ledger"):
+        SqliteLedger.open(foreign)
+    tables = sqlite3.connect(foreign).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("users",)]
+
+
+def test_empty_file_is_migrated_to_the_current_schema(tmp_path: Path) -> None:
+    """A version-0 (empty) file gets every migration and the current user_version."""
+    target = tmp_path / "empty.sqlite3"
+    target.touch()
+    with SqliteLedger.open(target) as opened:
+        add(opened, "k")
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_migrations_apply_in_order_from_the_stored_version(tmp_path: Path) -> None:
+    """An older file gets only the migrations after its version, in order, keeping its data;
+    a failing migration leaves the file at the version before it."""
+    target = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(target, isolation_level=None)
+    schema.migrate(conn, target, schema.MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO entries (watch, bucket, key, etag, size, state, first_seen_at, updated_at)"
+        " VALUES ('w', 'b', 'k', 'e', 1, 'pending', 'x', 'x')"
+    )
+    broken = (*schema.MIGRATIONS[:1], ("ALTER TABLE entries ADD COLUMN note TEXT", "NOT SQL"))
+    with pytest.raises(sqlite3.OperationalError):
+        schema.migrate(conn, target, broken)
+    assert schema.user_version(conn) == 1
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+    assert "note" not in columns
+
+    later = (
+        *schema.MIGRATIONS[:1],
+        ("ALTER TABLE entries ADD COLUMN note TEXT",),
+        ("CREATE TABLE extra (x)",),
+    )
+    schema.migrate(conn, target, later)
+    assert schema.user_version(conn) == 3
+    assert conn.execute("SELECT key, note FROM entries").fetchall() == [("k", None)]
+
+
+def test_a_version_1_ledger_migrates_with_no_transient_failures_counted(tmp_path: Path) -> None:
+    """A ledger from before transient failures were counted apart (schema 1) must be migrated
+    before it can be read; then its entries keep their attempts and start with no transient
+    failure (which of those attempts failed transiently was never recorded), and count on."""
+    target = tmp_path / "v1.sqlite3"
+    stamp = ledger_model.to_text(T0)
+    conn = sqlite3.connect(target, isolation_level=None)
+    schema.migrate(conn, target, schema.MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO entries (watch, bucket, key, etag, size, state, attempts, error,"
+        " first_seen_at, updated_at) VALUES (?, ?, 'k', 'e', 1, 'pending', 7, 'throttled', ?, ?)",
+        (W, B, stamp, stamp),
+    )
+    conn.close()
+    with pytest.raises(LedgerError, match="schema version 1, this dropzone uses"):
+        SqliteLedger.open(target, readonly=True)
+    with SqliteLedger.open(target) as opened:
+        (entry,) = opened.entries()
+        assert (entry.attempts, entry.transient_failures, entry.error) == (7, 0, "throttled")
+        assert opened.claim_one(entry.id, at(1)) is not None
+        retry = opened.schedule_retry(entry.id, at(2), "HTTP 503", at(1), transient=True)
+        assert (retry.attempts, retry.transient_failures) == (8, 1)
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_version_2_ledger_migrates_with_no_duplicate_awaiting(tmp_path: Path) -> None:
+    """A ledger from before after-active (schema 2) keeps its duplicates as outcomes: none
+    awaits its job after the migration."""
+    target = tmp_path / "v2.sqlite3"
+    stamp = ledger_model.to_text(T0)
+    conn = sqlite3.connect(target, isolation_level=None)
+    schema.migrate(conn, target, schema.MIGRATIONS[:2])
+    conn.execute(
+        "INSERT INTO entries (watch, bucket, key, etag, size, state, job_id,"
+        " first_seen_at, updated_at) VALUES (?, ?, 'k', 'e', 1, 'duplicate', 'bi-1', ?, ?)",
+        (W, B, stamp, stamp),
+    )
+    conn.close()
+    with SqliteLedger.open(target) as opened:
+        (entry,) = opened.entries()
+        assert (entry.state, entry.job_id, entry.awaits_job) == (State.DUPLICATE, "bi-1", False)
+        assert opened.end_wait(entry.id, "bi-1", "Completed", at(1)) is None
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_newer_schema_is_refused(path: Path) -> None:
+    """A file written by a newer dropzone is refused with a clear message, and an older one
+    cannot be read without migrating it first."""
+    with SqliteLedger.open(path):
+        pass
+    sqlite3.connect(path, isolation_level=None).execute(
+        f"PRAGMA user_version = {SCHEMA_VERSION + 1}"
+    )
+    with pytest.raises(
+        LedgerError, match=r"newer than this dropzone understands .*upgrade dropzone"
+    ):
+        SqliteLedger.open(path)
+    with pytest.raises(LedgerError, match="schema version"):
+        SqliteLedger.open(path, readonly=True)
+    sqlite3.connect(path, isolation_level=None).execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    with SqliteLedger.open(path):
+        pass  # the failed opens released the lock

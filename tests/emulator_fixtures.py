@@ -1,11 +1,13 @@
-"""Helpers for talking to the Ark emulator over real loopback HTTP: a fake clock and a caller."""
+"""Helpers for talking to the Ark emulator over real loopback HTTP: a client and a caller.
+
+The clock a test moves is :class:`dropzone.testing.FakeClock`.
+"""
 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,28 +20,12 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from dropzone.testing import FakeClock
+
 ACCESS_KEY = "AKLTemulatortest"
 SECRET_KEY = "emulator-test-secret"
 CREDENTIALS = signer.Credentials(ACCESS_KEY, SECRET_KEY)
 REGION = "cn-beijing"
-START = datetime(2025, 1, 15, 9, 49, 23, tzinfo=UTC)
-
-
-class FakeClock:
-    """A clock that moves only when told to; safe to read from the server's threads."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> datetime:
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
-            return self._now
 
 
 def client_of(

@@ -27,7 +27,8 @@ from dropzone.ark.signer import Credentials
 from dropzone.emulator import Emulator
 from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
-from tests.emulator_fixtures import Caller, FakeClock, client_of
+from dropzone.testing import FakeClock
+from tests.emulator_fixtures import Caller, client_of
 from tests.harness import (
     ACCESS_KEY,
     SECRET_KEY,

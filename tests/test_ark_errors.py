@@ -11,6 +11,7 @@ import pytest
 from dropzone.ark import client, errors
 from dropzone.ark.models import find_job_id
 from dropzone.ark.ratelimit import RateLimiter
+from dropzone.testing import FakeTimer
 
 
 def _error_body(code: str, message: str) -> bytes:
@@ -127,22 +128,9 @@ def test_find_job_id(message: str, expected: str | None) -> None:
     assert find_job_id(message) == expected
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def test_rate_limiter_spaces_calls() -> None:
     """At 4 requests/s, ten back-to-back calls take 2.25 s: slots 0.25 s apart."""
-    clock = _FakeClock()
+    clock = FakeTimer()
     limiter = RateLimiter(4.0, clock=clock, sleep=clock.sleep)
     for _ in range(10):
         limiter.acquire()
@@ -151,7 +139,7 @@ def test_rate_limiter_spaces_calls() -> None:
 
 def test_rate_limiter_no_burst_credit_after_idle() -> None:
     """An idle spell earns no burst: the call after it goes at once, the next waits."""
-    clock = _FakeClock()
+    clock = FakeTimer()
     limiter = RateLimiter(2.0, clock=clock, sleep=clock.sleep)
     limiter.acquire()
     clock.now += 60

@@ -20,7 +20,8 @@ from dropzone.ark.models import (
 )
 from dropzone.ark.signer import Credentials
 from dropzone.emulator import Emulator
-from tests.emulator_fixtures import FakeClock, client_of
+from dropzone.testing import CallRecorder, FakeClock
+from tests.emulator_fixtures import client_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -191,17 +192,13 @@ def test_connection_refused_never_reached(clock: FakeClock) -> None:
 
 def test_observer_sees_every_call(emulator: Emulator, clock: FakeClock) -> None:
     """The metrics hook hears each call's action and status."""
-    seen: list[tuple[str, str]] = []
-
-    def observe(action: str, outcome: str, _seconds: float, _detail: str = "") -> None:
-        seen.append((action, outcome))
-
-    with _client(emulator, clock, observer=observe) as client:
+    recorder = CallRecorder()
+    with _client(emulator, clock, observer=recorder) as client:
         job_id = client.create(_request())
         client.get(job_id)
         with pytest.raises(errors.Rejected):
             client.get("bi-20240101000000-zzzzz")
-    assert seen == [
+    assert recorder.heard() == [
         ("CreateBatchInferenceJob", "200"),
         ("GetBatchInferenceJob", "200"),
         ("GetBatchInferenceJob", "404"),

@@ -34,12 +34,11 @@ from dropzone.emulator.faults import Faults, fault_for
 from dropzone.emulator.inputs import InputSeen
 from dropzone.emulator.jobs import JobRecord, Timing, phase_at
 from dropzone.emulator.requests import parse_create
+from dropzone.testing import START, FakeClock
 from tests.emulator_fixtures import (
     ACCESS_KEY,
     SECRET_KEY,
-    START,
     Caller,
-    FakeClock,
     create_body,
     error_of,
 )

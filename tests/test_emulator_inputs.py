@@ -13,7 +13,8 @@ import pytest
 from dropzone.emulator import Emulator
 from dropzone.emulator.cli import configure_parser, emulator_from
 from dropzone.emulator.inputs import InputReader, count_requests, folder_reader, s3_reader
-from tests.emulator_fixtures import ACCESS_KEY, SECRET_KEY, Caller, FakeClock
+from dropzone.testing import FakeClock
+from tests.emulator_fixtures import ACCESS_KEY, SECRET_KEY, Caller
 from tests.harness import new_bucket, s3_client
 
 if TYPE_CHECKING:

@@ -42,6 +42,7 @@ from dropzone.ops import (
     watchdog_interval_s,
 )
 from dropzone.ops.health import ArkStatus
+from dropzone.testing import FakeTimer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -65,14 +66,6 @@ def samples(metrics: Metrics) -> dict[tuple[str, Labels], float]:
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return samples(metrics).get((name, frozenset(labels.items())))
-
-
-class FakeClock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingSink:
@@ -380,14 +373,14 @@ def test_an_ark_outage_degrades_the_body_but_not_the_verdict() -> None:
 
 def test_no_watchdog_interval_means_no_ping() -> None:
     """Without WATCHDOG_USEC the heartbeat never asks for a ping."""
-    heartbeat = Heartbeat(clock=FakeClock())
+    heartbeat = Heartbeat(clock=FakeTimer())
     heartbeat.beat()
     assert not heartbeat.watchdog_due()
 
 
 def test_watchdog_ping_due_at_half_the_interval_after_progress() -> None:
     """A ping is due at half the interval, and only if the loop beat since the last ping."""
-    clock = FakeClock()
+    clock = FakeTimer()
     heartbeat = Heartbeat(clock=clock, watchdog_interval_s=10)
     assert not heartbeat.watchdog_due()  # no progress yet
     heartbeat.beat()
@@ -405,7 +398,7 @@ def test_watchdog_ping_due_at_half_the_interval_after_progress() -> None:
 
 def test_pulse_pings_every_half_interval() -> None:
     """A loop pulsing each second with a 10 s watchdog pings at 0, 5, 10, 15 and 20 s."""
-    clock = FakeClock(0)
+    clock = FakeTimer(0)
     sink = RecordingSink()
     heartbeat = Heartbeat(clock=clock, watchdog_interval_s=10)
     for second in range(21):
@@ -416,7 +409,7 @@ def test_pulse_pings_every_half_interval() -> None:
 
 def test_polls_are_progress_and_known_watches_start_unpolled() -> None:
     """A successful poll is recorded for /healthz and counts as a beat for the watchdog."""
-    clock = FakeClock()
+    clock = FakeTimer()
     heartbeat = Heartbeat(clock=clock, watchdog_interval_s=10, watches=["chat", "eval"])
     assert heartbeat.last_polls() == {"chat": None, "eval": None}
     assert heartbeat.seconds_since_beat() is None

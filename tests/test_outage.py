@@ -22,7 +22,8 @@ from dropzone.jobs.reachability import OUTAGE_AFTER, Reachability, after_call
 from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import SqliteLedger, State
 from dropzone.sources.tos import TosBucket
-from tests.emulator_fixtures import FakeClock, client_of
+from dropzone.testing import FakeClock
+from tests.emulator_fixtures import client_of
 from tests.harness import free_port, jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from dropzone.emulator import Emulator
 from dropzone.jobs.submitter import Submitter, Watch
 from dropzone.ledger import Entry, SqliteLedger, State
 from dropzone.sources.tos import TosBucket
-from tests.emulator_fixtures import FakeClock, client_of
+from dropzone.testing import FakeClock
+from tests.emulator_fixtures import client_of
 from tests.harness import jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:

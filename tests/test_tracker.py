@@ -10,7 +10,8 @@ from dropzone.ark.models import CreateJobRequest, FoundationModel, ModelReferenc
 from dropzone.emulator import Emulator
 from dropzone.jobs.tracker import Tracker
 from dropzone.ledger import SqliteLedger, State
-from tests.emulator_fixtures import FakeClock, client_of
+from dropzone.testing import FakeClock
+from tests.emulator_fixtures import client_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -74,7 +74,8 @@ from dropzone.config import load_settings
 from dropzone.daemon import Daemon
 from dropzone.daemon.build import build_submitter, daemon_options
 from dropzone.daemon.parts import WatchSet
-from dropzone.jobs.submitter import Submitter, Watch
+from dropzone.jobs.submitter import Submitter
+from dropzone.jobs.watch import Watch
 from dropzone.ledger import Listed, Page, SqliteLedger, State
 from dropzone.ops import Metrics
 

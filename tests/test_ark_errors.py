@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from dropzone.ark import client, errors
+from dropzone.ark import answers, errors
 from dropzone.ark.models import find_job_id
 from dropzone.ark.ratelimit import RateLimiter
 from dropzone.testing import FakeTimer
@@ -43,8 +43,8 @@ def _error_body(code: str, message: str) -> bytes:
 )
 def test_classify(status: int, code: str, expected: type[errors.ArkError]) -> None:
     """Each documented status/code lands on the branch that tells the caller what to do."""
-    answer = client.parse_answer(status, _error_body(code, "m"))
-    error = client.error_for(answer, None, datetime.now(UTC))
+    answer = answers.parse_answer(status, _error_body(code, "m"))
+    error = answers.error_for(answer, None, datetime.now(UTC))
     assert type(error) is expected
     assert error.code == code
     assert error.request_id == "r1"
@@ -54,17 +54,17 @@ def test_classify(status: int, code: str, expected: type[errors.ArkError]) -> No
 
 def test_200_with_error_is_an_error() -> None:
     """A 200 carrying ResponseMetadata.Error is treated as an error, as the SDK does."""
-    answer = client.parse_answer(200, _error_body("InvalidParameter.Name", "bad name"))
+    answer = answers.parse_answer(200, _error_body("InvalidParameter.Name", "bad name"))
     assert answer.result is None
-    error = client.error_for(answer, None, datetime.now(UTC))
+    error = answers.error_for(answer, None, datetime.now(UTC))
     assert isinstance(error, errors.Rejected)
     assert error.describe() == "InvalidParameter.Name HTTP 400: bad name"
 
 
 def test_non_json_answer() -> None:
     """A gateway's HTML 502 becomes a Transient error that quotes the start of the body."""
-    answer = client.parse_answer(502, b"<html>Bad Gateway</html>")
-    error = client.error_for(answer, None, datetime.now(UTC))
+    answer = answers.parse_answer(502, b"<html>Bad Gateway</html>")
+    error = answers.error_for(answer, None, datetime.now(UTC))
     assert isinstance(error, errors.Transient)
     assert "Bad Gateway" in error.message
 
@@ -72,14 +72,14 @@ def test_non_json_answer() -> None:
 def test_success_result() -> None:
     """The Result object is returned from a success envelope."""
     body = json.dumps({"ResponseMetadata": {"RequestId": "x"}, "Result": {"Id": "bi-1-a"}})
-    assert client.parse_answer(200, body.encode()).result == {"Id": "bi-1-a"}
+    assert answers.parse_answer(200, body.encode()).result == {"Id": "bi-1-a"}
 
 
 def test_invalid_timestamp_measures_skew() -> None:
     """InvalidTimestamp reports how far the server's Date header is from our clock."""
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    answer = client.parse_answer(400, _error_body("InvalidTimestamp", "skew"))
-    error = client.error_for(answer, "Thu, 01 Jan 2026 12:20:00 GMT", now)
+    answer = answers.parse_answer(400, _error_body("InvalidTimestamp", "skew"))
+    error = answers.error_for(answer, "Thu, 01 Jan 2026 12:20:00 GMT", now)
     assert isinstance(error, errors.AuthError)
     assert error.skew_s == pytest.approx(1200.0)
 
@@ -87,7 +87,7 @@ def test_invalid_timestamp_measures_skew() -> None:
 @pytest.mark.parametrize("date", [None, "", "not a date"])
 def test_skew_unknown_without_usable_date(date: str | None) -> None:
     """Without a usable Date header the skew is unknown, not zero."""
-    assert client.measure_skew(date, datetime.now(UTC)) is None
+    assert answers.measure_skew(date, datetime.now(UTC)) is None
 
 
 def _transport_error_classes() -> list[type[httpx.TransportError]]:
@@ -103,7 +103,7 @@ def _transport_error_classes() -> list[type[httpx.TransportError]]:
 @pytest.mark.parametrize("cls", _transport_error_classes(), ids=lambda c: c.__name__)
 def test_every_transport_error_is_mapped(cls: type[httpx.TransportError]) -> None:
     """Every httpx transport error becomes Transient, and only never-sent ones say so."""
-    error = client.translate_transport_error(cls("boom"))
+    error = answers.translate_transport_error(cls("boom"))
     assert isinstance(error, errors.Transient)
     never_sent = {"ConnectError", "ConnectTimeout", "PoolTimeout"}
     assert error.may_have_reached is (cls.__name__ not in never_sent)
@@ -157,15 +157,15 @@ def test_rate_limiter_rejects_nonpositive() -> None:
 def test_every_known_code_lands_on_its_row(code: str, row: errors.KnownCode) -> None:
     """Each row of the table: its code, at its status, is its branch; a code that holds says
     what to do; a request family covers its members (InvalidParameter.Name)."""
-    answer = client.parse_answer(row.status, _error_body(code, "m"))
-    error = client.error_for(answer, None, datetime.now(UTC))
+    answer = answers.parse_answer(row.status, _error_body(code, "m"))
+    error = answers.error_for(answer, None, datetime.now(UTC))
     assert type(error) is row.kind
     if isinstance(error, errors.Held):
         assert error.hint
         assert error.hint == row.hint
     if row.kind is errors.Rejected and "." not in code:
-        member = client.error_for(
-            client.parse_answer(row.status, _error_body(f"{code}.Name", "m")),
+        member = answers.error_for(
+            answers.parse_answer(row.status, _error_body(f"{code}.Name", "m")),
             None,
             datetime.now(UTC),
         )

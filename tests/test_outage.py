@@ -19,7 +19,8 @@ from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.daemon.parts import WatchSet
 from dropzone.emulator import Emulator
 from dropzone.jobs.reachability import OUTAGE_AFTER, Reachability, after_call
-from dropzone.jobs.submitter import Submitter, Watch
+from dropzone.jobs.submitter import Submitter
+from dropzone.jobs.watch import Watch
 from dropzone.ledger import SqliteLedger, State
 from dropzone.sources.tos import TosBucket
 from dropzone.testing import FakeClock

@@ -15,7 +15,8 @@ import pytest
 from dropzone import plan
 from dropzone.config import WatchRule
 from dropzone.emulator import Emulator
-from dropzone.jobs.submitter import Submitter, Watch
+from dropzone.jobs.submitter import Submitter
+from dropzone.jobs.watch import Watch
 from dropzone.ledger import Entry, SqliteLedger, State
 from dropzone.sources.tos import TosBucket
 from dropzone.testing import FakeClock

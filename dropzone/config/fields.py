@@ -19,20 +19,10 @@ from pydantic import (
 from dropzone import plan
 
 MAX_TAGS = 20
-
-
 MAX_TAG_KEY_CHARS = 128
-
-
 MAX_TAG_VALUE_CHARS = 256
-
-
 WATCH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
 COMPLETION_WINDOW = re.compile(r"([1-9][0-9]?)d")  # "01d" is no window the platform takes
-
-
 _PORT = re.compile(r"[0-9]{1,5}")
 
 
@@ -92,8 +82,6 @@ def _from_config_folder(value: Path) -> Path:
 # Set by load_settings while it validates. A context variable, not pydantic's validation
 # context: BaseSettings has its own __init__, through which pydantic drops that context.
 config_folder: ContextVar[Path | None] = ContextVar("config_folder", default=None)
-
-
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -102,17 +90,9 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 # mid-run, as a traceback). Documented beside each setting, in the README (checked by
 # tests/test_readme.py) and config/dropzone.toml.
 HOUR_S = 3600
-
-
 DAY_S = 86400
-
-
 MAX_RETENTION_DAYS = 3650
-
-
 MAX_ACTIVE_JOBS = 10_000
-
-
 Timeout = Annotated[float, Field(gt=0, le=HOUR_S)]
 
 

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 
 DEFAULT_CONFIG_PATH = Path("/etc/dropzone/dropzone.toml")
-
-
 CONFIG_ENV = "DROPZONE_CONFIG"
 
 

@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 
 SECTIONS = ("ark", "tos", "ledger", "daemon")
-
-
 NO_WATCH = "at least one [[watch]] table is required"
 
 
@@ -68,11 +66,7 @@ CREDENTIAL_FILE_NAMES = ("access_key", "secret_key", "session_token")
 # The [ark] settings naming credential files. Their values are never printed, not even as a
 # path: a secret pasted where its file's path belongs would be shown back otherwise.
 CREDENTIAL_SETTINGS = frozenset(f"{name}_file" for name in CREDENTIAL_FILE_NAMES)
-
-
 NOT_SHOWN = "(the value is not shown)"
-
-
 SECURE = "[secure]"
 
 

@@ -87,8 +87,6 @@ _EXPECTED = {
 
 
 _UNQUOTED = {"int_type", "float_type", "bool_type"}
-
-
 _MAX_SHAPE_KEYS = 3
 
 

@@ -20,8 +20,9 @@ from dropzone.daemon.wakeup import Wakeup
 from dropzone.jobs.policy import RetryPolicy
 from dropzone.jobs.prior import PriorJobs
 from dropzone.jobs.reachability import Reachability
-from dropzone.jobs.submitter import Submitter, Watch
+from dropzone.jobs.submitter import Submitter
 from dropzone.jobs.tracker import Tracker
+from dropzone.jobs.watch import Watch
 from dropzone.ledger import State
 from dropzone.log import get_logger
 from dropzone.ops import (
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
     from dropzone.ark.client import ArkClient
     from dropzone.config import Settings
-    from dropzone.jobs.submitter import Preflight
+    from dropzone.jobs.watch import Preflight
     from dropzone.ledger import SqliteLedger
 
 

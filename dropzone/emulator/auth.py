@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
 
 MAX_SKEW_S = 900.0
-
-
 REQUIRED_SIGNED = frozenset({"host", "x-date", "x-content-sha256"})
 
 

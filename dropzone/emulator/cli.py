@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 
 MAX_PORT = 65535
-
-
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 

@@ -17,17 +17,9 @@ if TYPE_CHECKING:
 
 
 DEFAULT_PAGE_SIZE = 10
-
-
 MAX_PAGE_SIZE = 100
-
-
 DEFAULT_COMPLETION_WINDOW = "28d"
-
-
 _NAME = re.compile(r"[0-9A-Za-z_\u3400-\u4dbf\u4e00-\u9fff-]{1,200}")
-
-
 _WINDOW = re.compile(r"([1-9]|1[0-9]|2[0-8])d")
 
 

@@ -7,36 +7,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 Json = dict[str, object]
-
-
 SERVICE = "ark"
-
-
 DEFAULT_REGION = "cn-beijing"
-
-
 STATE_PATH = "/_emulator/state"
 
 
 # The platform's guard wording is unpublished; tests vary these to prove dropzone copes.
 GUARD_CODE = "OperationDenied.ActiveJobExists"
-
-
 GUARD_MESSAGE = "A batch inference job with the same input file is already active: {job_id}"
-
-
 CREATE = "CreateBatchInferenceJob"
-
-
 GET = "GetBatchInferenceJob"
-
-
 LIST = "ListBatchInferenceJobs"
-
-
 STOP = "StopBatchInferenceJob"
-
-
 SHORT_ACTIONS = {"Create": CREATE, "Get": GET, "List": LIST, "Stop": STOP}
 
 

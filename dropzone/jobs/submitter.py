@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from dropzone import plan
 from dropzone.ark import errors
@@ -27,7 +26,7 @@ from dropzone.jobs.policy import (
 )
 from dropzone.ledger import Entry, State
 from dropzone.log import get_logger
-from dropzone.sources.base import SourceError, StoredObject
+from dropzone.sources.base import SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -38,8 +37,8 @@ if TYPE_CHECKING:
     from dropzone.config import WatchRule
     from dropzone.jobs.prior import PriorJobs
     from dropzone.jobs.reachability import Reachability
+    from dropzone.jobs.watch import JobApi, Watch
     from dropzone.ledger import Ledger
-    from dropzone.preflight.report import Report
 
 # A job created by this attempt has a CreateTime no earlier than the claim, give or take the
 # clock skew the platform accepts in a signature.
@@ -51,38 +50,6 @@ _REDATE_AFTER = timedelta(seconds=1)
 # A version listed (or uploaded and verified) this recently is not looked up again before its
 # Create: a HEAD would tell no more than the listing did, and would double the calls per file.
 _LISTING_FRESH = timedelta(seconds=30)
-
-
-class JobApi(Protocol):
-    """The part of ArkClient the submitter needs (the tests' fakes implement it too)."""
-
-    def create(self, request: CreateJobRequest) -> str: ...
-
-    def find_by_tag(self, key: str, value: str, project_name: str | None) -> list[Job]: ...
-
-
-class ObjectLookup(Protocol):
-    """Where an entry's object is now: its current version, or None when it is gone."""
-
-    def __call__(self, key: str) -> StoredObject | None: ...
-
-
-class Preflight(Protocol):
-    """Validates an entry's file (streamed) and, when asked, leaves a report beside it."""
-
-    def check(self, entry: Entry) -> Report: ...
-
-    def write_report(self, entry: Entry, report: Report) -> str: ...
-
-
-@dataclass(frozen=True)
-class Watch:
-    """A watch rule with what its source provides: the object lookup (None: trust the
-    listing) and the preflight reader (None: the watch does not validate)."""
-
-    rule: WatchRule
-    lookup: ObjectLookup | None = None
-    preflight: Preflight | None = None
 
 
 def _created_at(job: Job) -> datetime | None:

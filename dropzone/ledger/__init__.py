@@ -11,7 +11,8 @@ one committed transaction; a claim is one conditional ``UPDATE ... RETURNING`` s
   :class:`Ledger`, the interfaces the rest of dropzone is written against;
 - :mod:`.sql`: the portable statements; the state-guarded writes made from the table's moves;
 - :mod:`.store` (with :mod:`.queries`, :mod:`.operator`, :mod:`.rows`): :class:`LedgerStore`,
-  every ledger's logic written once over a store's few primitives (transactions);
+  every ledger's logic written once over the few primitives a store supplies
+  (:mod:`.primitives`: a transaction, rows by column name);
 - :mod:`.sqlite`, :mod:`.schema`, :mod:`.lockfile`: the embedded SQLite store.
 
 The SQL is portable (row values, ``RETURNING``, ``ON CONFLICT DO NOTHING``, partial indexes),

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from datetime import datetime
 
-    from dropzone.ledger.store import Tx
+    from dropzone.ledger.primitives import Tx
 
 
 class OperatorWrites:

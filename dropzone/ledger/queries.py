@@ -7,7 +7,7 @@ store's (:meth:`read`), streamed ones a chunk per read.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from dropzone.ledger import model, sql
 from dropzone.ledger.model import (
@@ -25,16 +25,11 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from datetime import datetime
 
-    from dropzone.ledger.store import Tx
+    from dropzone.ledger.primitives import Row, Tx
+
 
 # Rows per read when streaming: nothing is held between chunks.
 CHUNK = 500
-
-
-class Row(Protocol):
-    """A result row, read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
-
-    def __getitem__(self, column: str, /) -> Any: ...  # noqa: ANN401 - a column of any type
 
 
 class Queries:

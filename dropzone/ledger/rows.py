@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from dropzone.ledger.diff import Listed
-    from dropzone.ledger.queries import Row
+    from dropzone.ledger.primitives import Row
 
 
 def entry_of(row: Row) -> Entry:

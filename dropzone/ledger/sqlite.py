@@ -29,7 +29,7 @@ from dropzone.ledger.store import LedgerStore
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
-    from dropzone.ledger.queries import Row
+    from dropzone.ledger.primitives import Row
 
 _BUSY_TIMEOUT_S = 10.0
 # Below this much free space, an SQLite failure is most likely the full disk, which SQLite may
@@ -38,7 +38,7 @@ _LOW_SPACE_BYTES = 1024**2
 
 
 class _Tx:
-    """The store's :class:`~dropzone.ledger.store.Tx` over its one connection."""
+    """The store's :class:`~dropzone.ledger.primitives.Tx` over its one connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn

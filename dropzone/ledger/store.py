@@ -14,7 +14,7 @@ sorts in time order in any engine, so the SQL compares them without a store's ow
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Self
 
 from dropzone.ledger import model, sql
 from dropzone.ledger.diff import Listed, Page, diff_page
@@ -31,26 +31,17 @@ from dropzone.ledger.model import (
     to_text,
 )
 from dropzone.ledger.operator import OperatorWrites
-from dropzone.ledger.queries import Queries, Row
+from dropzone.ledger.queries import Queries
 from dropzone.ledger.rows import entry_of, new_entry
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
     from contextlib import AbstractContextManager
     from datetime import datetime
     from types import TracebackType
 
     from dropzone.ledger.diff import Known
-
-
-class Tx(Protocol):
-    """One transaction (or one read) of a store: statements written with ``?`` placeholders.
-    A driver error leaves it as a :class:`LedgerError` naming the store, and rolled back."""
-
-    def rows(self, statement: str, values: Sequence[object] = ()) -> list[Row]: ...
-    def tuples(self, statement: str, values: Sequence[object] = ()) -> list[Any]: ...
-    def run(self, statement: str, values: Sequence[object] = ()) -> int: ...
-    def run_many(self, statement: str, values: Iterable[Sequence[object]]) -> int: ...
+    from dropzone.ledger.primitives import Tx
 
 
 class LedgerStore(Queries, OperatorWrites, ABC):

@@ -13,8 +13,6 @@ from dropzone.ledger import (
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
 W, B = "chat", "bucket"
 
 

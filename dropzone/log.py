@@ -183,6 +183,9 @@ def configure(
     # Third-party libraries log through the standard library; keep them quiet.
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "httpx", "httpcore", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The ledger's pool retries a lost server in the background and would say so at each try,
+    # in plain text; the store reports every transaction that fails, once, as a JSON line.
+    logging.getLogger("psycopg").setLevel(logging.CRITICAL)
 
 
 def use_setting(level: LogLevel) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
-from dropzone.ledger import SqliteLedger
+from dropzone.ledger import LedgerError, LedgerMissing, SqliteLedger
 from dropzone.log import register_secrets, use_setting
 from dropzone.sources.tos import make_s3_client
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from dropzone.ark.client import CallObserver
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
+    from dropzone.ledger import Ledger
 
 CONTAINER_SECRETS = Path("/run/secrets")
 
@@ -108,18 +109,23 @@ def fan_out(*observers: CallObserver) -> CallObserver:
     return observe
 
 
-def no_ledger(path: Path, config: Path | None = None) -> str:
+def no_ledger(settings: Settings, config: Path | None = None) -> str:
     """What to say when a command finds no ledger where the config points."""
-    setting = "[ledger] path" + (f" of {config}" if config is not None else "")
+    of = f" of {config}" if config is not None else ""
+    where, setting = (
+        (settings.ledger.url, "[ledger] url")
+        if settings.ledger.url is not None
+        else (settings.ledger.path, "[ledger] path")
+    )
     return (
-        f"no ledger at {path} ({setting}): nothing has run with this config yet, "
-        "or it points elsewhere"
+        f"no ledger at {where} ({setting}{of}): nothing has run with this config yet,"
+        " or it points elsewhere"
     )
 
 
 def open_ledger(
     settings: Settings, *, readonly: bool = False, daemon: bool = False, create: bool = False
-) -> SqliteLedger:
+) -> Ledger:
     """The ledger for a daemon (locked: one daemon per ledger) or for a short command.
 
     Short commands (``retry``, ``backfill``, ``forget``, ``submit``) write beside a running
@@ -127,14 +133,60 @@ def open_ledger(
     workers read the ledger anew at least every second. Only ``submit`` (and the daemon) may
     create a missing ledger; for the others a missing one is a mistaken path.
     """
+    if settings.ledger.url is not None:
+        return _open_postgres(settings, readonly=readonly, daemon=daemon, create=create)
     path = settings.ledger.path
     if path.is_dir():
         raise UsageError(
             f"[ledger] path {path} is a folder: name a file in it (say {path / 'ledger.sqlite3'})"
         )
     if not (daemon or create) and not path.exists():
-        raise UsageError(no_ledger(path))
+        raise UsageError(no_ledger(settings))
     try:
         return SqliteLedger.open(path, lock=daemon, readonly=readonly)
     except Exception as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def existing_ledger(settings: Settings) -> Ledger | None:
+    """The ledger opened read-only, or None when there is none yet (``status``, previews)."""
+    if settings.ledger.url is None and not settings.ledger.path.exists():
+        return None
+    try:
+        return open_ledger(settings, readonly=True)
+    except UsageError as exc:
+        if isinstance(exc.__cause__, LedgerMissing):
+            return None
+        raise
+
+
+def ledger_password(settings: Settings) -> str | None:
+    """The PostgreSQL ledger's password from ``[ledger] password_file``; None: libpq's own
+    (``PGPASSWORD``, ``.pgpass``) or none."""
+    if settings.ledger.password_file is None:
+        return None
+    try:
+        password = settings.ledger.password_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"[ledger] password_file: cannot read it ({type(exc).__name__}); give a"
+            " readable file holding the database password"
+        ) from exc
+    register_secrets([password])
+    return password
+
+
+def _open_postgres(settings: Settings, *, readonly: bool, daemon: bool, create: bool) -> Ledger:
+    url = settings.ledger.url
+    assert url is not None
+    # Here, not at the top: psycopg takes about 0.3 s to import, which a command on an SQLite
+    # ledger (the default) should not pay.
+    from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415
+
+    password = ledger_password(settings)
+    try:
+        return PostgresLedger.open(
+            url, password=password, lock=daemon, readonly=readonly, create=create or daemon
+        )
+    except LedgerError as exc:
         raise UsageError(str(exc)) from exc

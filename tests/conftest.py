@@ -11,6 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from dropzone.emulator import Emulator
 from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client
+from tests.postgres_server import NoServer, PostgresServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,6 +25,7 @@ _CLEARED_PREFIXES = (
     "NOTIFY_SOCKET",
     "WATCHDOG_",
     "CREDENTIALS_DIRECTORY",
+    "PG",  # libpq's own settings (PGHOST, PGPASSWORD, ...)
 )
 
 
@@ -57,3 +59,18 @@ def stage(tmp_path: Path, moto_endpoint: str, emulator: Emulator) -> Stage:
     """A bucket of its own on the shared moto server, the emulator, a config writer."""
     s3 = s3_client(moto_endpoint)
     return Stage(tmp_path, moto_endpoint, emulator, s3, new_bucket(s3))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the session; tests make their own databases. Skipped
+    where none can be started, except in CI, which installs one: there it fails."""
+    try:
+        server = PostgresServer()
+        server.start()
+    except NoServer as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(str(exc))
+    yield server
+    server.stop()

@@ -111,6 +111,8 @@ class Stage:
     prefix: str = "batch-inference-job/dataset/"
     watch: dict[str, Any] = field(default_factory=dict)
     daemon: dict[str, Any] = field(default_factory=dict)
+    # The [ledger] section; empty: the SQLite file at ledger_path.
+    ledger: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ledger_path(self) -> Path:
@@ -153,7 +155,7 @@ class Stage:
                 "region": "us-east-1",
                 "addressing_style": "path",
             },
-            "ledger": {"path": str(self.ledger_path)},
+            "ledger": self.ledger or {"path": str(self.ledger_path)},
             "daemon": daemon,
         }
         return tomli_w.dumps({**sections, "watch": [watch]})

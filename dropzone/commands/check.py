@@ -32,7 +32,11 @@ def _credential_findings(settings: Settings) -> tuple[Credentials | None, probes
 
 
 def _local_findings(settings: Settings) -> Iterator[probes.Finding]:
-    yield probes.ledger_finding(settings.ledger.path)
+    url = settings.ledger.url
+    if url is not None:
+        yield probes.postgres_ledger_finding(settings, url)
+    else:
+        yield probes.ledger_finding(settings.ledger.path)
     for rule in settings.watches:
         yield from probes.folder_findings(rule)
 

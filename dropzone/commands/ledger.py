@@ -17,20 +17,17 @@ if TYPE_CHECKING:
     import argparse
 
     from dropzone.config import Settings, WatchRule
-    from dropzone.ledger import SqliteLedger
+    from dropzone.ledger import Ledger
 
 
 def status(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
     state = state_option(args.state)
     _status_watch(settings, args.watch)
-    if not settings.ledger.path.exists():
-        print(
-            runtime.no_ledger(settings.ledger.path, runtime.config_file(args.config)),
-            file=sys.stderr,
-        )
+    ledger = runtime.existing_ledger(settings)
+    if ledger is None:
+        print(runtime.no_ledger(settings, runtime.config_file(args.config)), file=sys.stderr)
         return 1
-    ledger = runtime.open_ledger(settings, readonly=True)
     try:
         if not args.json and sys.stdout.isatty():
             entries = list(ledger.entries(state=state, watch=args.watch))
@@ -56,8 +53,8 @@ def _status_watch(settings: Settings, name: str | None) -> None:
     configured = [rule.name for rule in settings.watches]
     if name is None or name in configured:
         return
-    if settings.ledger.path.exists():
-        ledger = runtime.open_ledger(settings, readonly=True)
+    ledger = runtime.existing_ledger(settings)
+    if ledger is not None:
         try:
             removed = next(iter(ledger.entries(watch=name)), None) is not None
         finally:
@@ -90,7 +87,7 @@ def backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_first(ledger: SqliteLedger, rule: WatchRule) -> bool:
+def _open_first(ledger: Ledger, rule: WatchRule) -> bool:
     """Let a watch whose first listing has not completed submit what it finds instead of
     baselining it (a first start held because Ark holds the watch's jobs waits for this)."""
     if ledger.baseline_done(rule.name):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
     from dropzone.config import Settings, WatchRule
-    from dropzone.ledger import SqliteLedger
+    from dropzone.ledger import LedgerReads
     from dropzone.sources.base import ListingPage, StoredObject
 
     # The versions (ETags) the ledger already holds, for each of a page's keys.
@@ -97,8 +97,7 @@ def watch_previews(settings: Settings) -> Iterator[Callable[[WatchRule], WatchPr
     """Previews of the configured watches, against the ledger when there is one (read only;
     none yet: every object is new, and each watch's listing would be its first)."""
     s3 = runtime.s3_client(settings, runtime.credentials_for(settings))
-    path = settings.ledger.path
-    ledger = runtime.open_ledger(settings, readonly=True) if path.exists() else None
+    ledger = runtime.existing_ledger(settings)
 
     def preview(rule: WatchRule) -> WatchPreview:
         pages = TosBucket(s3, rule.bucket).pages(rule.prefix)
@@ -112,7 +111,7 @@ def watch_previews(settings: Settings) -> Iterator[Callable[[WatchRule], WatchPr
             ledger.close()
 
 
-def _known_in(ledger: SqliteLedger | None, rule: WatchRule) -> KnownVersions:
+def _known_in(ledger: LedgerReads | None, rule: WatchRule) -> KnownVersions:
     def known(keys: Sequence[str]) -> Mapping[str, Collection[str]]:
         if ledger is None:
             return {}

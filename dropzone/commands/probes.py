@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from dropzone import runtime
 from dropzone.ark import errors
 from dropzone.ark.models import ListJobsRequest
 from dropzone.ledger import LedgerError, probe_ledger
+from dropzone.runtime import UsageError
 from dropzone.sources.base import SourceConfigError, SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from dropzone.ark.client import ArkClient
-    from dropzone.config import WatchRule
+    from dropzone.config import Settings, WatchRule
     from dropzone.sources.tos import TosBucket
 
 
@@ -142,6 +144,19 @@ def _can_create_in(folder: Path) -> bool:
     os.close(handle)
     Path(name).unlink()
     return True
+
+
+def postgres_ledger_finding(settings: Settings, url: str) -> Finding:
+    """The database reached and a transaction begun and rolled back; before the first run,
+    whether the user may create the ledger's tables."""
+    from dropzone.ledger.postgres import described, probe_postgres  # noqa: PLC0415 - see runtime
+
+    subject = f"ledger {described(url)}"
+    try:
+        detail = probe_postgres(url, runtime.ledger_password(settings))
+    except (LedgerError, UsageError) as exc:
+        return Finding(subject, ok=False, detail=str(exc))
+    return Finding(subject, ok=True, detail=detail)
 
 
 def ledger_finding(path: Path) -> Finding:

@@ -42,6 +42,24 @@ def check_endpoint(value: str) -> str:
     return value.rstrip("/")
 
 
+def check_ledger_url(value: str) -> str:
+    """A PostgreSQL url with no password in it (it comes from a file or ``PGPASSWORD``)."""
+    parts = urlsplit(value)
+    # Checked first: the other messages show the value, and this one must not.
+    if parts.password is not None or "password=" in parts.query.lower():
+        raise ValueError(
+            "holds a password: give it in [ledger] password_file (or libpq's PGPASSWORD)"
+            " instead, so that the config can be shown and shared"
+        )
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ValueError("must be postgresql://[user@]host[:port]/database")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port: {exc}") from exc
+    return value
+
+
 def check_listen(value: str) -> str:
     if value == "":
         return value

@@ -36,6 +36,7 @@ from dropzone.config.fields import (
     Timeout,
     as_folder,
     check_endpoint,
+    check_ledger_url,
     check_listen,
     check_template,
     default_output_prefix,
@@ -66,6 +67,9 @@ CREDENTIAL_FILE_NAMES = ("access_key", "secret_key", "session_token")
 # The [ark] settings naming credential files. Their values are never printed, not even as a
 # path: a secret pasted where its file's path belongs would be shown back otherwise.
 CREDENTIAL_SETTINGS = frozenset(f"{name}_file" for name in CREDENTIAL_FILE_NAMES)
+# The [ledger] settings whose values an error never shows: a url may hold a password typed
+# where it does not belong, a password file's path may be the password pasted by mistake.
+LEDGER_SECRETS = frozenset({"url", "password_file"})
 NOT_SHOWN = "(the value is not shown)"
 SECURE = "[secure]"
 
@@ -112,8 +116,23 @@ class TosSettings(Section):
 
 
 class LedgerSettings(Section):
+    """``path``: the SQLite ledger (the default store); ``url``: a PostgreSQL database instead,
+    its password in ``password_file`` (or libpq's ``PGPASSWORD``), never in the url."""
+
     path: ConfigPath = Path("/var/lib/dropzone/ledger.sqlite3")
+    url: str | None = None
+    password_file: ConfigPath | None = None
     retention_days: Annotated[int, Field(ge=1, le=MAX_RETENTION_DAYS)] = 30
+
+    _url = field_validator("url")(check_ledger_url)
+
+    @model_validator(mode="after")
+    def _one_store(self) -> Self:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("set path (an SQLite ledger) or url (PostgreSQL), not both")
+        if self.password_file is not None and self.url is None:
+            raise ValueError("password_file is the PostgreSQL ledger's: it needs url")
+        return self
 
 
 class DaemonSettings(Section):
@@ -368,6 +387,8 @@ class Settings(BaseSettings):
         for name in CREDENTIAL_SETTINGS:  # a path, but perhaps a secret pasted by mistake
             if ark[name] is not None:
                 ark[name] = SECURE
+        if plain["ledger"]["password_file"] is not None:
+            plain["ledger"]["password_file"] = SECURE
         return plain
 
 

@@ -13,11 +13,13 @@ from dropzone.config.env import suggest
 from dropzone.config.locate import Loc, field_at, fields_by_key, model_at
 from dropzone.config.model import (
     CREDENTIAL_SETTINGS,
+    LEDGER_SECRETS,
     NO_WATCH,
     NOT_SHOWN,
     REMOVED_SETTINGS,
     ArkSettings,
     DaemonSettings,
+    LedgerSettings,
 )
 
 if TYPE_CHECKING:
@@ -174,7 +176,10 @@ def _message(error: ErrorDetails, *, from_file: bool) -> str:
     else:
         message = error["msg"].removeprefix("Value error, ")
     shown = error.get("input")
-    if loc[-1] in CREDENTIAL_SETTINGS and model_at(loc[:-1]) is ArkSettings:
+    holder = model_at(loc[:-1])
+    if (holder is ArkSettings and loc[-1] in CREDENTIAL_SETTINGS) or (
+        holder is LedgerSettings and loc[-1] in LEDGER_SECRETS
+    ):
         return f"{message} {NOT_SHOWN}"
     # pydantic's own messages do not show the value; ours (value_error) say what they need to.
     if isinstance(shown, str | int | float | bool) and error["type"] != "value_error":

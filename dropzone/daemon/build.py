@@ -44,14 +44,14 @@ from dropzone.watches.first_start import FirstStart, ledger_knows
 from dropzone.watches.folder import FolderWatch
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     from mypy_boto3_s3 import S3Client
 
     from dropzone.ark.client import ArkClient
     from dropzone.config import Settings
     from dropzone.jobs.watch import Preflight
-    from dropzone.ledger import SqliteLedger
+    from dropzone.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class DaemonParts:
     """What :func:`build` made; closed (server, client, ledger) when its block ends."""
 
     daemon: Daemon
-    ledger: SqliteLedger
+    ledger: Ledger
     api: ArkClient
     server: OpsServer | None
 
@@ -110,7 +110,7 @@ def build(
 
 
 def _daemon_ops(
-    settings: Settings, env: Mapping[str, str], ledger: SqliteLedger, metrics: Metrics
+    settings: Settings, env: Mapping[str, str], ledger: Ledger, metrics: Metrics
 ) -> DaemonOps:
     heartbeat = Heartbeat(
         watchdog_interval_s=watchdog_interval_s(env),
@@ -128,7 +128,7 @@ def _daemon_ops(
 def _serve_ops(
     settings: Settings,
     ops: DaemonOps,
-    ledger: SqliteLedger,
+    ledger: Ledger,
     reachability: Reachability,
     first_starts_held: Mapping[str, str],
 ) -> OpsServer | None:
@@ -161,7 +161,7 @@ def _serve_ops(
         poll_interval_s=settings.daemon.poll_interval_s,
         started_at=time.time(),
         due=due,
-        ledger_writable=ledger_writable(settings.ledger.path, ledger.displaced),
+        ledger_writable=_ledger_check(settings, ledger),
         ark=ark,
     )
     server = OpsServer(address, metrics, probe)
@@ -172,10 +172,21 @@ def _serve_ops(
     return server
 
 
+def _ledger_check(settings: Settings, ledger: Ledger) -> Callable[[], bool]:
+    """What /healthz asks of the ledger: a file still in place and writable; a database
+    that answers."""
+    if settings.ledger.url is not None:
+        from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415 - see runtime
+
+        if isinstance(ledger, PostgresLedger):
+            return ledger.reachable
+    return ledger_writable(settings.ledger.path, ledger.displaced)
+
+
 def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
     settings: Settings,
     *,
-    ledger: SqliteLedger,
+    ledger: Ledger,
     api: ArkClient,
     s3: S3Client,
     reachability: Reachability | None = None,
@@ -228,7 +239,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
 def build_submitter(
     settings: Settings,
     *,
-    ledger: SqliteLedger,
+    ledger: Ledger,
     api: ArkClient,
     s3: S3Client,
     reachability: Reachability | None = None,
@@ -272,7 +283,7 @@ class _WatchMaker:
     (their settle state and first-scan status with them), others are stopped and new ones
     built. In-flight submissions finish with the rules they were claimed under."""
 
-    ledger: SqliteLedger
+    ledger: Ledger
     s3: S3Client
     first_start: FirstStart
     wake: Wakeup

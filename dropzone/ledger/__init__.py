@@ -27,6 +27,7 @@ Errors::
 
     LedgerError              the ledger cannot be opened or written; the message names the file
     ├── LedgerLocked         another process holds the ledger (the message gives its pid)
+    ├── LedgerMissing        no ledger where the config points (nothing has run with it)
     ├── EntryNotFound        no entry with that id (forgotten or pruned meanwhile)
     └── InvalidTransition    the entry is not in a state the requested change starts from
 """
@@ -39,6 +40,7 @@ from dropzone.ledger.model import (
     InvalidTransition,
     LedgerError,
     LedgerLocked,
+    LedgerMissing,
     OnChange,
     RequestCounts,
     ScopeStatus,
@@ -59,6 +61,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerLocked",
+    "LedgerMissing",
     "LedgerReads",
     "LedgerStore",
     "LedgerWrites",

@@ -20,6 +20,10 @@ class LedgerLocked(LedgerError):
     """Another process holds the ledger's lock."""
 
 
+class LedgerMissing(LedgerError):
+    """No ledger where the config points (nothing has run with it yet)."""
+
+
 class EntryNotFound(LedgerError):
     def __init__(self, entry_id: int) -> None:
         super().__init__(f"no ledger entry with id {entry_id}")

@@ -220,14 +220,15 @@ COUNTS = (
 OLDEST_UNSUBMITTED = (
     "SELECT min(first_seen_at) AS oldest FROM entries WHERE watch = ? AND state IN (?, ?, ?)"
 )
-# NULLs sort first: a pending entry due now answers with the (past) time it became pending.
 UPCOMING = (
     "SELECT * FROM entries WHERE (state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
     " OR state = ? ORDER BY first_seen_at, id LIMIT ?"
 )
+# NULLs first: a pending entry due now answers with the (past) time it became pending. Spelled
+# out, because PostgreSQL sorts NULLs last where SQLite sorts them first.
 NEXT_DUE = (
     "SELECT next_attempt_at, updated_at FROM entries WHERE state = ?"
-    " ORDER BY next_attempt_at LIMIT 1"
+    " ORDER BY next_attempt_at NULLS FIRST LIMIT 1"
 )
 
 BACKFILL = (

@@ -41,14 +41,11 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from dropzone.ledger.diff import Known
-    from dropzone.ledger.primitives import Tx
+    from dropzone.ledger.primitives import Row, Tx
 
 
 class LedgerStore(Queries, OperatorWrites, ABC):
     """The :class:`~dropzone.ledger.protocol.Ledger` over a store's primitives."""
-
-    # A store whose engine plans the claim differently gives its own (same values).
-    claim_due_statement = sql.CLAIM_DUE
 
     # --- the primitives a store supplies -----------------------------------------------
 
@@ -192,7 +189,21 @@ class LedgerStore(Queries, OperatorWrites, ABC):
 
         A :class:`LedgerError` if that version already has an entry of its own.
         """
-        return self._apply(sql.NEW_VERSION, entry_id, (etag, size), now)
+        with self.write() as tx:
+            rows = tx.rows(sql.SELECT_ID, (entry_id,))
+            if rows:
+                found = rows[0]
+                identity = (found["watch"], found["bucket"], found["key"], etag)
+                if found["etag"] != etag and tx.rows(sql.SELECT_IDENTITY, identity):
+                    raise LedgerError(
+                        f"entry {entry_id}: version {etag} of {found['key']} already has an"
+                        " entry of its own"
+                    )
+            write = sql.NEW_VERSION
+            changed = tx.rows(write.sql, write.values((etag, size), to_text(now), entry_id))
+            if not changed:
+                _refuse(tx, entry_id, write.target)
+        return entry_of(changed[0])
 
     def promote_waiting(self, entry_id: int, now: datetime) -> Entry:
         """A waiting entry is ready: pending, due now."""
@@ -206,12 +217,16 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         One conditional UPDATE: however many threads or processes claim at once, each entry
         is claimed by exactly one of them. The attempt count goes up by one.
         """
-        stamp = to_text(now)
-        pending = State.PENDING
-        values = (model.CLAIM.target, stamp, stamp, pending, stamp, watch, watch, limit, pending)
         with self.write() as tx:
-            rows = tx.rows(self.claim_due_statement, values)
+            rows = self.claim_rows(tx, limit, to_text(now), watch)
         return sorted(map(entry_of, rows), key=lambda entry: (entry.first_seen_at, entry.id))
+
+    def claim_rows(self, tx: Tx, limit: int, now: str, watch: str | None) -> list[Row]:
+        """The claim itself, one statement; a store whose engine plans it differently (a
+        subquery the planner may run again) gives its own."""
+        pending = State.PENDING
+        values = (model.CLAIM.target, now, now, pending, now, watch, watch, limit, pending)
+        return tx.rows(sql.CLAIM_DUE, values)
 
     def claim_one(self, entry_id: int, now: datetime) -> Entry | None:
         """Claim this entry now, due or not; None if it is not pending (or not there)."""

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from dropzone.ledger import SqliteLedger
+from dropzone.ledger.postgres import PostgresLedger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
 
     from dropzone.ledger import Ledger
+    from tests.postgres_server import PostgresServer
 
 
 class Store(Protocol):
@@ -50,14 +52,45 @@ class SqliteStore:
             yield new
 
 
-# A store under test: how to make one in a test's own folder.
-STORES: dict[str, Callable[[Path], Store]] = {"sqlite": SqliteStore}
+class PostgresStore:
+    """A database of its own on the session's server, per test (and per ``empty``)."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.url = server.new_database()
+
+    def open(self) -> Ledger:
+        return PostgresLedger.open(self.url, lock=True)
+
+    def beside(self) -> Ledger:
+        return PostgresLedger.open(self.url)
+
+    @contextmanager
+    def empty(self) -> Iterator[Ledger]:
+        with PostgresLedger.open(self.server.new_database()) as new:
+            yield new
+
+
+def _sqlite(request: pytest.FixtureRequest) -> Store:
+    folder: Path = request.getfixturevalue("tmp_path")
+    return SqliteStore(folder)
+
+
+def _postgres(request: pytest.FixtureRequest) -> Store:
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return PostgresStore(server)
+
+
+# The stores under test, each made for one test from the fixtures it needs.
+STORES: dict[str, Callable[[pytest.FixtureRequest], Store]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    make: Callable[[Path], Store] = STORES[request.param]
-    return make(tmp_path)
+def store(request: pytest.FixtureRequest) -> Store:
+    return STORES[request.param](request)
 
 
 @pytest.fixture

@@ -80,16 +80,20 @@ def test_concurrent_claims_take_each_entry_once(store: Store) -> None:
 
 
 def test_threads_sharing_one_ledger_claim_each_entry_once(ledger: Ledger) -> None:
-    """The daemon's shape: several workers on one Ledger object."""
+    """The daemon's shape: several workers on one Ledger object, each claim of one entry
+    exactly one (a claim whose subquery the planner ran again took several: PostgreSQL bug
+    #15715)."""
     for number in range(100):
         add(ledger, f"k{number:03d}")
     seen: list[int] = []
+    sizes: set[int] = set()
     lock = threading.Lock()
 
     def work() -> None:
         while batch := ledger.claim_due(1, at(1)):
             with lock:
                 seen.extend(entry.id for entry in batch)
+                sizes.add(len(batch))
 
     threads = [threading.Thread(target=work) for _ in range(6)]
     for thread in threads:
@@ -98,3 +102,4 @@ def test_threads_sharing_one_ledger_claim_each_entry_once(ledger: Ledger) -> Non
         thread.join()
     assert sorted(seen) == sorted(set(seen))
     assert len(seen) == 100
+    assert sizes == {1}

@@ -229,6 +229,6 @@ def test_update_waiting_to_a_known_version_is_refused(ledger: Ledger) -> None:
     """Two entries never share an identity: the clash is a LedgerError and nothing changes."""
     add(ledger, "local/a", State.PENDING, etag="e2")
     waiting = add(ledger, "local/a", State.WAITING, etag="e1")
-    with pytest.raises(LedgerError, match="UNIQUE"):
+    with pytest.raises(LedgerError, match="version e2 of local/a already has an entry"):
         ledger.update_waiting(waiting.id, "e2", 1, at(1))
     assert ledger.get(waiting.id).etag == "e1"

@@ -1,0 +1,121 @@
+"""The PostgreSQL schema as ordered migrations; its version is a row of ``dropzone_schema``.
+
+The tables are the SQLite store's, column for column, so that one set of statements
+(:mod:`dropzone.ledger.sql`) serves both: times are the same fixed-width ISO-8601 text (it
+sorts as the instants do), flags are 0/1 integers. Each migration runs in its own transaction
+under an advisory transaction lock, so replicas starting together apply it once; steps are
+additive, so an older replica keeps working beside a newer one during a rolling update.
+A released migration is never edited: a change is a new one appended to :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dropzone.ledger.model import LedgerError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import psycopg
+
+Migration = tuple[str, ...]
+
+# Any fixed number: every dropzone that migrates a database takes this lock first.
+MIGRATION_LOCK = 0x64726F70  # "drop"
+
+# Every text compares byte by byte (COLLATE "C"), as S3 orders keys and SQLite compares text,
+# whatever the database's own locale: the listing diff reads a page's key range in the order
+# the listing gave it, and times sort as the instants they name.
+_V1_INITIAL: Migration = (
+    """
+    CREATE TABLE watches (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        bucket TEXT COLLATE "C" NOT NULL,
+        prefix TEXT COLLATE "C" NOT NULL,
+        baseline_done INTEGER NOT NULL DEFAULT 0 CHECK (baseline_done IN (0, 1)),
+        scope_since TEXT COLLATE "C" NOT NULL
+    )
+    """,
+    # An identity never reuses an id after forget/prune, as SQLite's AUTOINCREMENT does not.
+    """
+    CREATE TABLE entries (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        watch TEXT COLLATE "C" NOT NULL,
+        bucket TEXT COLLATE "C" NOT NULL,
+        key TEXT COLLATE "C" NOT NULL,
+        etag TEXT COLLATE "C" NOT NULL,
+        size BIGINT NOT NULL,
+        state TEXT COLLATE "C" NOT NULL
+            CHECK (state IN ('baseline', 'waiting', 'pending', 'submitting',
+                             'submitted', 'duplicate', 'invalid', 'rejected')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        transient_failures INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT COLLATE "C",
+        error TEXT COLLATE "C",
+        job_id TEXT COLLATE "C",
+        phase TEXT COLLATE "C",
+        output_dir TEXT COLLATE "C",
+        input_tag TEXT COLLATE "C",
+        requests_total BIGINT,
+        requests_completed BIGINT,
+        requests_failed BIGINT,
+        first_seen_at TEXT COLLATE "C" NOT NULL,
+        updated_at TEXT COLLATE "C" NOT NULL,
+        claimed_at TEXT COLLATE "C",
+        gone_since TEXT COLLATE "C",
+        awaits_job INTEGER NOT NULL DEFAULT 0 CHECK (awaits_job IN (0, 1))
+    )
+    """,
+    "CREATE UNIQUE INDEX entries_identity ON entries (watch, bucket, key, etag)",
+    "CREATE INDEX entries_state ON entries (state, first_seen_at)",
+    # NULLS FIRST as the next-due query reads it (a pending entry due now has none).
+    "CREATE INDEX entries_schedule ON entries (state, next_attempt_at NULLS FIRST)",
+    """
+    CREATE INDEX entries_tracking ON entries (watch, updated_at)
+    WHERE job_id IS NOT NULL
+      AND (phase IS NULL OR phase NOT IN ('Completed', 'Terminated', 'Failed'))
+    """,
+    "CREATE INDEX entries_gone ON entries (gone_since) WHERE gone_since IS NOT NULL",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS dropzone_schema (version INTEGER NOT NULL)",
+    "INSERT INTO dropzone_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT FROM dropzone_schema)",
+)
+
+
+def schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The database's schema version; 0 for a database dropzone never used. The connection
+    reads rows as dicts (the store's)."""
+    present = conn.execute("SELECT to_regclass('dropzone_schema') IS NOT NULL AS found").fetchone()
+    if not present or not present["found"]:
+        return 0
+    row = conn.execute("SELECT version FROM dropzone_schema").fetchone()
+    return 0 if row is None else int(row["version"])
+
+
+def migrate(
+    conn: psycopg.Connection[Any], where: str, migrations: Sequence[Migration] = MIGRATIONS
+) -> None:
+    """Bring the database up to ``len(migrations)``, one transaction per version, each under
+    :data:`MIGRATION_LOCK` and checking the version again once it holds it."""
+    for target in range(1, len(migrations) + 1):
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            for statement in _VERSION_TABLE:
+                conn.execute(statement)
+            version = schema_version(conn)
+            if version > len(migrations):
+                raise LedgerError(
+                    f"ledger {where} has schema version {version}, newer than this dropzone"
+                    f" understands ({len(migrations)}); upgrade dropzone"
+                )
+            if version >= target:
+                continue
+            for statement in migrations[target - 1]:
+                conn.execute(statement)
+            conn.execute("UPDATE dropzone_schema SET version = %s", (target,))

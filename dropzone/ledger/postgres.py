@@ -1,0 +1,280 @@
+"""The PostgreSQL ledger store: one database shared by every replica, through a connection pool.
+
+What a ledger does is :class:`~dropzone.ledger.store.LedgerStore`'s; this module supplies its
+transactions over psycopg 3 (synchronous, like the daemon's threads) and psycopg_pool. Values
+are bound on the client (``ClientCursor``): no prepared statements and no session state, so a
+transaction-mode pooler in front (PgBouncer) serves it as well as the server itself, and a
+``NULL`` given for an optional filter needs no declared type. A claim takes due rows with
+``FOR UPDATE SKIP LOCKED`` in a ``MATERIALIZED`` CTE: as a subquery of ``UPDATE ... FROM`` the
+planner may run it again and claim more rows than asked (PostgreSQL bug #15715).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Self
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dropzone.ledger import model
+from dropzone.ledger.model import LedgerError, LedgerLocked, LedgerMissing, State
+from dropzone.ledger.pg_schema import MIGRATION_LOCK, SCHEMA_VERSION, migrate, schema_version
+from dropzone.ledger.store import LedgerStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from dropzone.ledger.primitives import Row, Tx
+
+_CONNECT_TIMEOUT_S = 10
+# The running daemon's lock; another number than the migrations' (which they hold briefly).
+DAEMON_LOCK = MIGRATION_LOCK + 1
+# How long a worker waits for a free connection before the attempt fails (and is retried).
+_POOL_TIMEOUT_S = 30.0
+# Values in the CTE's order: pending, now, watch, watch, limit; then the update's.
+_CLAIM_DUE = (
+    "WITH due AS MATERIALIZED ("
+    " SELECT id FROM entries WHERE state = %s"
+    "  AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (%s IS NULL OR watch = %s)"
+    "  ORDER BY first_seen_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " UPDATE entries SET state = %s, attempts = attempts + 1, next_attempt_at = NULL,"
+    " claimed_at = %s, updated_at = %s"
+    " FROM due WHERE entries.id = due.id AND entries.state = %s"
+    " RETURNING entries.*"
+)
+
+
+def placeholders(statement: str) -> str:
+    """The portable statement in psycopg's spelling: ``?`` -> ``%s`` (the statements are
+    this package's constants, with no ``%`` and no ``?`` inside a literal)."""
+    return statement.replace("?", "%s")
+
+
+def described(url: str) -> str:
+    """The database as messages name it: host, port and name, never a password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql (a malformed url)"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    return f"postgresql://{host}:{port}/{parts.get('dbname') or ''}"
+
+
+def _plain(values: Sequence[object]) -> tuple[object, ...]:
+    # A state travels as its text, whatever psycopg would make of an enum member.
+    return tuple(value.value if isinstance(value, Enum) else value for value in values)
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def rows(self, statement: str, values: Sequence[object] = ()) -> list[Row]:
+        rows: list[Row] = self._conn.execute(placeholders(statement), _plain(values)).fetchall()
+        return rows
+
+    def tuples(self, statement: str, values: Sequence[object] = ()) -> list[Any]:
+        with self._conn.cursor(row_factory=tuple_row) as cursor:
+            return cursor.execute(placeholders(statement), _plain(values)).fetchall()
+
+    def run(self, statement: str, values: Sequence[object] = ()) -> int:
+        return self._conn.execute(placeholders(statement), _plain(values)).rowcount
+
+    def run_many(self, statement: str, values: Iterable[Sequence[object]]) -> int:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(placeholders(statement), [_plain(each) for each in values])
+            return cursor.rowcount
+
+
+class PostgresLedger(LedgerStore):
+    """The ledger in a PostgreSQL database (implements :class:`~dropzone.ledger.Ledger`).
+
+    Open it with :meth:`open`; safe to share between threads (each transaction takes a
+    connection from the pool and gives it back).
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool[psycopg.Connection[Any]],
+        where: str,
+        lock: psycopg.Connection[Any] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._where = where
+        self._lock = lock
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        lock: bool = False,
+        readonly: bool = False,
+        create: bool = True,
+        max_connections: int = 8,
+    ) -> Self:
+        """Connect to the database at ``url``; with ``create``, make or migrate the schema.
+
+        ``password``, when given, is used instead of libpq's own (``PGPASSWORD``, ``.pgpass``):
+        it comes from a file, never the config's text. ``lock``: the daemon's handle, refused
+        while another daemon holds the ledger. ``readonly`` (``status``) and ``create=False``
+        (``retry``, ``forget``, ...) need a ledger that exists; ``readonly`` changes nothing.
+        """
+        where = described(url)
+        extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+        if password is not None:
+            extra["password"] = password
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={**extra, "cursor_factory": psycopg.ClientCursor, "row_factory": dict_row},
+            timeout=_POOL_TIMEOUT_S,
+            open=False,
+            name="dropzone-ledger",
+        )
+        held: psycopg.Connection[Any] | None = None
+        try:
+            # One connection first, on its own: a wrong password or host fails at once with
+            # the server's words, where the pool would retry in the background until its
+            # time-out and say only that.
+            with psycopg.connect(url, **extra, row_factory=dict_row) as conn:
+                _check_exists(conn, where, readonly=readonly, create=create)
+                if not readonly:
+                    migrate(conn, where)
+            held = _daemon_lock(url, extra, where) if lock else None
+            pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
+        except (psycopg.Error, PoolTimeout) as exc:
+            _close(pool, held)
+            raise LedgerError(f"cannot open ledger {where}: {_reason(exc)}") from exc
+        except BaseException:
+            _close(pool, held)
+            raise
+        return cls(pool, where, held)
+
+    def reachable(self) -> bool:
+        """Whether the database answers now (what /healthz asks of this store)."""
+        try:
+            with self.read() as tx:
+                tx.rows("SELECT 1 AS up")
+        except LedgerError:
+            return False
+        return True
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    @contextmanager
+    def write(self) -> Iterator[_PgTx]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _PgTx(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise LedgerError(f"ledger {self._where}: {_reason(exc)}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[_PgTx]:
+        # A read is a transaction too: one snapshot, given back to the pool at once.
+        with self.write() as tx:
+            yield tx
+
+    def claim_rows(self, tx: Tx, limit: int, now: str, watch: str | None) -> list[Row]:
+        pending = State.PENDING
+        values = (pending, now, watch, watch, limit, model.CLAIM.target, now, now, pending)
+        # Already in psycopg's spelling: no '?' to translate.
+        return tx.rows(_CLAIM_DUE, values)
+
+    def displaced(self) -> str | None:
+        # A database cannot be removed from under its path the way a file can.
+        return None
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._lock is not None:
+            self._lock.close()  # the session ends, and its lock with it
+
+
+def probe_postgres(url: str, password: str | None = None) -> str:
+    """Connect, begin a transaction and roll it back, changing nothing (``dropzone check``);
+    what the database holds, or a LedgerError saying what stands in the way."""
+    where = described(url)
+    extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S, "row_factory": dict_row}
+    if password is not None:
+        extra["password"] = password
+    try:
+        with psycopg.connect(url, **extra) as conn:
+            version = schema_version(conn)
+            if version == 0:
+                row = conn.execute(
+                    "SELECT has_schema_privilege(current_schema(), 'CREATE') AS can"
+                ).fetchone()
+                if not row or not row["can"]:
+                    raise LedgerError(
+                        f"{where}: the user may not create tables in its schema; grant CREATE"
+                        " (the first run makes the ledger's tables)"
+                    )
+                conn.rollback()
+                return "answers; no ledger yet: the first run creates its tables"
+            counted = conn.execute("SELECT count(*) AS entries FROM entries").fetchone()
+            conn.rollback()
+    except psycopg.Error as exc:
+        raise LedgerError(f"cannot reach {where}: {_reason(exc)}") from exc
+    entries = counted["entries"] if counted else 0
+    if version > SCHEMA_VERSION:
+        raise LedgerError(f"{where} has schema version {version}, newer than this dropzone's")
+    migrated = "" if version == SCHEMA_VERSION else f"; schema {version} migrates on the next run"
+    return f"answers ({entries} entries{migrated})"
+
+
+def _check_exists(
+    conn: psycopg.Connection[Any], where: str, *, readonly: bool, create: bool
+) -> None:
+    version = schema_version(conn)
+    if version == 0 and (readonly or not create):
+        raise LedgerMissing(
+            f"no ledger in {where} ([ledger] url): nothing has run with this config yet,"
+            " or it points elsewhere"
+        )
+    if readonly and version != SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {where} has schema version {version}, this dropzone uses"
+            f" {SCHEMA_VERSION}: open it read-write once (dropzone run) to migrate it"
+        )
+
+
+def _daemon_lock(url: str, extra: dict[str, Any], where: str) -> psycopg.Connection[Any]:
+    """One daemon per ledger until replicas share one (leases, fenced claims): a session
+    lock on a connection of its own, released when the process's connection ends, however."""
+    conn = psycopg.connect(url, autocommit=True, **extra)
+    try:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (DAEMON_LOCK,)).fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    if row is None or not row[0]:
+        conn.close()
+        raise LedgerLocked(
+            f"another dropzone daemon is using the ledger at {where}: one daemon per ledger"
+            " (stop the other, or give this one another [ledger] url)"
+        )
+    return conn
+
+
+def _close(
+    pool: ConnectionPool[psycopg.Connection[Any]], held: psycopg.Connection[Any] | None
+) -> None:
+    pool.close()
+    if held is not None:
+        held.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's message on one line (libpq's may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

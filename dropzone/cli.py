@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from dropzone import __version__, log
-from dropzone.commands import check, demo, run, submit, validate
+from dropzone.commands import check, demo, run, store, submit, validate
 from dropzone.commands import ledger as ledger_commands
 from dropzone.emulator import cli as emulator_cli
 from dropzone.ledger import LedgerError
@@ -101,6 +101,17 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     _watch_option(forget)
     forget.add_argument("keys", nargs="+", metavar="KEY")
 
+    store = sub.add_parser("ledger", help="the ledger's store: migrate its schema, copy it")
+    store_sub = store.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    migrate = store_sub.add_parser("migrate", help="bring the schema up to this version, exit")
+    _config_option(migrate)
+    copy = store_sub.add_parser(
+        "copy", help="copy the SQLite ledger into an empty PostgreSQL database"
+    )
+    _config_option(copy)
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db")
+    copy.add_argument("--password-file", metavar="FILE", help="its password (default: $PGPASSWORD)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -150,6 +161,8 @@ def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
         "backfill": ledger_commands.backfill,
         "retry": ledger_commands.retry,
         "forget": ledger_commands.forget,
+        "ledger migrate": store.migrate,
+        "ledger copy": store.copy,
         "validate": validate.validate,
         "check": check.check,
         "emulator": emulator_cli.command,
@@ -179,7 +192,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
     try:
-        return _dispatch()[args.command](args)
+        action = args.command
+        if action == "ledger":
+            action = f"ledger {args.ledger_command}"
+        return _dispatch()[action](args)
     except (UsageError, LedgerError) as exc:
         print(f"dropzone {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -150,6 +150,8 @@ CONFIG_COMMANDS = [
     ["retry"],
     ["forget", "in/x.jsonl"],
     ["check", "--list"],
+    ["ledger", "migrate"],
+    ["ledger", "copy", "--to", "postgresql://dropzone@127.0.0.1:9/dropzone"],
 ]
 
 BAD_CONFIGS: list[tuple[str, str | bytes | None, list[str]]] = [

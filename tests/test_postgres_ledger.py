@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dropzone.ledger import SqliteLedger
+from dropzone.ledger.postgres import PostgresLedger
 from tests.harness import load_scale, log_events, wait_for
 
 if TYPE_CHECKING:
@@ -103,3 +105,40 @@ def test_commands_on_an_empty_database_say_there_is_no_ledger(
     assert f"no ledger in {where}" in retried.stderr
     checked = stage.dropzone("check", "--offline")
     assert f"ledger {where}: ok: answers; no ledger yet" in checked.stderr
+
+
+def test_an_sqlite_ledger_copied_to_postgresql_goes_on(
+    stage: Stage, postgres: PostgresServer
+) -> None:
+    """ledger copy: every entry with its id and state; the daemon on the copy submits nothing
+    again, and a new file gets an id after the copied ones; a second copy is refused."""
+    keys = [stage.put(name) for name in ("a.jsonl", "b.jsonl")]
+    first = stage.dropzone("run", "--once")
+    assert first.returncode == 0, first.stderr
+    with SqliteLedger.open(stage.ledger_path, lock=False) as sqlite:
+        before = {entry.key: entry for entry in sqlite.entries()}
+    url = postgres.role_with_password("dz_copy", PASSWORD)
+    secret = stage.tmp / "ledger-password"
+    secret.write_text(PASSWORD, encoding="utf-8")
+    copied = stage.dropzone("ledger", "copy", "--to", url, "--password-file", str(secret))
+    assert copied.returncode == 0, copied.stderr
+    assert "copied 1 watch(es) and 2 entries" in copied.stderr
+    again = stage.dropzone("ledger", "copy", "--to", url, "--password-file", str(secret))
+    assert again.returncode == 2
+    assert "already holds 2 entries: copy into an empty one" in again.stderr
+
+    stage.ledger = {"url": url, "password_file": str(secret)}
+    migrated = stage.dropzone("ledger", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema up to date" in migrated.stderr
+    with PostgresLedger.open(url, password=PASSWORD) as copy:
+        assert {entry.key: entry for entry in copy.entries()} == before
+    new = stage.put("c.jsonl")
+    on_copy = stage.dropzone("run", "--once")
+    assert on_copy.returncode == 0, on_copy.stderr
+    assert stage.create_calls() == {f"{stage.bucket}/{k}": 1 for k in [*keys, new]}
+    with PostgresLedger.open(url, password=PASSWORD) as copy:
+        (added,) = copy.find("chat", stage.bucket, new)
+    assert added.id > max(entry.id for entry in before.values())
+    for done in (copied, again, migrated, on_copy):
+        assert PASSWORD not in done.stdout + done.stderr

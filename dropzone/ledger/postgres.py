@@ -191,6 +191,15 @@ class PostgresLedger(LedgerStore):
         # Already in psycopg's spelling: no '?' to translate.
         return tx.rows(_CLAIM_DUE, values)
 
+    keep_ids_clause = " OVERRIDING SYSTEM VALUE"
+
+    def after_copy(self, tx: Tx) -> None:
+        # Rows copied with their ids leave the identity where it was: move it past them.
+        tx.rows(
+            "SELECT setval(pg_get_serial_sequence('entries', 'id'),"
+            " greatest((SELECT max(id) FROM entries), 1)) AS next"
+        )
+
     def displaced(self) -> str | None:
         # A database cannot be removed from under its path the way a file can.
         return None

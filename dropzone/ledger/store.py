@@ -58,6 +58,13 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     def write(self) -> AbstractContextManager[Tx]:
         """One write transaction, committed (durably) when the block ends without error."""
 
+    # How an INSERT keeps the ids it is given (``ledger copy``); after it, what makes the next
+    # new id follow them. SQLite takes given ids as they are.
+    keep_ids_clause = ""
+
+    def after_copy(self, tx: Tx) -> None:
+        """Called in the copy's transaction, once every row is in."""
+
     @abstractmethod
     def displaced(self) -> str | None:
         """Why what is written now would be lost to the next start, or None."""

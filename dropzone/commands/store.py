@@ -1,0 +1,72 @@
+"""``dropzone ledger migrate`` and ``dropzone ledger copy``: the ledger's store itself.
+
+``migrate`` brings the configured ledger's schema up to this version and exits (a Kubernetes
+Job before a rolling update, say); ``run`` migrates too, so it is never required. ``copy``
+moves an SQLite ledger into an empty PostgreSQL one, row for row.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dropzone import runtime
+from dropzone.config.fields import check_ledger_url
+from dropzone.ledger import LedgerError, SqliteLedger
+from dropzone.ledger.copy import copy_ledger
+from dropzone.log import register_secrets
+from dropzone.runtime import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def migrate(args: argparse.Namespace) -> int:
+    settings = runtime.settings_from(args.config)
+    with runtime.open_ledger(settings, create=True) as ledger:
+        print(f"ledger {ledger.where}: schema up to date", file=sys.stderr)
+    return 0
+
+
+def copy(args: argparse.Namespace) -> int:
+    """The configured SQLite ledger into the empty PostgreSQL database ``--to``."""
+    settings = runtime.settings_from(args.config)
+    if settings.ledger.url is not None:
+        raise UsageError("ledger copy reads an SQLite ledger: this config's [ledger] is url")
+    try:
+        url = check_ledger_url(args.to)
+    except ValueError as exc:
+        raise UsageError(f"--to: {exc}") from exc
+    password = _password(args.password_file)
+    # As runtime does: psycopg's import is paid by the commands that use it only.
+    from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415
+
+    source = runtime.open_ledger(settings, readonly=True)
+    try:
+        assert isinstance(source, SqliteLedger)
+        try:
+            with PostgresLedger.open(url, password=password, lock=True) as target:
+                watches, entries = copy_ledger(source, target)
+        except LedgerError as exc:
+            raise UsageError(str(exc)) from exc
+    finally:
+        source.close()
+    print(
+        f"copied {watches} watch(es) and {entries} entries from {settings.ledger.path} to"
+        f" {target.where}; set [ledger] url to it (and password_file) and start the daemon",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _password(path: str | None) -> str | None:
+    if path is None:
+        return os.environ.get("PGPASSWORD") or None
+    try:
+        password = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--password-file: cannot read it ({type(exc).__name__})") from exc
+    register_secrets([password])
+    return password

@@ -1,0 +1,77 @@
+"""One ledger copied into another store, row for row (``dropzone ledger copy``).
+
+Ids are kept, so an id in an old log line still names the same entry; an entry copied in
+``submitting`` is reconciled by the first daemon on the new ledger, as after a crash (its
+claim is older than that daemon's start). The target must hold no entries: a copy never
+merges two histories.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dropzone.ledger.model import LedgerError
+
+if TYPE_CHECKING:
+    from dropzone.ledger.store import LedgerStore
+
+WATCH_COLUMNS = ("name", "bucket", "prefix", "baseline_done", "scope_since")
+ENTRY_COLUMNS = (
+    "id",
+    "watch",
+    "bucket",
+    "key",
+    "etag",
+    "size",
+    "state",
+    "attempts",
+    "transient_failures",
+    "next_attempt_at",
+    "error",
+    "job_id",
+    "phase",
+    "output_dir",
+    "input_tag",
+    "requests_total",
+    "requests_completed",
+    "requests_failed",
+    "first_seen_at",
+    "updated_at",
+    "claimed_at",
+    "gone_since",
+    "awaits_job",
+)
+_CHUNK = 1000
+_WATCHES = f"SELECT {', '.join(WATCH_COLUMNS)} FROM watches ORDER BY name"  # noqa: S608
+_ENTRIES = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+
+
+def _insert(table: str, columns: tuple[str, ...], target: LedgerStore) -> str:
+    marks = ", ".join("?" * len(columns))
+    keep_ids = target.keep_ids_clause if table == "entries" else ""
+    return f"INSERT INTO {table} ({', '.join(columns)}){keep_ids} VALUES ({marks})"  # noqa: S608
+
+
+def copy_ledger(source: LedgerStore, target: LedgerStore) -> tuple[int, int]:
+    """Every watch and entry of ``source`` into ``target``, in one transaction of the
+    target's (a copy cut short leaves it empty); returns (watches, entries) copied."""
+    with target.write() as tx:
+        held = tx.rows("SELECT count(*) AS entries FROM entries")[0]["entries"]
+        if held:
+            raise LedgerError(
+                f"ledger {target.where} already holds {held} entries: copy into an empty one"
+            )
+        with source.read() as read:
+            watches = read.tuples(_WATCHES)
+        tx.run_many(_insert("watches", WATCH_COLUMNS, target), watches)
+        copied, after = 0, 0
+        while True:
+            with source.read() as read:
+                rows = read.tuples(_ENTRIES, (after, _CHUNK))
+            if not rows:
+                break
+            tx.run_many(_insert("entries", ENTRY_COLUMNS, target), rows)
+            copied += len(rows)
+            after = rows[-1][0]
+        target.after_copy(tx)
+    return len(watches), copied

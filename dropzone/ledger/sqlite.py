@@ -29,6 +29,8 @@ from dropzone.ledger.model import (
     EntryNotFound,
     InvalidTransition,
     LedgerError,
+    LedgerFailed,
+    LedgerUnusable,
     Move,
     OnChange,
     RequestCounts,
@@ -264,7 +266,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
     if readonly:
         version = user_version(conn)
         if version != SCHEMA_VERSION:
-            raise LedgerError(
+            raise LedgerUnusable(
                 f"ledger {path} has schema version {version}, this dropzone uses"
                 f" {SCHEMA_VERSION}: open it read-write once (dropzone run) to migrate it"
             )
@@ -296,7 +298,7 @@ def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
         if _log_holds_commits(path):
             if os.access(path.parent, os.W_OK):
                 raise
-            raise LedgerError(
+            raise LedgerUnusable(
                 f"{exc}; its write-ahead log ({path.name}-wal) holds commits, which SQLite"
                 f" reads only where it may write beside the ledger: read it where"
                 f" {path.parent} is writable (as the daemon's user)"
@@ -320,12 +322,12 @@ def _opened(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.C
     try:
         conn = _connect(path, readonly=readonly, immutable=immutable)
     except (sqlite3.Error, OSError) as exc:
-        raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
+        raise LedgerUnusable(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     try:
         _prepare(conn, path, readonly=readonly)
     except sqlite3.Error as exc:
         conn.close()
-        raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
+        raise LedgerUnusable(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     except BaseException:
         conn.close()
         raise
@@ -354,25 +356,25 @@ def probe_ledger(path: Path) -> str:
     """Open an existing ledger for writing, begin a write transaction and roll it back.
 
     What ``dropzone check`` reports: proof that the daemon could write, with nothing changed
-    (no migration, no lock taken). LedgerError says what stands in the way.
+    (no migration, no lock taken). LedgerUnusable says what stands in the way.
     """
     if not path.is_file():
-        raise LedgerError(f"{path} is not a file: fix [ledger] path")
+        raise LedgerUnusable(f"{path} is not a file: fix [ledger] path")
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=5.0)
     except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open {path} for writing: {exc}") from exc
+        raise LedgerUnusable(f"cannot open {path} for writing: {exc}") from exc
     try:
         version = user_version(conn)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
         entries = conn.execute("SELECT count(*) FROM entries").fetchone()[0] if version else 0
     except sqlite3.Error as exc:
-        raise LedgerError(f"cannot write {path}: {_with_space(exc, path)}") from exc
+        raise LedgerUnusable(f"cannot write {path}: {_with_space(exc, path)}") from exc
     finally:
         conn.close()
     if version > SCHEMA_VERSION:
-        raise LedgerError(
+        raise LedgerUnusable(
             f"{path} has schema version {version}, newer than this dropzone's {SCHEMA_VERSION}"
         )
     migrated = "" if version == SCHEMA_VERSION else f"; schema {version} migrates on the next run"
@@ -459,7 +461,7 @@ class SqliteLedger:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
+                raise LedgerFailed(f"ledger {self.path}: {exc}") from exc
             except BaseException:
                 self._rollback()
                 raise
@@ -476,7 +478,7 @@ class SqliteLedger:
             try:
                 yield self._conn
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
+                raise LedgerFailed(f"ledger {self.path}: {exc}") from exc
 
     def _move(self, entry_id: int, move: Move, sql: str, values: Sequence[object]) -> Entry:
         """Run a state-guarded ``sql``: ``values``, then the id and the move's sources."""
@@ -536,7 +538,7 @@ class SqliteLedger:
         with self._write() as conn:
             cursor = conn.execute("UPDATE watches SET baseline_done = 1 WHERE name = ?", (watch,))
             if cursor.rowcount == 0:
-                raise LedgerError(f"ledger {self.path}: watch {watch!r} was never begun")
+                raise LedgerFailed(f"ledger {self.path}: watch {watch!r} was never begun")
 
     # --- what sources saw ---------------------------------------------------------------
 
@@ -609,7 +611,7 @@ class SqliteLedger:
     def update_waiting(self, entry_id: int, etag: str, size: int, now: datetime) -> Entry:
         """A local file still settling changed: its waiting entry takes the new version.
 
-        A :class:`LedgerError` if that version already has an entry of its own.
+        A :class:`LedgerFailed` if that version already has an entry of its own.
         """
         return self._guarded(_SET_VERSION, (etag, size, to_text(now)), entry_id, State.WAITING)
 
@@ -750,7 +752,7 @@ class SqliteLedger:
             rows = conn.execute(_SET_PHASE, values).fetchall()
             if not rows:
                 if conn.execute("SELECT 1 FROM entries WHERE id = ?", (entry_id,)).fetchone():
-                    raise LedgerError(f"entry {entry_id} has no job whose phase could change")
+                    raise LedgerFailed(f"entry {entry_id} has no job whose phase could change")
                 raise EntryNotFound(entry_id)
         return _entry(rows[0])
 

@@ -1,6 +1,10 @@
 """The ``dropzone`` command: a thin layer that parses arguments and calls the pieces.
 
-Exit codes: 0 ok; 1 the command ran and found problems; 2 usage or configuration error.
+Exit codes: 0 ok; 1 the command ran and found problems (an OperationalError among them: a
+ledger write that failed, a full disk say, with nothing half-done); 2 usage or configuration
+error (a ConfigurationError: a bad config or argument, or a ledger that cannot be opened at
+``[ledger] path`` or is held by another daemon). :data:`EXITS` maps dropzone's error tree
+(:mod:`dropzone.errors`) to these codes and to each error's one message line.
 """
 
 from __future__ import annotations
@@ -10,19 +14,71 @@ import contextlib
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dropzone import __version__, log
 from dropzone.commands import check, demo, run, store, submit, validate
 from dropzone.commands import ledger as ledger_commands
 from dropzone.emulator import cli as emulator_cli
-from dropzone.ledger import LedgerError
-from dropzone.runtime import UsageError
+from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
+from dropzone.ledger import EntryNotFound, InvalidTransition, LedgerFailed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+EXIT_PROBLEMS = 1
 EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How an error that escapes a command ends it: the exit code, and what the message line
+    adds to the error's own words (which say what failed)."""
+
+    kind: type[DropzoneError]
+    code: int
+    then: str = ""
+
+
+# Most specific first: the first row whose class the error is an instance of decides. A class
+# of the tree that no row covers fails tests/test_errors.py.
+EXITS: tuple[Exit, ...] = (
+    Exit(
+        LedgerFailed,
+        EXIT_PROBLEMS,
+        "the change was rolled back whole (each change to the ledger is one transaction), so "
+        "nothing is half-done; run the command again once the ledger can be written",
+    ),
+    Exit(
+        EntryNotFound,
+        EXIT_PROBLEMS,
+        "it was forgotten or pruned meanwhile: `dropzone status` shows what the ledger holds",
+    ),
+    Exit(
+        InvalidTransition,
+        EXIT_PROBLEMS,
+        "it changed meanwhile: `dropzone status` shows where it stands",
+    ),
+    Exit(ConfigurationError, EXIT_CONFIG),
+    Exit(OperationalError, EXIT_PROBLEMS),
+)
+
+
+def exit_for(kind: type[DropzoneError]) -> Exit | None:
+    """The row of :data:`EXITS` that decides how an error of ``kind`` ends a command (None:
+    no row does)."""
+    return next((row for row in EXITS if issubclass(kind, row.kind)), None)
+
+
+def ending(command: str, exc: DropzoneError) -> tuple[int, str] | None:
+    """The exit code and the message line for ``exc`` escaping ``command``; None when the
+    table has no row for it (a bug, shown with its traceback)."""
+    row = exit_for(type(exc))
+    if row is None:
+        return None
+    message = f"{exc}; {row.then}" if row.then else str(exc)
+    return row.code, f"dropzone {command}: {message}"
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -196,9 +252,13 @@ def _main(argv: Sequence[str] | None) -> int:
         if action == "ledger":
             action = f"ledger {args.ledger_command}"
         return _dispatch()[action](args)
-    except (UsageError, LedgerError) as exc:
-        print(f"dropzone {args.command}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except DropzoneError as exc:
+        ended = ending(args.command, exc)
+        if ended is None:
+            raise
+        code, line = ended
+        print(line, file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
     finally:

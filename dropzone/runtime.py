@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
+from dropzone.errors import ConfigurationError
 from dropzone.ledger import LedgerError, LedgerMissing, SqliteLedger
 from dropzone.log import register_secrets, use_setting
 from dropzone.sources.tos import make_s3_client
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 CONTAINER_SECRETS = Path("/run/secrets")
 
 
-class UsageError(Exception):
+class UsageError(ConfigurationError):
     """A configuration or usage problem: the message names the file and the setting."""
 
 

@@ -31,14 +31,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dropzone.errors import OperationalError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from dropzone.ark.models import Job
 
 
-class ArkError(Exception):
-    """Base of everything the Ark client raises."""
+class ArkError(OperationalError):
+    """Base of everything the Ark client raises: an answer, so a command ran to get it."""
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from dropzone.config.model import (
     DaemonSettings,
     LedgerSettings,
 )
+from dropzone.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """The configuration cannot be used; ``problems`` lists every reason found, not the first."""
 
     def __init__(self, path: Path | None, problems: Sequence[str]) -> None:

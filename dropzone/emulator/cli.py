@@ -20,6 +20,7 @@ from dropzone.emulator.inputs import (
 )
 from dropzone.emulator.server import Emulator
 from dropzone.emulator.wire import CREATE, DEFAULT_REGION, SHORT_ACTIONS
+from dropzone.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -247,7 +248,7 @@ def emulator_from(args: argparse.Namespace) -> Emulator:
     return emulator
 
 
-class CommandUsageError(ValueError):
+class CommandUsageError(ConfigurationError):
     """Options that parse one by one but do not go together; the message says what to give."""
 
 

@@ -23,11 +23,16 @@ Times are aware UTC datetimes passed in by the caller (no clock inside), stored 
 ISO-8601 text (``2024-05-01T12:00:00.000000Z``): it sorts in time order, reads well in
 ``sqlite3`` and ``dropzone status``, and maps onto PostgreSQL's ``timestamptz``.
 
-Errors::
+Errors (each also under a branch of :mod:`dropzone.errors`, which says what the caller must
+do: a ledger that cannot be opened is the operator's configuration, a failed write is not)::
 
-    LedgerError              the ledger cannot be opened or written; the message names the file
-    ├── LedgerLocked         another process holds the ledger (the message gives its pid)
-    ├── LedgerMissing        no ledger where the config points (nothing has run with it)
+    LedgerError              whatever the ledger raises; the message names the file
+    ├── LedgerUnusable       it cannot be made, opened or locked at [ledger] path, is no ledger,
+    │   │                    or has a schema this dropzone cannot use (a ConfigurationError)
+    │   ├── LedgerLocked     another process holds the ledger (the message gives its pid)
+    │   └── LedgerMissing    no ledger where the config points (nothing has run with it)
+    ├── LedgerFailed         the open ledger could not be read or written: a full disk, a
+    │                        read-only file (an OperationalError; the change was rolled back)
     ├── EntryNotFound        no entry with that id (forgotten or pruned meanwhile)
     └── InvalidTransition    the entry is not in a state the requested change starts from
 """
@@ -39,8 +44,10 @@ from dropzone.ledger.model import (
     EntryNotFound,
     InvalidTransition,
     LedgerError,
+    LedgerFailed,
     LedgerLocked,
     LedgerMissing,
+    LedgerUnusable,
     OnChange,
     RequestCounts,
     ScopeStatus,
@@ -60,10 +67,12 @@ __all__ = [
     "InvalidTransition",
     "Ledger",
     "LedgerError",
+    "LedgerFailed",
     "LedgerLocked",
     "LedgerMissing",
     "LedgerReads",
     "LedgerStore",
+    "LedgerUnusable",
     "LedgerWrites",
     "Listed",
     "OnChange",

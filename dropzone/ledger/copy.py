@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dropzone.ledger.model import LedgerError
+from dropzone.ledger.model import LedgerUnusable
 
 if TYPE_CHECKING:
     from dropzone.ledger.store import LedgerStore
@@ -58,7 +58,7 @@ def copy_ledger(source: LedgerStore, target: LedgerStore) -> tuple[int, int]:
     with target.write() as tx:
         held = tx.rows("SELECT count(*) AS entries FROM entries")[0]["entries"]
         if held:
-            raise LedgerError(
+            raise LedgerUnusable(
                 f"ledger {target.where} already holds {held} entries: copy into an empty one"
             )
         with source.read() as read:

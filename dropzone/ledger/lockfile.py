@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dropzone.ledger.model import LedgerError, LedgerLocked
+from dropzone.ledger.model import LedgerLocked, LedgerUnusable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -56,7 +56,7 @@ class FileLock:
             os.write(pid_fd, f"{os.getpid()}\n".encode("ascii"))
         except OSError as exc:
             lock.release()
-            raise LedgerError(f"cannot write the pid into {path}: {exc}") from exc
+            raise LedgerUnusable(f"cannot write the pid into {path}: {exc}") from exc
         return lock
 
     def identity(self) -> tuple[int, int]:
@@ -79,7 +79,7 @@ def _locked(path: Path, ledger_path: Path, holder: _Holder) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         what = "lock file" if path != ledger_path else "file"
-        raise LedgerError(f"cannot open the ledger's {what} {path}: {exc}") from exc
+        raise LedgerUnusable(f"cannot open the ledger's {what} {path}: {exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -91,7 +91,7 @@ def _locked(path: Path, ledger_path: Path, holder: _Holder) -> int:
         ) from exc
     except OSError as exc:
         os.close(fd)
-        raise LedgerError(f"cannot lock {path}: {exc}") from exc
+        raise LedgerUnusable(f"cannot lock {path}: {exc}") from exc
     return fd
 
 

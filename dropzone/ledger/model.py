@@ -8,23 +8,36 @@ from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
-class LedgerError(Exception):
-    """The ledger cannot be opened, read or written; the message names the file."""
+class LedgerError(DropzoneError):
+    """Whatever the ledger raises; the message names the file. Never raised itself: each error
+    is one of its subclasses, which say by their second parent what the caller must do."""
 
 
-class LedgerLocked(LedgerError):
+class LedgerUnusable(LedgerError, ConfigurationError):
+    """No usable ledger where ``[ledger] path`` points: it cannot be made, opened or locked
+    there, is not a ledger, or has a schema this dropzone cannot use."""
+
+
+class LedgerLocked(LedgerUnusable):
     """Another process holds the ledger's lock."""
 
 
-class LedgerMissing(LedgerError):
+class LedgerMissing(LedgerUnusable):
     """No ledger where the config points (nothing has run with it yet)."""
 
 
-class EntryNotFound(LedgerError):
+class LedgerFailed(LedgerError, OperationalError):
+    """The open ledger could not be read or written (a full disk, a read-only file); the
+    transaction was rolled back, so the ledger holds nothing of the failed change."""
+
+
+class EntryNotFound(LedgerError, OperationalError):
     def __init__(self, entry_id: int) -> None:
         super().__init__(f"no ledger entry with id {entry_id}")
         self.entry_id = entry_id
@@ -41,7 +54,7 @@ class State(StrEnum):
     REJECTED = "rejected"
 
 
-class InvalidTransition(LedgerError):
+class InvalidTransition(LedgerError, OperationalError):
     def __init__(self, old: State, new: State, entry_id: int | None = None) -> None:
         subject = f"entry {entry_id}: " if entry_id is not None else ""
         super().__init__(f"{subject}{old} -> {new} is not an allowed transition")

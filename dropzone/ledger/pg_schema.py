@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dropzone.ledger.model import LedgerError
+from dropzone.ledger.model import LedgerUnusable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -110,7 +110,7 @@ def migrate(
                 conn.execute(statement)
             version = schema_version(conn)
             if version > len(migrations):
-                raise LedgerError(
+                raise LedgerUnusable(
                     f"ledger {where} has schema version {version}, newer than this dropzone"
                     f" understands ({len(migrations)}); upgrade dropzone"
                 )

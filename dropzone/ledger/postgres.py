@@ -21,7 +21,14 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dropzone.ledger import model
-from dropzone.ledger.model import LedgerError, LedgerLocked, LedgerMissing, State
+from dropzone.ledger.model import (
+    LedgerError,
+    LedgerFailed,
+    LedgerLocked,
+    LedgerMissing,
+    LedgerUnusable,
+    State,
+)
 from dropzone.ledger.pg_schema import MIGRATION_LOCK, SCHEMA_VERSION, migrate, schema_version
 from dropzone.ledger.store import LedgerStore
 
@@ -152,7 +159,7 @@ class PostgresLedger(LedgerStore):
             pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout) as exc:
             _close(pool, held)
-            raise LedgerError(f"cannot open ledger {where}: {_reason(exc)}") from exc
+            raise LedgerUnusable(f"cannot open ledger {where}: {_reason(exc)}") from exc
         except BaseException:
             _close(pool, held)
             raise
@@ -177,7 +184,7 @@ class PostgresLedger(LedgerStore):
             with self._pool.connection() as conn, conn.transaction():
                 yield _PgTx(conn)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"ledger {self._where}: {_reason(exc)}") from exc
+            raise LedgerFailed(f"ledger {self._where}: {_reason(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[_PgTx]:
@@ -212,7 +219,7 @@ class PostgresLedger(LedgerStore):
 
 def probe_postgres(url: str, password: str | None = None) -> str:
     """Connect, begin a transaction and roll it back, changing nothing (``dropzone check``);
-    what the database holds, or a LedgerError saying what stands in the way."""
+    what the database holds, or a LedgerUnusable saying what stands in the way."""
     where = described(url)
     extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S, "row_factory": dict_row}
     if password is not None:
@@ -225,7 +232,7 @@ def probe_postgres(url: str, password: str | None = None) -> str:
                     "SELECT has_schema_privilege(current_schema(), 'CREATE') AS can"
                 ).fetchone()
                 if not row or not row["can"]:
-                    raise LedgerError(
+                    raise LedgerUnusable(
                         f"{where}: the user may not create tables in its schema; grant CREATE"
                         " (the first run makes the ledger's tables)"
                     )
@@ -234,10 +241,10 @@ def probe_postgres(url: str, password: str | None = None) -> str:
             counted = conn.execute("SELECT count(*) AS entries FROM entries").fetchone()
             conn.rollback()
     except psycopg.Error as exc:
-        raise LedgerError(f"cannot reach {where}: {_reason(exc)}") from exc
+        raise LedgerUnusable(f"cannot reach {where}: {_reason(exc)}") from exc
     entries = counted["entries"] if counted else 0
     if version > SCHEMA_VERSION:
-        raise LedgerError(f"{where} has schema version {version}, newer than this dropzone's")
+        raise LedgerUnusable(f"{where} has schema version {version}, newer than this dropzone's")
     migrated = "" if version == SCHEMA_VERSION else f"; schema {version} migrates on the next run"
     return f"answers ({entries} entries{migrated})"
 
@@ -252,7 +259,7 @@ def _check_exists(
             " or it points elsewhere"
         )
     if readonly and version != SCHEMA_VERSION:
-        raise LedgerError(
+        raise LedgerUnusable(
             f"ledger {where} has schema version {version}, this dropzone uses"
             f" {SCHEMA_VERSION}: open it read-write once (dropzone run) to migrate it"
         )

@@ -10,7 +10,7 @@ import sqlite3
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from dropzone.ledger.model import LedgerError
+from dropzone.ledger.model import LedgerUnusable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -107,13 +107,13 @@ def migrate(
     """
     version = user_version(conn)
     if version > len(migrations):
-        raise LedgerError(
+        raise LedgerUnusable(
             f"ledger {path} has schema version {version}, newer than this dropzone understands"
             f" ({len(migrations)}); upgrade dropzone or use another ledger.path"
         )
     if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         # Adding our tables to somebody else's database would be a poor surprise.
-        raise LedgerError(f"{path} is an SQLite database but not a dropzone ledger")
+        raise LedgerUnusable(f"{path} is an SQLite database but not a dropzone ledger")
     for target in range(version + 1, len(migrations) + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from dropzone.ledger.lockfile import FileLock
-from dropzone.ledger.model import LedgerError
+from dropzone.ledger.model import LedgerFailed, LedgerUnusable
 from dropzone.ledger.schema import SCHEMA_VERSION, migrate, user_version
 from dropzone.ledger.store import LedgerStore
 
@@ -86,7 +86,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
     if readonly:
         version = user_version(conn)
         if version != SCHEMA_VERSION:
-            raise LedgerError(
+            raise LedgerUnusable(
                 f"ledger {path} has schema version {version}, this dropzone uses"
                 f" {SCHEMA_VERSION}: open it read-write once (dropzone run) to migrate it"
             )
@@ -112,13 +112,13 @@ def _with_space(exc: BaseException, path: Path) -> str:
 def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
         return _opened(path, readonly=readonly)
-    except LedgerError as exc:
+    except LedgerUnusable as exc:
         if not readonly:
             raise
         if _log_holds_commits(path):
             if os.access(path.parent, os.W_OK):
                 raise
-            raise LedgerError(
+            raise LedgerUnusable(
                 f"{exc}; its write-ahead log ({path.name}-wal) holds commits, which SQLite"
                 f" reads only where it may write beside the ledger: read it where"
                 f" {path.parent} is writable (as the daemon's user)"
@@ -142,12 +142,12 @@ def _opened(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.C
     try:
         conn = _connect(path, readonly=readonly, immutable=immutable)
     except (sqlite3.Error, OSError) as exc:
-        raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
+        raise LedgerUnusable(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     try:
         _prepare(conn, path, readonly=readonly)
     except sqlite3.Error as exc:
         conn.close()
-        raise LedgerError(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
+        raise LedgerUnusable(f"cannot open ledger {path}: {_with_space(exc, path)}") from exc
     except BaseException:
         conn.close()
         raise
@@ -176,25 +176,25 @@ def probe_ledger(path: Path) -> str:
     """Open an existing ledger for writing, begin a write transaction and roll it back.
 
     What ``dropzone check`` reports: proof that the daemon could write, with nothing changed
-    (no migration, no lock taken). LedgerError says what stands in the way.
+    (no migration, no lock taken). LedgerUnusable says what stands in the way.
     """
     if not path.is_file():
-        raise LedgerError(f"{path} is not a file: fix [ledger] path")
+        raise LedgerUnusable(f"{path} is not a file: fix [ledger] path")
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=5.0)
     except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open {path} for writing: {exc}") from exc
+        raise LedgerUnusable(f"cannot open {path} for writing: {exc}") from exc
     try:
         version = user_version(conn)
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
         entries = conn.execute("SELECT count(*) FROM entries").fetchone()[0] if version else 0
     except sqlite3.Error as exc:
-        raise LedgerError(f"cannot write {path}: {_with_space(exc, path)}") from exc
+        raise LedgerUnusable(f"cannot write {path}: {_with_space(exc, path)}") from exc
     finally:
         conn.close()
     if version > SCHEMA_VERSION:
-        raise LedgerError(
+        raise LedgerUnusable(
             f"{path} has schema version {version}, newer than this dropzone's {SCHEMA_VERSION}"
         )
     migrated = "" if version == SCHEMA_VERSION else f"; schema {version} migrates on the next run"
@@ -274,7 +274,7 @@ class SqliteLedger(LedgerStore):
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
+                raise LedgerFailed(f"ledger {self.path}: {exc}") from exc
             except BaseException:
                 self._rollback()
                 raise
@@ -291,4 +291,4 @@ class SqliteLedger(LedgerStore):
             try:
                 yield _Tx(self._conn)
             except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: {exc}") from exc
+                raise LedgerFailed(f"ledger {self.path}: {exc}") from exc

@@ -22,7 +22,7 @@ from dropzone.ledger.model import (
     Entry,
     EntryNotFound,
     InvalidTransition,
-    LedgerError,
+    LedgerFailed,
     OnChange,
     RequestCounts,
     ScopeStatus,
@@ -121,7 +121,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     def mark_baseline_done(self, watch: str) -> None:
         with self.write() as tx:
             if tx.run(sql.MARK_BASELINE_DONE, (watch,)) == 0:
-                raise LedgerError(f"ledger {self.where}: watch {watch!r} was never begun")
+                raise LedgerFailed(f"ledger {self.where}: watch {watch!r} was never begun")
 
     # --- what sources saw --------------------------------------------------------------
 
@@ -194,7 +194,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     def update_waiting(self, entry_id: int, etag: str, size: int, now: datetime) -> Entry:
         """A local file still settling changed: its waiting entry takes the new version.
 
-        A :class:`LedgerError` if that version already has an entry of its own.
+        A :class:`LedgerFailed` if that version already has an entry of its own.
         """
         with self.write() as tx:
             rows = tx.rows(sql.SELECT_ID, (entry_id,))
@@ -202,7 +202,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
                 found = rows[0]
                 identity = (found["watch"], found["bucket"], found["key"], etag)
                 if found["etag"] != etag and tx.rows(sql.SELECT_IDENTITY, identity):
-                    raise LedgerError(
+                    raise LedgerFailed(
                         f"entry {entry_id}: version {etag} of {found['key']} already has an"
                         " entry of its own"
                     )
@@ -343,7 +343,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
             rows = tx.rows(sql.SET_PHASE, (phase, *counts, to_text(now), entry_id))
             if not rows:
                 if tx.rows(sql.SELECT_STATE, (entry_id,)):
-                    raise LedgerError(f"entry {entry_id} has no job whose phase could change")
+                    raise LedgerFailed(f"entry {entry_id} has no job whose phase could change")
                 raise EntryNotFound(entry_id)
         return entry_of(rows[0])
 

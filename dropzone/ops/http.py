@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from dropzone.errors import ConfigurationError
 from dropzone.log import get_logger
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ _STOP_JOIN_S = 5.0
 _IDLE_CONNECTION_S = 60.0
 
 
-class ListenError(Exception):
+class ListenError(ConfigurationError):
     """The ops endpoint cannot listen on the configured address (``daemon.listen``)."""
 
 

@@ -9,16 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dropzone.errors import OperationalError
+
 if TYPE_CHECKING:
     from datetime import datetime
 
 
-class SourceError(Exception):
+class SourceError(OperationalError):
     """The store could not be read this time (network, 5xx); the next poll tries again."""
 
 
 class SourceConfigError(SourceError):
-    """The store refused us for a reason only configuration fixes (no bucket, no access)."""
+    """The store refused us for a reason only configuration fixes (no bucket, no access).
+
+    Still an OperationalError: only the store's answer tells, so a command has run to learn it
+    (``dropzone check`` reports it with exit 1), and the message names the bucket."""
 
 
 class ObjectRefused(SourceError):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from dropzone import plan
 from dropzone.ark import errors
+from dropzone.errors import OperationalError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,7 +39,7 @@ def in_scope(job: Job, rule: WatchRule) -> bool:
     return (where.object_key or "").startswith(rule.prefix)
 
 
-class FirstStartHeld(Exception):
+class FirstStartHeld(OperationalError):
     """The watch's first start waits: the platform holds its jobs, or could not say.
 
     ``settled``: False when Ark could not be asked (the next poll asks again); True when the

@@ -41,7 +41,8 @@ from dropzone.ops import (
     submission_outcome,
     watchdog_interval_s,
 )
-from dropzone.ops.health import ArkStatus
+from dropzone.ops.events import ledger_writable
+from dropzone.ops.health import ArkStatus, readiness_probe
 from dropzone.testing import FakeTimer
 
 if TYPE_CHECKING:
@@ -457,6 +458,27 @@ def test_metrics_endpoint_serves_the_exposition() -> None:
     [sample] = families["dropzone_objects_detected"].samples
     assert sample.labels == {"watch": "chat"}
     assert sample.value == 2
+
+
+def test_readyz_follows_the_ledger_at_each_request(tmp_path: Path) -> None:
+    """/readyz is 200 while the ledger can be written and 503 once it cannot, asked anew at
+    each request; /healthz beside it is unchanged. Without a readiness check it is 200."""
+    path = tmp_path / "ledger.sqlite3"
+    with SqliteLedger.open(path) as ledger:
+        usable = ledger_writable(path, ledger.displaced)
+        with (
+            OpsServer(("127.0.0.1", 0), Metrics(), fresh_health, readiness_probe(usable)) as ops,
+            httpx.Client(base_url=f"http://127.0.0.1:{ops.port}", timeout=10) as client,
+        ):
+            ready = client.get("/readyz")
+            path.rename(tmp_path / "moved.sqlite3")  # the file gone from under the daemon
+            gone = client.get("/readyz")
+            healthy = client.get("/healthz")
+    assert (ready.status_code, ready.json()) == (200, {"ready": True, "ledger": "ok"})
+    assert (gone.status_code, gone.json()) == (503, {"ready": False, "ledger": "unusable"})
+    assert healthy.status_code == 200
+    with serving(Metrics(), fresh_health) as client:
+        assert client.get("/readyz").status_code == 200
 
 
 def test_healthz_is_200_when_healthy_and_503_when_not() -> None:

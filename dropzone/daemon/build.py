@@ -35,7 +35,7 @@ from dropzone.ops import (
     watchdog_interval_s,
 )
 from dropzone.ops.events import DaemonOps, ledger_writable
-from dropzone.ops.health import ArkStatus
+from dropzone.ops.health import ArkStatus, readiness_probe
 from dropzone.preflight.readers import BucketPreflight, FolderPreflight
 from dropzone.runtime import UsageError, utc_now
 from dropzone.sources.tos import TosBucket
@@ -156,15 +156,16 @@ def _serve_ops(
     def due() -> dict[str, int]:
         return {name: ledger.counts(name)[State.PENDING] for name in names}
 
+    ledger_usable = _ledger_check(settings, ledger)
     probe = health_probe(
         heartbeat=ops.heartbeat,
         poll_interval_s=settings.daemon.poll_interval_s,
         started_at=time.time(),
         due=due,
-        ledger_writable=_ledger_check(settings, ledger),
+        ledger_writable=ledger_usable,
         ark=ark,
     )
-    server = OpsServer(address, metrics, probe)
+    server = OpsServer(address, metrics, probe, readiness_probe(ledger_usable))
     try:
         server.start()
     except ListenError as exc:

@@ -211,3 +211,17 @@ def health_probe(
         )
 
     return probe
+
+
+def readiness_probe(
+    ledger_usable: Callable[[], bool],
+) -> Callable[[], tuple[bool, Mapping[str, object]]]:
+    """The ``ready`` callable for :class:`~dropzone.ops.http.OpsServer`: ready while the
+    ledger can be written (SQLite: the file in place and writable; PostgreSQL: the database
+    answers). Asked at every request, on the server's threads."""
+
+    def probe() -> tuple[bool, Mapping[str, object]]:
+        usable = ledger_usable()
+        return usable, {"ready": usable, "ledger": "ok" if usable else "unusable"}
+
+    return probe

@@ -1,4 +1,4 @@
-"""The ops endpoint: ``/metrics`` and ``/healthz`` on ``daemon.listen``, stdlib HTTP only.
+"""The ops endpoint: ``/metrics``, ``/healthz`` and ``/readyz`` on ``daemon.listen``, stdlib HTTP.
 
 It runs on daemon threads, so a stuck scrape can never hold the process up at exit.
 """
@@ -39,11 +39,14 @@ class ListenError(ConfigurationError):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
+    def __init__(
+        self, address: tuple[str, int], metrics: Metrics, health: HealthCheck, ready: HealthCheck
+    ) -> None:
         # An IPv6 host ("::1", from "[::1]:9464") needs an IPv6 socket; the class default is IPv4.
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.metrics = metrics
         self.health = health
+        self.ready = ready
         super().__init__(address, _Handler)
 
 
@@ -56,16 +59,16 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/metrics":
             self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, self.server.metrics.render())
-        elif path == "/healthz":
-            ok, body = self._health()
+        elif path in {"/healthz", "/readyz"}:
+            ok, body = self._probe(self.server.health if path == "/healthz" else self.server.ready)
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
             self._send(status, _JSON, json.dumps(body).encode("utf-8"))
         else:
             self._send(HTTPStatus.NOT_FOUND, _JSON, b'{"error": "not found"}')
 
-    def _health(self) -> tuple[bool, Mapping[str, object]]:
+    def _probe(self, probe: HealthCheck) -> tuple[bool, Mapping[str, object]]:
         try:
-            return self.server.health()
+            return probe()
         except Exception as exc:  # noqa: BLE001 - a failing probe means unhealthy, not a dropped connection
             get_logger().exception("ops.health_failed")
             return False, {"ok": False, "error": f"health check failed: {type(exc).__name__}"}
@@ -83,17 +86,31 @@ class _Handler(BaseHTTPRequestHandler):
         get_logger().debug("ops.request", client=self.address_string(), line=fmt % args)
 
 
-class OpsServer:
-    """Serves ``/metrics`` and ``/healthz``; anything else is 404.
+def _always_ready() -> tuple[bool, Mapping[str, object]]:
+    return True, {"ready": True}
 
-    ``health`` returns ``(ok, body)``: 200 with the JSON body when ok, 503 otherwise. Port 0
-    binds a free port; :attr:`port` tells which once started.
+
+class OpsServer:
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz``; anything else is 404.
+
+    ``health`` and ``ready`` return ``(ok, body)``: 200 with the JSON body when ok, 503
+    otherwise. ``/healthz`` says whether the daemon makes progress (restart it if not);
+    ``/readyz`` whether it can do its work now (its ledger answers): a readiness probe, which
+    takes a replica out of service without restarting it. Port 0 binds a free port;
+    :attr:`port` tells which once started.
     """
 
-    def __init__(self, listen: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
+    def __init__(
+        self,
+        listen: tuple[str, int],
+        metrics: Metrics,
+        health: HealthCheck,
+        ready: HealthCheck = _always_ready,
+    ) -> None:
         self._listen = listen
         self._metrics = metrics
         self._health = health
+        self._ready = ready
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -103,7 +120,7 @@ class OpsServer:
             return
         host, port = self._listen
         try:
-            server = _Server(self._listen, self._metrics, self._health)
+            server = _Server(self._listen, self._metrics, self._health, self._ready)
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port} (daemon.listen): {exc}") from exc
         self._server = server

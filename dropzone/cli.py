@@ -247,13 +247,13 @@ def _reader_gone() -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
+    action = args.command
+    if action == "ledger":
+        action = f"ledger {args.ledger_command}"
     try:
-        action = args.command
-        if action == "ledger":
-            action = f"ledger {args.ledger_command}"
         return _dispatch()[action](args)
     except DropzoneError as exc:
-        ended = ending(args.command, exc)
+        ended = ending(action, exc)
         if ended is None:
             raise
         code, line = ended

@@ -1037,3 +1037,43 @@ def test_credentials_from_files_are_checked_naming_the_setting(tmp_path: Path) -
     with pytest.raises(ConfigError) as caught:
         load_credentials(NO_FILES, {}, (folder,))
     assert str(caught.value).startswith(f"{folder / 'session_token'}: must be printable ASCII")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://dz:pw-in-url@db/dz",
+        "postgresql://dz@db/dz?password=pw-in-url",
+        "postgresql://dz@db/dz?%70assword=pw-in-url",  # libpq decodes the name
+        "postgresql://dz@db/dz?sslmode=require&PASSWORD=pw-in-url",
+    ],
+)
+def test_a_ledger_url_holding_a_password_is_refused_unshown(tmp_path: Path, url: str) -> None:
+    """However a password is written into [ledger] url, it is refused, and neither the
+    error nor anything else shows it: it belongs in password_file."""
+    found = problems(tmp_path, f'[ledger]\nurl = "{url}"\n{WATCH}')
+    assert found == [
+        (
+            "ledger.url: holds a password: give it in [ledger] password_file (or libpq's"
+            " PGPASSWORD) instead, so that the config can be shown and shared (the value is not"
+            " shown)"
+        )
+    ]
+    assert "pw-in-url" not in " ".join(found)
+
+
+def test_a_ledger_is_a_file_or_a_database(tmp_path: Path) -> None:
+    """url selects PostgreSQL; with path as well it is ambiguous; password_file needs url;
+    the redacted config never shows the password file's path."""
+    url = "postgresql://dz@db.internal:5432/dz?sslmode=require"
+    settings = load(tmp_path, f'[ledger]\nurl = "{url}"\npassword_file = "pw"\n{WATCH}')
+    assert settings.ledger.url == url
+    assert settings.redacted()["ledger"]["password_file"] == "[secure]"
+    both = problems(tmp_path, f'[ledger]\nurl = "{url}"\npath = "l.sqlite3"\n{WATCH}')
+    assert both == ["ledger: set path (an SQLite ledger) or url (PostgreSQL), not both"]
+    alone = problems(tmp_path, f'[ledger]\npassword_file = "pw"\n{WATCH}')
+    assert alone == ["ledger: password_file is the PostgreSQL ledger's: it needs url"]
+    other = problems(tmp_path, f'[ledger]\nurl = "mysql://db/dz"\n{WATCH}')
+    assert other == [
+        "ledger.url: must be postgresql://[user@]host[:port]/database (the value is not shown)"
+    ]

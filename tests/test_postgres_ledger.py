@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 
-from dropzone.ledger import SqliteLedger
-from dropzone.ledger.postgres import PostgresLedger
+from dropzone.ledger import SqliteLedger, State
+from dropzone.ledger.postgres import DAEMON_LOCK, PostgresLedger
+from dropzone.runtime import utc_now
 from tests.harness import load_scale, log_events, wait_for
 
 if TYPE_CHECKING:
@@ -116,6 +118,11 @@ def test_an_sqlite_ledger_copied_to_postgresql_goes_on(
     first = stage.dropzone("run", "--once")
     assert first.returncode == 0, first.stderr
     with SqliteLedger.open(stage.ledger_path, lock=False) as sqlite:
+        # An entry forgotten since: its id is never given again, on the copy either.
+        gone, _ = sqlite.add_object(
+            "chat", stage.bucket, "elsewhere/x.jsonl", "e", 1, State.BASELINE, utc_now()
+        )
+        assert sqlite.forget("chat", ["elsewhere/x.jsonl"]) == 1
         before = {entry.key: entry for entry in sqlite.entries()}
     url = postgres.role_with_password("dz_copy", PASSWORD)
     secret = stage.tmp / "ledger-password"
@@ -125,7 +132,7 @@ def test_an_sqlite_ledger_copied_to_postgresql_goes_on(
     assert "copied 1 watch(es) and 2 entries" in copied.stderr
     again = stage.dropzone("ledger", "copy", "--to", url, "--password-file", str(secret))
     assert again.returncode == 2
-    assert "already holds 2 entries: copy into an empty one" in again.stderr
+    assert "already holds 2 entries of 1 watch(es): copy into an empty one" in again.stderr
 
     stage.ledger = {"url": url, "password_file": str(secret)}
     migrated = stage.dropzone("ledger", "migrate")
@@ -139,6 +146,41 @@ def test_an_sqlite_ledger_copied_to_postgresql_goes_on(
     assert stage.create_calls() == {f"{stage.bucket}/{k}": 1 for k in [*keys, new]}
     with PostgresLedger.open(url, password=PASSWORD) as copy:
         (added,) = copy.find("chat", stage.bucket, new)
-    assert added.id > max(entry.id for entry in before.values())
+    assert added.id > gone.id > max(entry.id for entry in before.values())
     for done in (copied, again, migrated, on_copy):
         assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_a_daemon_that_loses_its_lock_stops(stage: Stage, postgres: PostgresServer) -> None:
+    """The lock's session cut (a failover, a restart, a dropped connection): the daemon stops
+    at its next poll, exit 1 with one ledger.displaced line, rather than run beside a second
+    daemon that may now hold the ledger."""
+    _on_postgres(stage, postgres, "dz_lost")
+    daemon = stage.spawn("run")
+    try:
+        wait_for(
+            lambda: _lock_holders(postgres) == 1, timeout=30, what="the daemon holding its lock"
+        )
+        postgres.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+            f" AND objid = {DAEMON_LOCK}"
+        )
+        out, err = daemon.communicate(timeout=60 * load_scale())
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 1, out + err
+    lost = [e for e in log_events(out) if e["event"] == "ledger.displaced"]
+    assert len(lost) == 1, out
+    assert "the lock on ledger postgresql://" in lost[0]["error"]
+
+
+def _lock_holders(postgres: PostgresServer) -> int:
+    """Sessions holding the daemon's lock (not the migrations' own, held briefly at start)."""
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+            (DAEMON_LOCK,),
+        ).fetchone()
+    return int(row[0]) if row else 0

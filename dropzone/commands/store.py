@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dropzone import runtime
 from dropzone.config.fields import check_ledger_url
-from dropzone.ledger import LedgerError, SqliteLedger
+from dropzone.ledger import LedgerUnusable, SqliteLedger
 from dropzone.ledger.copy import copy_ledger
 from dropzone.log import register_secrets
 from dropzone.runtime import UsageError
@@ -43,13 +43,17 @@ def copy(args: argparse.Namespace) -> int:
     # As runtime does: psycopg's import is paid by the commands that use it only.
     from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415
 
-    source = runtime.open_ledger(settings, readonly=True)
+    if not settings.ledger.path.exists():
+        raise UsageError(runtime.no_ledger(settings))
+    # Locked as a daemon locks it: a daemon still running on the file would go on changing
+    # what is being copied (stop it first; the lock says so).
+    source = runtime.open_ledger(settings, daemon=True)
     try:
-        assert isinstance(source, SqliteLedger)
+        assert isinstance(source, SqliteLedger)  # [ledger] url is None
         try:
             with PostgresLedger.open(url, password=password, lock=True) as target:
                 watches, entries = copy_ledger(source, target)
-        except LedgerError as exc:
+        except LedgerUnusable as exc:
             raise UsageError(str(exc)) from exc
     finally:
         source.close()

@@ -6,7 +6,7 @@ import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -45,8 +45,10 @@ def check_endpoint(value: str) -> str:
 def check_ledger_url(value: str) -> str:
     """A PostgreSQL url with no password in it (it comes from a file or ``PGPASSWORD``)."""
     parts = urlsplit(value)
-    # Checked first: the other messages show the value, and this one must not.
-    if parts.password is not None or "password=" in parts.query.lower():
+    # Checked first: the other messages show the value, and this one must not. The query's
+    # names are decoded as libpq decodes them (``%70assword`` is ``password``).
+    names = {name.strip().lower() for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if parts.password is not None or "password" in names:
         raise ValueError(
             "holds a password: give it in [ledger] password_file (or libpq's PGPASSWORD)"
             " instead, so that the config can be shown and shared"

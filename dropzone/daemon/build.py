@@ -23,7 +23,7 @@ from dropzone.jobs.reachability import Reachability
 from dropzone.jobs.submitter import Submitter
 from dropzone.jobs.tracker import Tracker
 from dropzone.jobs.watch import Watch
-from dropzone.ledger import State
+from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
 from dropzone.ops import (
     Heartbeat,
@@ -77,13 +77,14 @@ def build(
     and systemd notify (``run --once`` has none); ``config``: the ``-c`` value a SIGHUP
     reads again."""
     credentials = runtime.credentials_for(settings, env)
-    ledger = runtime.open_ledger(settings, daemon=True)
     metrics = Metrics([rule.name for rule in settings.watches])
     reachability = Reachability(utc_now)
     observer = runtime.fan_out(metrics.api_call, reachability.observe)
-    api = runtime.ark_client(settings, credentials, observer=observer)
+    ledger = runtime.open_ledger(settings, daemon=True)
+    api: ArkClient | None = None
     server = None
     try:
+        api = runtime.ark_client(settings, credentials, observer=observer)
         s3 = runtime.s3_client(settings, credentials)
         held: dict[str, str] = {}
         ops = _daemon_ops(settings, env, ledger, metrics) if observed else None
@@ -105,7 +106,8 @@ def build(
     finally:
         if server is not None:
             server.stop()
-        api.close()
+        if api is not None:
+            api.close()
         ledger.close()
 
 
@@ -154,18 +156,21 @@ def _serve_ops(
     names = [rule.name for rule in settings.watches]
 
     def due() -> dict[str, int]:
-        return {name: ledger.counts(name)[State.PENDING] for name in names}
+        try:
+            return {name: ledger.counts(name)[State.PENDING] for name in names}
+        except LedgerError:
+            return {}  # unknown while the ledger cannot be read: /readyz says that
 
-    ledger_usable = _ledger_check(settings, ledger)
+    in_place, usable = _ledger_checks(settings, ledger)
     probe = health_probe(
         heartbeat=ops.heartbeat,
         poll_interval_s=settings.daemon.poll_interval_s,
         started_at=time.time(),
         due=due,
-        ledger_writable=ledger_usable,
+        ledger_writable=in_place,
         ark=ark,
     )
-    server = OpsServer(address, metrics, probe, readiness_probe(ledger_usable))
+    server = OpsServer(address, metrics, probe, readiness_probe(usable))
     try:
         server.start()
     except ListenError as exc:
@@ -173,15 +178,19 @@ def _serve_ops(
     return server
 
 
-def _ledger_check(settings: Settings, ledger: Ledger) -> Callable[[], bool]:
-    """What /healthz asks of the ledger: a file still in place and writable; a database
-    that answers."""
+def _ledger_checks(
+    settings: Settings, ledger: Ledger
+) -> tuple[Callable[[], bool], Callable[[], bool]]:
+    """What /healthz and /readyz ask of the ledger. A file: in place and writable, for both.
+    A database: /healthz, that this daemon still holds it (a restart cures a lost lock, and
+    the daemon stops for it anyway); /readyz, that it answers (a restart cures no outage)."""
     if settings.ledger.url is not None:
         from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415 - see runtime
 
         if isinstance(ledger, PostgresLedger):
-            return ledger.reachable
-    return ledger_writable(settings.ledger.path, ledger.displaced)
+            return (lambda: ledger.displaced() is None), ledger.reachable
+    writable = ledger_writable(settings.ledger.path, ledger.displaced)
+    return writable, writable
 
 
 def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own

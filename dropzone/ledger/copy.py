@@ -1,6 +1,7 @@
 """One ledger copied into another store, row for row (``dropzone ledger copy``).
 
-Ids are kept, so an id in an old log line still names the same entry; an entry copied in
+Ids are kept, so an id in an old log line still names the same entry (and the next new id
+follows the highest the source ever gave, a forgotten entry's included); an entry copied in
 ``submitting`` is reconciled by the first daemon on the new ledger, as after a crash (its
 claim is older than that daemon's start). The target must hold no entries: a copy never
 merges two histories.
@@ -56,13 +57,18 @@ def copy_ledger(source: LedgerStore, target: LedgerStore) -> tuple[int, int]:
     """Every watch and entry of ``source`` into ``target``, in one transaction of the
     target's (a copy cut short leaves it empty); returns (watches, entries) copied."""
     with target.write() as tx:
-        held = tx.rows("SELECT count(*) AS entries FROM entries")[0]["entries"]
-        if held:
+        held = tx.rows(
+            "SELECT (SELECT count(*) FROM entries) AS entries,"
+            " (SELECT count(*) FROM watches) AS watches"
+        )[0]
+        if held["entries"] or held["watches"]:
             raise LedgerUnusable(
-                f"ledger {target.where} already holds {held} entries: copy into an empty one"
+                f"ledger {target.where} already holds {held['entries']} entries of"
+                f" {held['watches']} watch(es): copy into an empty one"
             )
         with source.read() as read:
             watches = read.tuples(_WATCHES)
+            issued = source.highest_id(read)
         tx.run_many(_insert("watches", WATCH_COLUMNS, target), watches)
         copied, after = 0, 0
         while True:
@@ -73,5 +79,5 @@ def copy_ledger(source: LedgerStore, target: LedgerStore) -> tuple[int, int]:
             tx.run_many(_insert("entries", ENTRY_COLUMNS, target), rows)
             copied += len(rows)
             after = rows[-1][0]
-        target.after_copy(tx)
+        target.after_copy(tx, issued)
     return len(watches), copied

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dropzone.ledger.model import LedgerUnusable
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -98,9 +96,7 @@ def schema_version(conn: psycopg.Connection[Any]) -> int:
     return 0 if row is None else int(row["version"])
 
 
-def migrate(
-    conn: psycopg.Connection[Any], where: str, migrations: Sequence[Migration] = MIGRATIONS
-) -> None:
+def migrate(conn: psycopg.Connection[Any], migrations: Sequence[Migration] = MIGRATIONS) -> None:
     """Bring the database up to ``len(migrations)``, one transaction per version, each under
     :data:`MIGRATION_LOCK` and checking the version again once it holds it."""
     for target in range(1, len(migrations) + 1):
@@ -108,13 +104,9 @@ def migrate(
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             for statement in _VERSION_TABLE:
                 conn.execute(statement)
-            version = schema_version(conn)
-            if version > len(migrations):
-                raise LedgerUnusable(
-                    f"ledger {where} has schema version {version}, newer than this dropzone"
-                    f" understands ({len(migrations)}); upgrade dropzone"
-                )
-            if version >= target:
+            # Newer than this dropzone knows: a newer replica migrated it during a rolling
+            # update, and the steps are additive, so this one goes on with what it knows.
+            if schema_version(conn) >= target:
                 continue
             for statement in migrations[target - 1]:
                 conn.execute(statement)

@@ -2,11 +2,13 @@
 
 What a ledger does is :class:`~dropzone.ledger.store.LedgerStore`'s; this module supplies its
 transactions over psycopg 3 (synchronous, like the daemon's threads) and psycopg_pool. Values
-are bound on the client (``ClientCursor``): no prepared statements and no session state, so a
-transaction-mode pooler in front (PgBouncer) serves it as well as the server itself, and a
-``NULL`` given for an optional filter needs no declared type. A claim takes due rows with
-``FOR UPDATE SKIP LOCKED`` in a ``MATERIALIZED`` CTE: as a subquery of ``UPDATE ... FROM`` the
-planner may run it again and claim more rows than asked (PostgreSQL bug #15715).
+are bound on the client (``ClientCursor``): the pool's transactions keep no prepared statements
+and no session state (what replicas will need behind a transaction-mode pooler), and a ``NULL``
+given for an optional filter needs no declared type. The one daemon per ledger holds a session
+lock on a connection of its own, and stops when that session is lost (:meth:`displaced`). A
+claim takes due rows with ``FOR UPDATE SKIP LOCKED`` in a ``MATERIALIZED`` CTE: as a subquery
+of ``UPDATE ... FROM`` the planner may run it again and claim more rows than asked (PostgreSQL
+bug #15715).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dropzone.ledger import model
 from dropzone.ledger.model import (
-    LedgerError,
     LedgerFailed,
     LedgerLocked,
     LedgerMissing,
@@ -38,10 +39,25 @@ if TYPE_CHECKING:
     from dropzone.ledger.primitives import Row, Tx
 
 _CONNECT_TIMEOUT_S = 10
+# A dead peer is noticed within about a minute, not when the kernel gives up (hours).
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+_MAX_IDLE_S = 120.0
+# What a probe (/readyz) waits for a connection: an answer in time, or not ready.
+_PROBE_TIMEOUT_S = 5.0
 # The running daemon's lock; another number than the migrations' (which they hold briefly).
 DAEMON_LOCK = MIGRATION_LOCK + 1
 # How long a worker waits for a free connection before the attempt fails (and is retried).
 _POOL_TIMEOUT_S = 30.0
+# Whether this session holds the daemon's advisory lock (a bigint key is split in two halves).
+_LOCK_HELD = (
+    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = %s)"
+)
 # Values in the CTE's order: pending, now, watch, watch, limit; then the update's.
 _CLAIM_DUE = (
     "WITH due AS MATERIALIZED ("
@@ -134,7 +150,7 @@ class PostgresLedger(LedgerStore):
         (``retry``, ``forget``, ...) need a ledger that exists; ``readonly`` changes nothing.
         """
         where = described(url)
-        extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S}
+        extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S, **_KEEPALIVES}
         if password is not None:
             extra["password"] = password
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -143,6 +159,11 @@ class PostgresLedger(LedgerStore):
             max_size=max_connections,
             kwargs={**extra, "cursor_factory": psycopg.ClientCursor, "row_factory": dict_row},
             timeout=_POOL_TIMEOUT_S,
+            # A connection the server or the network closed while it sat in the pool is found
+            # when it is taken, not by the write that needed it; idle ones are let go before
+            # the usual idle time-outs of servers and firewalls.
+            check=ConnectionPool.check_connection,
+            max_idle=_MAX_IDLE_S,
             open=False,
             name="dropzone-ledger",
         )
@@ -154,7 +175,7 @@ class PostgresLedger(LedgerStore):
             with psycopg.connect(url, **extra, row_factory=dict_row) as conn:
                 _check_exists(conn, where, readonly=readonly, create=create)
                 if not readonly:
-                    migrate(conn, where)
+                    migrate(conn)
             held = _daemon_lock(url, extra, where) if lock else None
             pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout) as exc:
@@ -166,11 +187,11 @@ class PostgresLedger(LedgerStore):
         return cls(pool, where, held)
 
     def reachable(self) -> bool:
-        """Whether the database answers now (what /healthz asks of this store)."""
+        """Whether the database answers now (/readyz), within a few seconds."""
         try:
-            with self.read() as tx:
-                tx.rows("SELECT 1 AS up")
-        except LedgerError:
+            with self._pool.connection(timeout=_PROBE_TIMEOUT_S) as conn:
+                conn.execute("SELECT 1")
+        except (psycopg.Error, PoolTimeout):
             return False
         return True
 
@@ -200,15 +221,26 @@ class PostgresLedger(LedgerStore):
 
     keep_ids_clause = " OVERRIDING SYSTEM VALUE"
 
-    def after_copy(self, tx: Tx) -> None:
+    def after_copy(self, tx: Tx, highest_id: int) -> None:
         # Rows copied with their ids leave the identity where it was: move it past them.
         tx.rows(
             "SELECT setval(pg_get_serial_sequence('entries', 'id'),"
-            " greatest((SELECT max(id) FROM entries), 1)) AS next"
+            " greatest((SELECT max(id) FROM entries), ?, 1)) AS next",
+            (highest_id,),
         )
 
     def displaced(self) -> str | None:
-        # A database cannot be removed from under its path the way a file can.
+        """Whether this daemon lost its hold on the ledger: the lock's session ended (a server
+        restart, a failover, a connection cut), so another daemon may hold it now. The daemon
+        then stops, as when a ledger file is replaced under it."""
+        if self._lock is None:
+            return None
+        try:
+            row = self._lock.execute(_LOCK_HELD, (DAEMON_LOCK,)).fetchone()
+        except psycopg.Error as exc:
+            return f"the lock on ledger {self._where} was lost ({_reason(exc)})"
+        if row is None or not row[0]:
+            return f"the lock on ledger {self._where} is no longer held"
         return None
 
     def close(self) -> None:
@@ -258,7 +290,7 @@ def _check_exists(
             f"no ledger in {where} ([ledger] url): nothing has run with this config yet,"
             " or it points elsewhere"
         )
-    if readonly and version != SCHEMA_VERSION:
+    if readonly and version < SCHEMA_VERSION:
         raise LedgerUnusable(
             f"ledger {where} has schema version {version}, this dropzone uses"
             f" {SCHEMA_VERSION}: open it read-write once (dropzone run) to migrate it"

@@ -29,7 +29,7 @@ from dropzone.ledger.store import LedgerStore
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
-    from dropzone.ledger.primitives import Row
+    from dropzone.ledger.primitives import Row, Tx
 
 _BUSY_TIMEOUT_S = 10.0
 # Below this much free space, an SQLite failure is most likely the full disk, which SQLite may
@@ -261,6 +261,14 @@ class SqliteLedger(LedgerStore):
     @property
     def where(self) -> str:
         return str(self.path)
+
+    def highest_id(self, tx: Tx) -> int:
+        # AUTOINCREMENT remembers the highest id ever given, a forgotten entry's too.
+        rows = tx.rows(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
+            " coalesce((SELECT max(id) FROM entries), 0)) AS highest"
+        )
+        return int(rows[0]["highest"])
 
     # --- the store's primitives ---------------------------------------------------------
 

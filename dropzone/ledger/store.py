@@ -62,8 +62,14 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     # new id follow them. SQLite takes given ids as they are.
     keep_ids_clause = ""
 
-    def after_copy(self, tx: Tx) -> None:
-        """Called in the copy's transaction, once every row is in."""
+    def after_copy(self, tx: Tx, highest_id: int) -> None:
+        """Called in the copy's transaction once every row is in; ``highest_id``: the highest
+        id the source ever gave (new ids must follow it)."""
+
+    def highest_id(self, tx: Tx) -> int:
+        """The highest entry id this store has given, the deleted ones' included where it
+        knows them."""
+        return int(tx.rows("SELECT coalesce(max(id), 0) AS highest FROM entries")[0]["highest"])
 
     @abstractmethod
     def displaced(self) -> str | None:

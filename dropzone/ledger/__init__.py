@@ -15,13 +15,14 @@ one committed transaction; a claim is one conditional ``UPDATE ... RETURNING`` s
   (:mod:`.primitives`: a transaction, rows by column name);
 - :mod:`.sqlite`, :mod:`.schema`, :mod:`.lockfile`: the embedded SQLite store.
 
-The SQL is portable (row values, ``RETURNING``, ``ON CONFLICT DO NOTHING``, partial indexes),
-so a PostgreSQL store supplies transactions (and its own claim statement, ``FOR UPDATE SKIP
-LOCKED``) and passes the same contract suite without a redesign.
+The SQL is portable (row values, ``RETURNING``, ``ON CONFLICT DO NOTHING``, partial indexes):
+the PostgreSQL store (:mod:`.postgres`, :mod:`.pg_schema`) supplies transactions and its own
+claim statement (``FOR UPDATE SKIP LOCKED``) and passes the same contract suite.
 
 Times are aware UTC datetimes passed in by the caller (no clock inside), stored as fixed-width
-ISO-8601 text (``2024-05-01T12:00:00.000000Z``): it sorts in time order, reads well in
-``sqlite3`` and ``dropzone status``, and maps onto PostgreSQL's ``timestamptz``.
+ISO-8601 text (``2024-05-01T12:00:00.000000Z``) in both stores: it sorts in time order (in
+PostgreSQL under ``COLLATE "C"``), reads well in ``sqlite3`` and ``dropzone status``, and lets
+one set of statements compare times in either engine.
 
 Errors (each also under a branch of :mod:`dropzone.errors`, which says what the caller must
 do: a ledger that cannot be opened is the operator's configuration, a failed write is not)::

@@ -166,12 +166,18 @@ def ledger_password(settings: Settings) -> str | None:
     (``PGPASSWORD``, ``.pgpass``) or none."""
     if settings.ledger.password_file is None:
         return None
+    return read_password(settings.ledger.password_file, "[ledger] password_file")
+
+
+def read_password(path: Path, setting: str) -> str:
+    """A database password from its file (``setting`` names where it was given), masked in
+    every log line from here on."""
     try:
-        password = settings.ledger.password_file.read_text(encoding="utf-8").strip()
+        password = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
-            f"[ledger] password_file: cannot read it ({type(exc).__name__}); give a"
-            " readable file holding the database password"
+            f"{setting}: cannot read it ({type(exc).__name__}); give a readable file holding"
+            " the database password"
         ) from exc
     register_secrets([password])
     return password

@@ -7,7 +7,6 @@ moves an SQLite ledger into an empty PostgreSQL one, row for row.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,6 @@ from dropzone import runtime
 from dropzone.config.fields import check_ledger_url
 from dropzone.ledger import LedgerUnusable, SqliteLedger
 from dropzone.ledger.copy import copy_ledger
-from dropzone.log import register_secrets
 from dropzone.runtime import UsageError
 
 if TYPE_CHECKING:
@@ -39,7 +37,12 @@ def copy(args: argparse.Namespace) -> int:
         url = check_ledger_url(args.to)
     except ValueError as exc:
         raise UsageError(f"--to: {exc}") from exc
-    password = _password(args.password_file)
+    # None: libpq's own PGPASSWORD or .pgpass, as for [ledger] url.
+    password = (
+        None
+        if args.password_file is None
+        else runtime.read_password(Path(args.password_file), "--password-file")
+    )
     # As runtime does: psycopg's import is paid by the commands that use it only.
     from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415
 
@@ -63,14 +66,3 @@ def copy(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _password(path: str | None) -> str | None:
-    if path is None:
-        return os.environ.get("PGPASSWORD") or None
-    try:
-        password = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--password-file: cannot read it ({type(exc).__name__})") from exc
-    register_secrets([password])
-    return password

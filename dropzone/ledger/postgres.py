@@ -150,9 +150,7 @@ class PostgresLedger(LedgerStore):
         (``retry``, ``forget``, ...) need a ledger that exists; ``readonly`` changes nothing.
         """
         where = described(url)
-        extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S, **_KEEPALIVES}
-        if password is not None:
-            extra["password"] = password
+        extra = _connect_options(password)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             min_size=1,
@@ -253,11 +251,8 @@ def probe_postgres(url: str, password: str | None = None) -> str:
     """Connect, begin a transaction and roll it back, changing nothing (``dropzone check``);
     what the database holds, or a LedgerUnusable saying what stands in the way."""
     where = described(url)
-    extra: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S, "row_factory": dict_row}
-    if password is not None:
-        extra["password"] = password
     try:
-        with psycopg.connect(url, **extra) as conn:
+        with psycopg.connect(url, **_connect_options(password), row_factory=dict_row) as conn:
             version = schema_version(conn)
             if version == 0:
                 row = conn.execute(
@@ -279,6 +274,14 @@ def probe_postgres(url: str, password: str | None = None) -> str:
         raise LedgerUnusable(f"{where} has schema version {version}, newer than this dropzone's")
     migrated = "" if version == SCHEMA_VERSION else f"; schema {version} migrates on the next run"
     return f"answers ({entries} entries{migrated})"
+
+
+def _connect_options(password: str | None) -> dict[str, Any]:
+    """What every connection of the store is opened with (the pool's, the lock's, a probe's)."""
+    options: dict[str, Any] = {"connect_timeout": _CONNECT_TIMEOUT_S, **_KEEPALIVES}
+    if password is not None:
+        options["password"] = password
+    return options
 
 
 def _check_exists(

@@ -94,12 +94,9 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     def _apply(
         self, write: sql.Guarded, entry_id: int, sets: tuple[object, ...], now: datetime
     ) -> Entry:
-        """Run a state-guarded write; refused, say why (the entry is gone, or elsewhere)."""
+        """Run a state-guarded write in a transaction of its own."""
         with self.write() as tx:
-            rows = tx.rows(write.sql, write.values(sets, to_text(now), entry_id))
-            if not rows:
-                _refuse(tx, entry_id, write.target)
-        return entry_of(rows[0])
+            return _guarded(tx, write, entry_id, sets, now)
 
     # --- scope -------------------------------------------------------------------------
 
@@ -212,11 +209,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
                         f"entry {entry_id}: version {etag} of {found['key']} already has an"
                         " entry of its own"
                     )
-            write = sql.NEW_VERSION
-            changed = tx.rows(write.sql, write.values((etag, size), to_text(now), entry_id))
-            if not changed:
-                _refuse(tx, entry_id, write.target)
-        return entry_of(changed[0])
+            return _guarded(tx, sql.NEW_VERSION, entry_id, (etag, size), now)
 
     def promote_waiting(self, entry_id: int, now: datetime) -> Entry:
         """A waiting entry is ready: pending, due now."""
@@ -352,6 +345,16 @@ class LedgerStore(Queries, OperatorWrites, ABC):
                     raise LedgerFailed(f"entry {entry_id} has no job whose phase could change")
                 raise EntryNotFound(entry_id)
         return entry_of(rows[0])
+
+
+def _guarded(
+    tx: Tx, write: sql.Guarded, entry_id: int, sets: tuple[object, ...], now: datetime
+) -> Entry:
+    """A state-guarded write; refused, say why (the entry is gone, or elsewhere)."""
+    rows = tx.rows(write.sql, write.values(sets, to_text(now), entry_id))
+    if not rows:
+        _refuse(tx, entry_id, write.target)
+    return entry_of(rows[0])
 
 
 def _refuse(tx: Tx, entry_id: int, target: State) -> None:

@@ -22,7 +22,7 @@ from dropzone.commands import check, demo, run, store, submit, validate
 from dropzone.commands import ledger as ledger_commands
 from dropzone.emulator import cli as emulator_cli
 from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
-from dropzone.ledger import EntryNotFound, InvalidTransition, LedgerFailed
+from dropzone.ledger import ClaimLost, EntryNotFound, InvalidTransition, LedgerFailed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -54,6 +54,11 @@ EXITS: tuple[Exit, ...] = (
         EntryNotFound,
         EXIT_PROBLEMS,
         "it was forgotten or pruned meanwhile: `dropzone status` shows what the ledger holds",
+    ),
+    Exit(
+        ClaimLost,
+        EXIT_PROBLEMS,
+        "another dropzone node holds the entry now and settles it: `dropzone status` shows it",
     ),
     Exit(
         InvalidTransition,
@@ -132,6 +137,12 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     _watch_option(status)
     status.add_argument("--json", action="store_true", help="one JSON object per line")
     status.add_argument("--state", metavar="S", help="only entries in this state")
+    status.add_argument(
+        "--nodes",
+        action="store_true",
+        help="the nodes (replicas) instead: each one's lease, its attempts in flight and the roles"
+        " it holds",
+    )
 
     submit = sub.add_parser("submit", help="submit one object now, through the ledger")
     _config_option(submit)

@@ -29,6 +29,7 @@ traceback.
     │   │                                 disk, a read-only file); the change was rolled back whole
     │   ├── EntryNotFound [+LedgerError]  no entry with that id (forgotten or pruned meanwhile)
     │   ├── InvalidTransition [+LedgerError]  the entry is not in a state the change starts from
+    │   ├── ClaimLost [+LedgerError]      another node took the attempt's claim over meanwhile
     │   ├── FirstStartHeld                a watch's first start waits for the operator's choice
     │   ├── SourceError                   the store could not be read this time (network, 5xx)
     │   │   ├── SourceConfigError         the store refuses us until the config changes (no such

@@ -127,7 +127,8 @@ def no_ledger(settings: Settings, config: Path | None = None) -> str:
 def open_ledger(
     settings: Settings, *, readonly: bool = False, daemon: bool = False, create: bool = False
 ) -> Ledger:
-    """The ledger for a daemon (locked: one daemon per ledger) or for a short command.
+    """The ledger for a daemon (an SQLite file locked: one daemon per file; a PostgreSQL one
+    shared by replicas) or for a short command.
 
     Short commands (``retry``, ``backfill``, ``forget``, ``submit``) write beside a running
     daemon: each change is one transaction the ledger's state rules guard, and the daemon's

@@ -97,6 +97,23 @@ class PostgresServer:
             "start",
         )
 
+    def restart(self) -> None:
+        """Stop the server (its sessions cut, as in a failover) and start it again, with the
+        options it was started with."""
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self._root / "log"),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            str(int(60 * load_scale())),
+            "restart",
+        )
+
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")

@@ -1,7 +1,8 @@
 """The Kubernetes manifests (deploy/kubernetes/), rendered by a real kustomize.
 
 `kubectl kustomize` renders each ledger's folder; the test reads the objects it made and holds
-them to what docs/deploy.md promises: one replica recreated (one daemon per ledger), the
+them to what docs/deploy.md promises: SQLite, one replica recreated (one daemon per file);
+PostgreSQL, three rolled one at a time under a PodDisruptionBudget; the
 probes on /healthz and /readyz, the image's sandbox (uid 10001, read-only root, no
 capabilities), the SQLite ledger on its own volume, the PostgreSQL one with its password
 Secret and a migrate Job; and every command the manifests run is one the CLI takes.
@@ -44,10 +45,12 @@ def _rendered(folder: str) -> dict[tuple[str, str], dict[str, Any]]:
     return {(each["kind"], each["metadata"]["name"]): each for each in objects}
 
 
-def _daemon(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+def _daemon(
+    objects: dict[tuple[str, str], dict[str, Any]], replicas: int, strategy: dict[str, Any]
+) -> dict[str, Any]:
     deployment = objects["Deployment", "dropzone"]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == replicas
+    assert deployment["spec"]["strategy"] == strategy
     pod: dict[str, Any] = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -70,7 +73,7 @@ def _mounts(pod: dict[str, Any]) -> dict[str, str]:
 
 def test_the_sqlite_manifests_keep_the_ledger_on_its_own_volume() -> None:
     objects = _rendered("sqlite")
-    pod = _daemon(objects)
+    pod = _daemon(objects, 1, {"type": "Recreate"})
     assert _mounts(pod)["/var/lib/dropzone"] == "state"
     (state,) = (v for v in pod["volumes"] if v["name"] == "state")
     claim = objects["PersistentVolumeClaim", state["persistentVolumeClaim"]["claimName"]]
@@ -78,9 +81,14 @@ def test_the_sqlite_manifests_keep_the_ledger_on_its_own_volume() -> None:
     assert not any(kind == "Job" for kind, _ in objects)
 
 
-def test_the_postgresql_manifests_add_the_password_and_a_migrate_job() -> None:
+def test_the_postgresql_manifests_run_replicas_with_the_password_and_a_migrate_job() -> None:
     objects = _rendered("postgresql")
-    pod = _daemon(objects)
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+    pod = _daemon(objects, 3, rolling)
+    budget = objects["PodDisruptionBudget", "dropzone"]["spec"]
+    assert budget["maxUnavailable"] == 1
+    selector = objects["Deployment", "dropzone"]["spec"]["selector"]["matchLabels"]
+    assert budget["selector"]["matchLabels"] == selector
     assert "/var/lib/dropzone" not in _mounts(pod)
     assert not any(kind == "PersistentVolumeClaim" for kind, _ in objects)
     (secrets,) = (v for v in pod["volumes"] if v["name"] == "secrets")

@@ -295,7 +295,7 @@ def test_a_version_2_ledger_migrates_with_no_duplicate_awaiting(tmp_path: Path) 
         (entry,) = opened.entries()
         assert (entry.state, entry.job_id, entry.awaits_job) == (State.DUPLICATE, "bi-1", False)
         assert opened.end_wait(entry.id, "bi-1", "Completed", at(1)) is None
-    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == 3
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(path: Path) -> None:

@@ -253,8 +253,38 @@ def test_every_series_is_prefixed_and_documented() -> None:
         "dropzone_jobs",
         "dropzone_backlog_oldest_age_seconds",
         "dropzone_ark_held_answers",
+        "dropzone_claims",
     }
     assert all(len(family.documentation) > 20 for family in families)
+
+
+class _Node:
+    node, host, live_nodes = "web-1-42-abc", "web-1", 3
+
+    def __init__(self) -> None:
+        self.age: float | None = None
+
+    def age_s(self) -> float | None:
+        return self.age
+
+
+def test_the_node_series_show_its_id_lease_age_and_claims_by_node() -> None:
+    """The node's id as a label, its lease's age (+Inf before the first renewal), the live
+    nodes, and the attempts in flight by node, a node gone since at 0."""
+    metrics = Metrics()
+    node = _Node()
+    metrics.track_node(node)
+    assert value(metrics, "dropzone_node_info", node="web-1-42-abc", host="web-1") == 1
+    assert value(metrics, "dropzone_node_lease_age_seconds") == float("inf")
+    node.age = 4.5
+    assert value(metrics, "dropzone_node_lease_age_seconds") == 4.5
+    assert value(metrics, "dropzone_nodes_live") == 3
+    metrics.claims_by_node({"web-1-42-abc": 2, "web-2-7-def": 1, None: 1})
+    assert value(metrics, "dropzone_claims", node="web-2-7-def") == 1
+    assert value(metrics, "dropzone_claims", node="none") == 1
+    metrics.claims_by_node({"web-1-42-abc": 1})
+    assert value(metrics, "dropzone_claims", node="web-2-7-def") == 0
+    assert value(metrics, "dropzone_claims", node="web-1-42-abc") == 1
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ class World:
         while self.clock() < end:
             while daemon.submit_one():
                 pass
-            daemon.reconcile_stranded(all_of_them=False)
+            daemon.reconcile_stranded()
             due = [d for d in (self._next_due(), end) if d is not None]
             step = max(0.01, (min(due) - self.clock()).total_seconds())
             self.clock.advance(step)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
@@ -54,6 +55,27 @@ class CallObserver(Protocol):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SignedCall:
+    """A request as signed: sent as these bytes, never signed again."""
+
+    action: str
+    query: tuple[tuple[str, str], ...]
+    headers: dict[str, str] = field(repr=False)  # the Authorization header is a credential
+    body: bytes = field(repr=False)
+    signed_at: datetime
+
+
+@dataclass(frozen=True)
+class SignedCreate:
+    request: CreateJobRequest
+    call: SignedCall = field(repr=False)
+
+    @property
+    def signed_at(self) -> datetime:
+        return self.call.signed_at
 
 
 class ArkClient:
@@ -102,8 +124,19 @@ class ArkClient:
 
     def create(self, request: CreateJobRequest) -> str:
         """Create a job and return its ID; raises Duplicate when the guard names an active job."""
+        return self.send_create(self.sign_create(request))
+
+    def sign_create(self, request: CreateJobRequest) -> SignedCreate:
+        """A Create signed now (after the rate limit's wait), to be sent by :meth:`send_create`
+        as it is: one attempt is one signature, so its bytes are valid only until
+        ``signed_at`` plus the platform's signature lifetime, however late they go out."""
+        return SignedCreate(request, self._sign("CreateBatchInferenceJob", request.wire()))
+
+    def send_create(self, signed: SignedCreate) -> str:
+        """Send a signed Create; the job's ID, or Duplicate when the guard names an active job."""
+        request = signed.request
         try:
-            result = self.call("CreateBatchInferenceJob", request.wire())
+            result = self._deliver(signed.call)[0]
         except errors.ArkError as exc:
             # Any answer may be the guard's, whatever its status and code (a 429 or an
             # auth-looking code included): retrying it would make the second job the guard
@@ -207,6 +240,9 @@ class ArkClient:
 
     def _exchange(self, action: str, payload: Mapping[str, object]) -> tuple[dict[str, Any], bytes]:
         """One signed call: the Result object and the answer's body, or an error raised."""
+        return self._deliver(self._sign(action, payload))
+
+    def _sign(self, action: str, payload: Mapping[str, object]) -> SignedCall:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         query = (("Action", action), ("Version", API_VERSION))
         self.limiter.acquire()
@@ -220,10 +256,14 @@ class ArkClient:
             region=self._region,
             service=SERVICE,
         )
+        # X-Date has whole seconds: the signature's lifetime runs from the second it names.
+        return SignedCall(action, query, headers, body, now.replace(microsecond=0))
+
+    def _deliver(self, call: SignedCall) -> tuple[dict[str, Any], bytes]:
         started = time.monotonic()
         outcome, detail = "error", ""
         try:
-            response = self._send(query, headers, body)
+            response = self._send(call.query, call.headers, call.body)
             answer = parse_answer(response.status_code, response.content, self._secrets())
             outcome = str(response.status_code)
             if answer.result is None:
@@ -233,7 +273,7 @@ class ArkClient:
             raise
         finally:
             if self._observer is not None:
-                self._observer(action, outcome, time.monotonic() - started, detail)
+                self._observer(call.action, outcome, time.monotonic() - started, detail)
         if answer.result is None:
             raise error_for(answer, response.headers.get("Date"), self._clock())
         return answer.result, response.content

@@ -37,6 +37,13 @@ class RateLimiter:
     def rate(self) -> float:
         return 1.0 / self._interval
 
+    def set_rate(self, rate: float) -> None:
+        """A new rate from the next slot on (replicas share the cap as their number changes)."""
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        with self._lock:
+            self._interval = 1.0 / rate
+
     def reserve(self) -> float:
         """Take the next slot; returns how long the caller must wait for it."""
         with self._lock:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dropzone import runtime
 from dropzone.commands import status_view
 from dropzone.commands.options import single_watch, state_option
-from dropzone.commands.output import entry_record, print_json
+from dropzone.commands.output import entry_record, json_text, print_json
 from dropzone.ledger import State
 from dropzone.runtime import UsageError
 
@@ -29,6 +29,10 @@ def status(args: argparse.Namespace) -> int:
         print(runtime.no_ledger(settings, runtime.config_file(args.config)), file=sys.stderr)
         return 1
     try:
+        if args.nodes:
+            for line in node_lines(ledger, json_lines=args.json):
+                print(line)
+            return 0
         if not args.json and sys.stdout.isatty():
             entries = list(ledger.entries(state=state, watch=args.watch))
             columns = shutil.get_terminal_size().columns
@@ -45,6 +49,44 @@ def status(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     return 0
+
+
+def node_lines(ledger: Ledger, *, json_lines: bool) -> list[str]:
+    """``status --nodes``: a line per node with a lease (lapsed ones too), then the attempts
+    held by nodes that have none (gone: the next reconcile takes them over)."""
+    claims = ledger.claims_by_node()
+    roles = ledger.roles()
+    lines: list[str] = []
+    leases = ledger.nodes()
+    for lease in leases:
+        held = sorted(role for role, holder in roles.items() if holder == lease.id)
+        record = {
+            "node": lease.id,
+            "host": lease.host,
+            "started_at": lease.started_at,
+            "live": lease.live,
+            "lease_remaining_s": round(lease.remaining_s, 1),
+            "claims": claims.get(lease.id, 0),
+            "roles": held,
+        }
+        left = (
+            f"lease {lease.remaining_s:.1f} s left"
+            if lease.live
+            else f"lease lapsed {-lease.remaining_s:.1f} s ago"
+        )
+        text = f"{lease.id}\t{lease.host}\t{left}\t{record['claims']} in flight"
+        lines.append(json_text(record) if json_lines else f"{text}\t{', '.join(held) or '-'}")
+    known = {lease.id for lease in leases}
+    for node, count in sorted(claims.items(), key=lambda item: str(item[0])):
+        if node in known:
+            continue
+        record = {"node": node, "host": None, "live": False, "claims": count, "roles": []}
+        who = "no node" if node is None else f"{node} (gone)"
+        text = f"{who}\t{count} in flight: taken over by the next node to look"
+        lines.append(json_text(record) if json_lines else text)
+    if not lines and not json_lines:
+        return ["no nodes: no daemon runs on this ledger"]
+    return lines
 
 
 def _status_watch(settings: Settings, name: str | None) -> None:

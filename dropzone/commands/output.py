@@ -15,8 +15,12 @@ def _json_default(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
+def json_text(document: object) -> str:
+    return json.dumps(document, ensure_ascii=False, default=_json_default)
+
+
 def print_json(document: object) -> None:
-    print(json.dumps(document, ensure_ascii=False, default=_json_default), flush=True)
+    print(json_text(document), flush=True)
 
 
 def entry_record(entry: Entry) -> dict[str, object]:
@@ -41,4 +45,5 @@ def entry_record(entry: Entry) -> dict[str, object]:
         "updated_at": entry.updated_at,
         "gone_since": entry.gone_since,
         "awaits_job": entry.awaits_job,
+        "claimed_by": entry.claimed_by,
     }

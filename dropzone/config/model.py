@@ -85,6 +85,10 @@ class ArkSettings(Section):
     access_key_file: ConfigPath | None = None
     secret_key_file: ConfigPath | None = None
     session_token_file: ConfigPath | None = None
+    # How long the platform accepts a signed request (Ark's: 900 s). An attempt taken over
+    # from a node that may be stalled is sent again only once its signature expired; only an
+    # emulator with a shorter lifetime has a reason to change it.
+    signature_validity_s: Annotated[float, Field(ge=1, le=DAY_S)] = 900
 
     _endpoint = field_validator("endpoint")(check_endpoint)
 
@@ -123,6 +127,9 @@ class LedgerSettings(Section):
     url: str | None = None
     password_file: ConfigPath | None = None
     retention_days: Annotated[int, Field(ge=1, le=MAX_RETENTION_DAYS)] = 30
+    # A node whose lease is this much older (by the database's clock) is taken for gone: its
+    # roles pass on and its attempts are reconciled by another. Renewed every third of it.
+    lease_ttl_s: Annotated[float, Field(ge=3, le=HOUR_S)] = 30
 
     _url = field_validator("url")(check_ledger_url)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dropzone import runtime
+from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.loop import Daemon, DaemonOptions
 from dropzone.daemon.parts import NO_OPS, NO_TRACKING, WatchSet
 from dropzone.daemon.wakeup import Wakeup
@@ -86,6 +87,7 @@ def build(
     try:
         api = runtime.ark_client(settings, credentials, observer=observer)
         s3 = runtime.s3_client(settings, credentials)
+        lease = node_lease(settings, ledger, api)
         held: dict[str, str] = {}
         ops = _daemon_ops(settings, env, ledger, metrics) if observed else None
         daemon = build_daemon(
@@ -99,9 +101,11 @@ def build(
             first_starts_held=held,
             config=config,
             env=env,
+            lease=lease,
         )
         if ops is not None:
-            server = _serve_ops(settings, ops, ledger, reachability, held)
+            ops.metrics.track_node(lease)
+            server = _serve_ops(settings, ops, ledger, reachability, held, lease)
         yield DaemonParts(daemon, ledger, api, server)
     finally:
         if server is not None:
@@ -109,6 +113,17 @@ def build(
         if api is not None:
             api.close()
         ledger.close()
+
+
+def node_lease(settings: Settings, ledger: Ledger, api: ArkClient) -> LeaseKeeper:
+    """This process's lease; the platform's request cap is shared by the live nodes (each
+    sends at most its share, so that together they keep under it)."""
+    cap = settings.ark.max_requests_per_second
+
+    def share(live_nodes: int) -> None:
+        api.limiter.set_rate(cap / live_nodes)
+
+    return LeaseKeeper(ledger=ledger, ttl_s=settings.ledger.lease_ttl_s, clock=utc_now, share=share)
 
 
 def _daemon_ops(
@@ -133,6 +148,7 @@ def _serve_ops(
     ledger: Ledger,
     reachability: Reachability,
     first_starts_held: Mapping[str, str],
+    lease: LeaseKeeper,
 ) -> OpsServer | None:
     """The outage gauge and holds in metrics; /metrics and /healthz if ``listen`` is set."""
     metrics = ops.metrics
@@ -161,7 +177,7 @@ def _serve_ops(
         except LedgerError:
             return {}  # unknown while the ledger cannot be read: /readyz says that
 
-    in_place, usable = _ledger_checks(settings, ledger)
+    in_place, usable = _ledger_checks(settings, ledger, lease)
     probe = health_probe(
         heartbeat=ops.heartbeat,
         poll_interval_s=settings.daemon.poll_interval_s,
@@ -179,18 +195,18 @@ def _serve_ops(
 
 
 def _ledger_checks(
-    settings: Settings, ledger: Ledger
+    settings: Settings, ledger: Ledger, lease: LeaseKeeper
 ) -> tuple[Callable[[], bool], Callable[[], bool]]:
-    """What /healthz and /readyz ask of the ledger. A file: in place and writable, for both.
-    A database: /healthz, that this daemon still holds it (a restart cures a lost lock, and
-    the daemon stops for it anyway); /readyz, that it answers (a restart cures no outage)."""
+    """What /healthz and /readyz ask of the ledger. A file: in place and writable, for both
+    (and /readyz, the lease renewed). A database: /healthz asks nothing of it (a restart
+    cures no outage of the server's); /readyz, that it answers and the lease is fresh."""
     if settings.ledger.url is not None:
         from dropzone.ledger.postgres import PostgresLedger  # noqa: PLC0415 - see runtime
 
         if isinstance(ledger, PostgresLedger):
-            return (lambda: ledger.displaced() is None), ledger.reachable
+            return (lambda: True), (lambda: lease.fresh() and ledger.reachable())
     writable = ledger_writable(settings.ledger.path, ledger.displaced)
-    return writable, writable
+    return writable, (lambda: writable() and lease.fresh())
 
 
 def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
@@ -205,6 +221,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
     first_starts_held: dict[str, str] | None = None,
     config: str | None = None,
     env: Mapping[str, str] | None = None,
+    lease: LeaseKeeper | None = None,
 ) -> Daemon:
     """``baseline_anyway``: a first start baselines what is there even when the platform
     holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator).
@@ -243,6 +260,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
         reload=reload,
         wake=wake,
         first_starts_held=first_starts_held,
+        lease=lease or node_lease(settings, ledger, api),
     )
 
 
@@ -266,6 +284,7 @@ def build_submitter(
         # A Create that outlived the client's read time-out may still be carried out: twice
         # that is the wait before "no job listed" counts as "no job made".
         late_create_s=2 * settings.ark.timeout_s,
+        signature_validity_s=settings.ark.signature_validity_s,
     )
 
 

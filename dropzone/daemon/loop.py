@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.parts import NO_OPS, NO_TRACKING, no_reload
 from dropzone.daemon.wakeup import Wakeup
 from dropzone.daemon.work import IDLE_WAIT_S, SubmitWork
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from dropzone.ledger import Ledger
     from dropzone.watches.bucket import BucketWatch, PollResult
     from dropzone.watches.folder import FolderWatch
+
+
+# The default lease ([ledger] lease_ttl_s) for a daemon built without one.
+_LEASE_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,14 @@ class Daemon:
         reload: Reload = no_reload,
         wake: Wakeup | None = None,
         first_starts_held: dict[str, str] | None = None,
+        lease: LeaseKeeper | None = None,
     ) -> None:
         """``wake``: what a folder watch calls when it records new work (built before the
         daemon, with the watches); ``first_starts_held``: watch -> why its first start waits,
-        shared with /healthz. Each is new when nothing else needs it."""
+        shared with /healthz; ``lease``: this node's (its id, renewed while the daemon runs).
+        Each is new when nothing else needs it."""
         self.ledger = ledger
+        self.lease = lease or LeaseKeeper(ledger=ledger, ttl_s=_LEASE_TTL_S, clock=clock)
         self.watches = watches
         self.submitter = submitter
         self.options = options
@@ -82,6 +90,7 @@ class Daemon:
             clock=clock,
             stop_event=self.stop_event,
             wake=wake if wake is not None else Wakeup(),
+            node=self.lease.node,
         )
         self.last_poll: dict[str, PollResult] = {}
         self._started_folders: set[int] = set()
@@ -109,8 +118,17 @@ class Daemon:
     def submit_one(self) -> bool:
         return self.work.submit_one()
 
-    def reconcile_stranded(self, *, all_of_them: bool) -> int:
-        return self.work.reconcile_stranded(all_of_them=all_of_them)
+    def reconcile_stranded(self) -> int:
+        return self.work.reconcile_stranded()
+
+    def holds(self, role: str) -> bool:
+        """Whether this node holds a singleton role now (takes it when no live node does).
+        Not knowing (the ledger cannot be reached) is not holding: the work waits a round."""
+        try:
+            return self.ledger.hold_role(role, self.lease.node, self._clock())
+        except LedgerError as exc:
+            self._log.error("ledger.failed", error=str(exc), role=role)
+            return False
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -135,6 +153,10 @@ class Daemon:
     def _poll(self, watch: BucketWatch) -> bool:
         """One watch's poll; True when it was listed."""
         name = watch.rule.name
+        if not self.holds(f"list:{name}"):
+            # Another live node lists this watch; what it finds is claimed by every node.
+            self._ops.polled(name, None)
+            return True
         try:
             result = self.last_poll[name] = watch.poll()
             self._ops.polled(name, result)
@@ -162,6 +184,8 @@ class Daemon:
         return True
 
     def track(self) -> None:
+        if not self.holds("track"):
+            return
         try:
             self._tracker.track_once()
         except Exception:  # noqa: BLE001 - tracking is best effort; the next round tries again
@@ -213,6 +237,8 @@ class Daemon:
         self.work.wake.notify()
 
     def prune(self) -> int:
+        if not self.holds("prune"):
+            return 0
         cutoff = self._clock() - timedelta(days=self.options.retention_days)
         removed = self.ledger.prune(cutoff)
         if removed:
@@ -223,8 +249,9 @@ class Daemon:
 
     def run(self) -> int:
         """The daemon: poll, submit, reconcile, until ``stop_event``; then drain."""
-        self._log.info("daemon.started", watches=self.watches.names)
-        self.work.started_at = self._clock()
+        self._log.info("daemon.started", watches=self.watches.names, node=self.lease.node)
+        self.lease.renew()
+        self.lease.keep(self.stop_event)
         # Ark work runs beside the listing, never in its loop: a platform that accepts
         # connections and never answers held the polls (and /healthz) for its time-outs.
         workers = [*self.work.start_workers(self.options.concurrency), *self._start_ark_loops()]
@@ -270,14 +297,12 @@ class Daemon:
         return loops
 
     def _reconcile_loop(self) -> None:
-        """All stranded entries at start, then the due ones, once a second; those whose outcome
-        could not be written, once a poll interval."""
-        all_of_them = True
+        """Stranded entries (this node's due again, and those of nodes gone), once a second;
+        those whose outcome could not be written, once a poll interval."""
         next_unrecorded = time.monotonic()
         while not self.stop_event.is_set():
             try:
-                self.work.reconcile_stranded(all_of_them=all_of_them)
-                all_of_them = False
+                self.work.reconcile_stranded()
                 if time.monotonic() >= next_unrecorded:  # at the pace of the polls
                     next_unrecorded = time.monotonic() + self.options.poll_interval_s
                     self.work.reconcile_unrecorded()
@@ -294,8 +319,12 @@ class Daemon:
 
     def run_once(self) -> int:
         """Scan once, submit all that is due (retrying within a bounded wait), then exit."""
-        self._log.info("daemon.started", watches=self.watches.names, once=True)
-        self.work.reconcile_stranded(all_of_them=True)
+        self._log.info(
+            "daemon.started", watches=self.watches.names, once=True, node=self.lease.node
+        )
+        self.lease.renew()
+        self.lease.keep(self.stop_event)
+        self.work.reconcile_stranded()
         if self.options.track_interval_s > 0:
             # One round, so that phases are current and a duplicate whose awaited job ended
             # since the last run is pending (and submitted) in this one.
@@ -305,7 +334,7 @@ class Daemon:
         deadline = time.monotonic() + self.options.once_max_wait_s
         workers = self.work.start_workers(self.options.concurrency)
         while not self.stop_event.is_set() and time.monotonic() < deadline:
-            self.work.reconcile_stranded(all_of_them=False)
+            self.work.reconcile_stranded()
             for folder in self.folders:
                 folder.check_waiting()
             mark = self.work.idle.mark()
@@ -333,5 +362,6 @@ class Daemon:
             self._log.warning(
                 "daemon.abandoned",
                 entries=abandoned,
-                note="left in submitting; reconciled next start",
+                note="left in submitting; reconciled by the next start or another node",
             )
+        self.lease.leave()

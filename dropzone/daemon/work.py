@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dropzone.daemon.wakeup import Wakeup
-from dropzone.ledger import EntryNotFound, LedgerError, State
+from dropzone.ledger import ClaimLost, EntryNotFound, LedgerError, State
 from dropzone.log import get_logger
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class RunTally:
 class SubmitWork:
     """``watches`` is read at each claim: the daemon swaps its set on a reload."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every parameter is an independent, injected part
         self,
         *,
         ledger: Ledger,
@@ -59,8 +59,11 @@ class SubmitWork:
         clock: Callable[[], datetime],
         stop_event: threading.Event,
         wake: Wakeup,
+        node: str,
     ) -> None:
+        """``node``: this process's id in the ledger, stamped on its claims."""
         self.ledger = ledger
+        self.node = node
         self.submitter = submitter
         self._watches = watches
         self._ops = ops
@@ -72,31 +75,44 @@ class SubmitWork:
         self._in_flight: set[int] = set()
         self._unrecorded: set[int] = set()
         self._in_flight_lock = threading.Lock()
-        self._cap_lock = threading.Lock()
-        self.started_at = clock()  # a claim since then is this process's: not stranded
         self._log = get_logger()
 
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def reconcile_stranded(self, *, all_of_them: bool) -> int:
-        """Settle ``submitting`` entries no worker holds: at start-up all, later the due ones."""
+    def reconcile_stranded(self) -> int:
+        """Settle ``submitting`` entries no worker here holds: this node's that are due to be
+        looked at again, and those of nodes that are gone (a crash, a lapsed lease), each
+        taken over first so that its former node records nothing more."""
         now = self._clock()
         count = 0
-        for entry in list(self.ledger.in_state(State.SUBMITTING)):
+        for stranded in self.ledger.stranded(self.node, now):
+            entry = stranded.entry
             if self._stop_event.is_set():
                 break
-            if all_of_them and _claimed_since(entry, self.started_at):
-                continue  # a worker of this process has it: not stranded
-            due = entry.next_attempt_at is not None and entry.next_attempt_at <= now
-            if not (all_of_them or due) or not self._hold(entry.id):
+            if not self._hold(entry.id):
                 continue
             try:
-                self._outcome(
-                    entry.watch, self.submitter.reconcile(entry, reason="found in submitting")
+                if entry.claimed_by != self.node:
+                    taken = self.ledger.take_over(entry, self.node, now)
+                    if taken is None:
+                        continue  # another node took it first, or it moved on
+                    self._log.info(
+                        "claim.taken_over",
+                        entry_id=entry.id,
+                        key=entry.key,
+                        from_node=entry.claimed_by,
+                        owner_may_live=stranded.owner_may_live,
+                    )
+                    entry = taken
+                state = self.submitter.reconcile(
+                    entry, reason="found in submitting", owner_may_live=stranded.owner_may_live
                 )
+                self._outcome(entry.watch, state)
                 count += 1
+            except ClaimLost as exc:
+                self._claim_lost(exc)
             except LedgerError as exc:
                 self._log.error("ledger.failed", error=str(exc), entry_id=entry.id)
                 with self._in_flight_lock:
@@ -113,6 +129,8 @@ class SubmitWork:
         self._hold(entry.id)
         try:
             self._outcome(entry.watch, self.submitter.submit(entry))
+        except ClaimLost as exc:
+            self._claim_lost(exc)
         except LedgerError:
             with self._in_flight_lock:
                 self._unrecorded.add(entry.id)
@@ -131,10 +149,12 @@ class SubmitWork:
                 continue
             try:
                 entry = self.ledger.get(entry_id)
-                if entry.state is State.SUBMITTING:
+                if entry.state is State.SUBMITTING and entry.claimed_by == self.node:
                     self._outcome(entry.watch, self.submitter.reconcile(entry, reason=_UNRECORDED))
             except EntryNotFound:
                 pass  # nothing left to settle
+            except ClaimLost as exc:
+                self._claim_lost(exc)
             except LedgerError as exc:
                 self._log.error("ledger.failed", error=str(exc), entry_id=entry_id)
                 continue
@@ -187,6 +207,13 @@ class SubmitWork:
                     self.idle.notify()
                 self.wake.wait(mark, self._idle_wait_s())
 
+    def _claim_lost(self, exc: ClaimLost) -> None:
+        """This node was stalled or cut off past its lease, and another took the attempt over:
+        not a failure of the entry's, whose outcome the new owner finds."""
+        self._log.warning(
+            "claim.lost", entry_id=exc.entry_id, token=exc.token, held_by=exc.holder, node=self.node
+        )
+
     def _outcome(self, watch: str, state: State) -> None:
         self.tally.add(state)
         self._ops.outcome(watch, state)
@@ -195,15 +222,18 @@ class SubmitWork:
         now = self._clock()
         watches = self._watches()
         if not watches.caps:
-            claimed = self.ledger.claim_due(1, now)
+            claimed = self.ledger.claim_due(1, now, node=self.node)
             return claimed[0] if claimed else None
-        # With a cost guard, claim per watch, checking the cap and claiming under one lock so
-        # that workers racing for the last free slot cannot overshoot it.
-        with self._cap_lock:
-            for watch in self._claimable_watches(watches):
-                claimed = self.ledger.claim_due(1, now, watch=watch)
-                if claimed:
-                    return claimed[0]
+        # With a cost guard, claim per watch: a capped watch's active jobs and attempts in
+        # flight (on every node) are counted and its free slot claimed in one transaction.
+        for name in watches.names:
+            cap = watches.caps.get(name)
+            if cap is None:
+                claimed = self.ledger.claim_due(1, now, watch=name, node=self.node)
+            else:
+                claimed = self.ledger.claim_capped(name, cap, 1, now, node=self.node)
+            if claimed:
+                return claimed[0]
         return None
 
     def _idle_wait_s(self) -> float:
@@ -215,20 +245,6 @@ class SubmitWork:
             return IDLE_WAIT_S
         return min(IDLE_WAIT_S, self.seconds_to_next_due())
 
-    def _claimable_watches(self, watches: WatchSet) -> list[str]:
-        free: list[str] = []
-        for name in watches.names:
-            cap = watches.caps.get(name)
-            if cap is not None:
-                # In-flight first, then active: an entry finishing its call in between is then
-                # counted twice (briefly too cautious), never missed (which overshot the cap).
-                in_flight = self.ledger.counts(name)[State.SUBMITTING]
-                busy = in_flight + self.ledger.active_jobs(name)
-                if busy >= cap:
-                    continue
-            free.append(name)
-        return free
-
     def _hold(self, entry_id: int) -> bool:
         with self._in_flight_lock:
             if entry_id in self._in_flight:
@@ -239,7 +255,3 @@ class SubmitWork:
     def _release(self, entry_id: int) -> None:
         with self._in_flight_lock:
             self._in_flight.discard(entry_id)
-
-
-def _claimed_since(entry: Entry, moment: datetime) -> bool:
-    return entry.claimed_at is not None and entry.claimed_at >= moment

@@ -38,14 +38,21 @@ class Received:
         return next((value for key, value in self.query if key == name), "")
 
 
-def authenticate(request: Received, secrets: Mapping[str, str], now: datetime, region: str) -> str:
-    """Check a request's Volcengine signature; returns the access key or raises ApiError."""
+def authenticate(
+    request: Received,
+    secrets: Mapping[str, str],
+    now: datetime,
+    region: str,
+    max_skew_s: float = MAX_SKEW_S,
+) -> str:
+    """Check a request's Volcengine signature; returns the access key or raises ApiError.
+    ``max_skew_s``: how far X-Date may be from ``now`` (the signature's lifetime)."""
     auth = _parse_authorization(request.headers.get("authorization"))
     secret = secrets.get(auth.access_key)
     if secret is None:
         raise unauthorized("InvalidAccessKey", "The access key is not recognised.")
     _check_signed_names(auth, request.headers)
-    x_date = _check_timestamp(request.headers, now)
+    x_date = _check_timestamp(request.headers, now, max_skew_s)
     _check_scope(auth, x_date, region)
     _check_body_hash(request)
     _check_signature(request, auth, secret)
@@ -76,17 +83,17 @@ def _check_signed_names(auth: signer.ParsedAuthorization, headers: Mapping[str, 
         raise unauthorized("SignatureDoesNotMatch", f"Signed header {absent[0]} was not sent.")
 
 
-def _check_timestamp(headers: Mapping[str, str], now: datetime) -> str:
+def _check_timestamp(headers: Mapping[str, str], now: datetime, max_skew_s: float) -> str:
     x_date = headers["x-date"]
     try:
         sent = signer.parse_x_date(x_date)
     except ValueError as exc:
         raise ApiError(400, "InvalidTimestamp", f"Malformed X-Date {x_date!r}.") from exc
-    if abs((sent - now).total_seconds()) > MAX_SKEW_S:
+    if abs((sent - now).total_seconds()) > max_skew_s:
         raise ApiError(
             400,
             "InvalidTimestamp",
-            f"The request time {x_date} is more than {MAX_SKEW_S:.0f} s from the server time "
+            f"The request time {x_date} is more than {max_skew_s:.0f} s from the server time "
             f"{signer.format_x_date(now)}.",
         )
     return x_date

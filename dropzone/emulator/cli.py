@@ -184,6 +184,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"platform refuses it (default: {', '.join(CATALOGUE)})",
     )
     add("--any-model", action="store_true", help="accept any foundation model name")
+    add(
+        "--signature-validity-s",
+        type=_seconds,
+        default=900.0,
+        help="how long a signed request is accepted, its X-Date this far from the emulator's "
+        "clock at most (default: Ark's %(default)s)",
+    )
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument(
         "--inputs-dir",
@@ -238,6 +245,7 @@ def emulator_from(args: argparse.Namespace) -> Emulator:
         region=args.region,
         known_models=None if args.any_model else (args.model or CATALOGUE),
         read_input=_input_reader_from(args),
+        signature_validity_s=args.signature_validity_s,
     )
     if args.both_model_fields:
         emulator.set_faults(both_model_fields=True)

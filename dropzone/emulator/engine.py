@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dropzone.ark.models import API_VERSION
-from dropzone.emulator.auth import Received, authenticate
+from dropzone.emulator.auth import MAX_SKEW_S, Received, authenticate
 from dropzone.emulator.faults import LOST_503, FaultCounts, Faults, as_faults_show, fault_for
 from dropzone.emulator.inputs import (
     UNSEEN,
@@ -58,7 +58,7 @@ class Hooks:
 class Engine:
     """Everything the HTTP handlers share: keys, faults, the book and the dice, under one lock."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every parameter is an independent part
         self,
         keys: Mapping[str, str],
         book_of: Callable[[Callable[[], str]], JobBook],
@@ -67,6 +67,8 @@ class Engine:
         clock: Callable[[], datetime],
         region: str,
         hooks: Hooks,
+        *,
+        signature_validity_s: float = MAX_SKEW_S,
     ) -> None:
         self._lock = threading.Lock()
         self._read_input = hooks.read_input
@@ -75,6 +77,7 @@ class Engine:
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
         self._clock = clock
         self._region = region
+        self._signature_validity_s = signature_validity_s
         self._on_create_received = hooks.on_create_received
         self._requests = 0
         self._counts = FaultCounts()
@@ -164,7 +167,7 @@ class Engine:
             raise unknown_action(action, version)
         with self._lock:
             keys = dict(self._keys)
-        owner = authenticate(request, keys, now, self._region)
+        owner = authenticate(request, keys, now, self._region, self._signature_validity_s)
         body = json_body(request.body)
         # Read outside the lock: a slow store must not hold up other calls.
         seen = self._input_seen(body) if action == CREATE else UNSEEN

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from dropzone.emulator.auth import Received
+from dropzone.emulator.auth import MAX_SKEW_S, Received
 from dropzone.emulator.engine import Engine, Hooks
 from dropzone.emulator.faults import Faults, UnknownPhase
 from dropzone.emulator.jobs import Guard, JobBook, Timing
@@ -139,6 +139,7 @@ class Emulator:
         on_create_received: Callable[[], None] | None = None,
         read_input: InputReader | None = None,
         max_tag_values: int | None = None,
+        signature_validity_s: float = MAX_SKEW_S,
     ) -> None:
         """``on_create_received`` is called on the server's thread as each Create request
         arrives, before its latency, slow-Create hold and signature check: a moment to act at
@@ -149,7 +150,10 @@ class Emulator:
         job objects have no ``RequestCounts``.
 
         ``max_tag_values``: refuse a List whose TagFilters name more values (400
-        ``InvalidParameter.TagFilters.Values``), as a platform with such a limit would."""
+        ``InvalidParameter.TagFilters.Values``), as a platform with such a limit would.
+
+        ``signature_validity_s``: how long a signed request is accepted (Ark's: 900 s); the
+        replica torture shortens it, so that a stalled node's request expires within a run."""
         timing = Timing(queue_s, run_s, stop_s)
         guard = Guard(guard_status, guard_code, guard_message)
         self._engine = Engine(
@@ -173,6 +177,7 @@ class Emulator:
             clock or utc_now,
             region,
             Hooks(on_create_received, read_input),
+            signature_validity_s=signature_validity_s,
         )
         self._address = (host, port)
         self._server: _Server | None = None

@@ -86,11 +86,13 @@ class Submitter:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         late_create_s: float = 0.0,
+        signature_validity_s: float = 900.0,
         reachability: Reachability | None = None,
         prior_jobs: PriorJobs | None = None,
     ) -> None:
         """``late_create_s``: how long after it was sent a Create may still make a job (it may
         be on its way, or being carried out); until then, no job listed proves nothing.
+        ``signature_validity_s``: how long the platform accepts a signed request (900 s).
         ``reachability``: while it tells of an outage, per-file retry lines go to debug (the
         outage itself is logged once, there).
         ``prior_jobs``: where a version's job is looked up before its Create (None: not looked
@@ -102,6 +104,7 @@ class Submitter:
         self._policy = policy or RetryPolicy()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._late_create = timedelta(seconds=late_create_s)
+        self._signature_validity = timedelta(seconds=signature_validity_s)
         self._reachability = reachability
         self._prior_jobs = prior_jobs
         self._log = get_logger()
@@ -128,13 +131,16 @@ class Submitter:
         adopted = self._prior_job(entry, request)
         if adopted is not None:
             return adopted
-        # The attempt is dated from the send, not the claim: the lookup and the preflight
-        # before it may have taken long, and reconciliation waits from this moment.
-        now = self._clock()
-        if entry.claimed_at is None or now - entry.claimed_at > _REDATE_AFTER:
-            entry = self._ledger.mark_sending(entry.id, now)
+        # Signed first, then dated, then sent as signed: the attempt is dated by its
+        # signature (the lookup and the preflight may have taken long, and reconciliation
+        # waits from that moment), and the dating is the attempt's last fenced write, so a
+        # node that lost its claim meanwhile sends nothing. Bytes signed then are refused by
+        # the platform once the signature's lifetime has passed, however late they go out.
+        signed = self._api.sign_create(request)
+        if entry.claimed_at is None or signed.signed_at - entry.claimed_at > _REDATE_AFTER:
+            entry = self._ledger.mark_sending(entry.id, signed.signed_at, fence=entry.claim_token)
         try:
-            job_id = self._api.create(request)
+            job_id = self._api.send_create(signed)
         except errors.Duplicate as exc:
             return self._duplicate(entry, request, exc, watch.rule)
         except errors.ArkError as exc:
@@ -142,7 +148,9 @@ class Submitter:
         if self._reachability is not None:
             self._reachability.create_answered()
         output_dir = request.output_dir_tos_location.object_key
-        self._ledger.record_submitted(entry.id, job_id, output_dir, self._clock())
+        self._ledger.record_submitted(
+            entry.id, job_id, output_dir, self._clock(), fence=entry.claim_token
+        )
         log.info("job.submitted", job_id=job_id, output_dir=output_dir, attempt=entry.attempts)
         return State.SUBMITTED
 
@@ -160,7 +168,9 @@ class Submitter:
             return None
         planned = request.output_dir_tos_location.object_key
         output_dir = job.output_dir_tos_location.object_key if job.output_dir_tos_location else None
-        self._ledger.record_submitted(entry.id, job.id, output_dir or planned, self._clock())
+        self._ledger.record_submitted(
+            entry.id, job.id, output_dir or planned, self._clock(), fence=entry.claim_token
+        )
         self._bind(entry).warning(
             "job.adopted",
             job_id=job.id,
@@ -220,7 +230,9 @@ class Submitter:
                 where = watch.preflight.write_report(entry, report)
             except SourceError as exc:
                 log.warning("object.report_failed", error=str(exc))
-        self._ledger.record_invalid(entry.id, report.summary(), self._clock())
+        self._ledger.record_invalid(
+            entry.id, report.summary(), self._clock(), fence=entry.claim_token
+        )
         log.warning(
             "object.invalid",
             problems=[str(p) for p in report.problems[:5]],
@@ -238,14 +250,21 @@ class Submitter:
         their_tag = exc.job.tag(plan.INPUT_TAG_KEY) if exc.job is not None else None
         if own_tag is not None and their_tag == own_tag:
             # Our own earlier attempt created it (its answer was lost): that is this entry's job.
-            self._ledger.record_submitted(entry.id, exc.existing_job_id, output_dir, self._clock())
+            self._ledger.record_submitted(
+                entry.id, exc.existing_job_id, output_dir, self._clock(), fence=entry.claim_token
+            )
             log.info("job.reconciled", job_id=exc.existing_job_id, found_by="guard")
             return State.SUBMITTED
         # Another tag is dropzone's job for another version of this key. A job without one
         # was started elsewhere, on content dropzone cannot tell: that stays an outcome.
         awaits = rule.on_change == "after-active" and their_tag is not None
         self._ledger.record_duplicate(
-            entry.id, exc.existing_job_id, output_dir, self._clock(), awaits_job=awaits
+            entry.id,
+            exc.existing_job_id,
+            output_dir,
+            self._clock(),
+            awaits_job=awaits,
+            fence=entry.claim_token,
         )
         log.info(
             "job.duplicate", existing_job_id=exc.existing_job_id, code=exc.code, awaits_job=awaits
@@ -273,9 +292,16 @@ class Submitter:
     # --- reconcile -------------------------------------------------------------------------
 
     def reconcile(
-        self, entry: Entry, project_name: str | None = None, *, reason: str = ""
+        self,
+        entry: Entry,
+        project_name: str | None = None,
+        *,
+        reason: str = "",
+        owner_may_live: bool = False,
     ) -> State:
-        """Settle an entry whose Create outcome is unknown: adopt our job, or submit again."""
+        """Settle an entry whose Create outcome is unknown: adopt our job, or submit again.
+        ``owner_may_live``: the attempt was taken over from a node whose lease lapsed, which
+        may be stalled rather than gone; it is sent again only once its signature expired."""
         log = self._bind(entry)
         watch = self._watches.get(entry.watch)
         project = project_name or (watch.rule.project_name if watch else None)
@@ -295,6 +321,7 @@ class Submitter:
                 exc.describe(),
                 self._clock(),
                 transient=True,
+                fence=entry.claim_token,
             )
             level = logging.DEBUG if self._in_outage() else logging.WARNING
             log.log(level, "job.reconcile_deferred", reason=exc.describe(), delay_s=round(delay, 3))
@@ -306,19 +333,25 @@ class Submitter:
             output_dir = (
                 job.output_dir_tos_location.object_key if job.output_dir_tos_location else None
             )
-            self._ledger.record_submitted(entry.id, job.id, output_dir, self._clock())
+            self._ledger.record_submitted(
+                entry.id, job.id, output_dir, self._clock(), fence=entry.claim_token
+            )
             log.info("job.reconciled", job_id=job.id, phase=job.phase.value, found_by="tag")
             return State.SUBMITTED
         now, settled_at = self._clock(), claimed_at + self._late_create + _REDATE_AFTER
+        if owner_may_live:
+            # Its node may only be stalled, and may still send what it signed: not before the
+            # signature has expired could a Create sent now be the only one.
+            settled_at += self._signature_validity
         if now < settled_at:
             # Not listed yet is no proof yet: the Create may still be on its way or being
             # carried out. Sending again now could make a second job once the first lands.
             why = "no job listed yet; a late Create may still make one"
-            self._ledger.defer_reconcile(entry.id, settled_at, why, now)
+            self._ledger.defer_reconcile(entry.id, settled_at, why, now, fence=entry.claim_token)
             delay_s = round((settled_at - now).total_seconds(), 3)
             log.info("job.reconcile_deferred", reason=why, delay_s=delay_s)
             return State.SUBMITTING
-        self._ledger.release(entry.id, now)
+        self._ledger.release(entry.id, now, fence=entry.claim_token)
         log.info(
             "job.reconciled", job_id=None, outcome="not created; submitting again", reason=reason
         )
@@ -344,6 +377,7 @@ class Submitter:
             decision.reason,
             now,
             transient=decision.transient,
+            fence=entry.claim_token,
         )
         quiet = (decision.transient and self._in_outage()) or (
             decision.held and self._reachability is not None
@@ -375,7 +409,7 @@ class Submitter:
         return self._reachability is not None and self._reachability.outage() is not None
 
     def _reject(self, entry: Entry, reason: str, *, logged: bool = False) -> State:
-        self._ledger.record_rejected(entry.id, reason, self._clock())
+        self._ledger.record_rejected(entry.id, reason, self._clock(), fence=entry.claim_token)
         if not logged:
             self._bind(entry).warning("job.rejected", reason=reason)
         return State.REJECTED

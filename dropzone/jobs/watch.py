@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from dropzone.ark.client import SignedCreate
     from dropzone.ark.models import CreateJobRequest, Job
     from dropzone.config import WatchRule
     from dropzone.ledger import Entry
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 class JobApi(Protocol):
     """The part of ArkClient the submitter needs (the tests' fakes implement it too)."""
 
-    def create(self, request: CreateJobRequest) -> str: ...
+    def sign_create(self, request: CreateJobRequest) -> SignedCreate: ...
+
+    def send_create(self, signed: SignedCreate) -> str: ...
 
     def find_by_tag(self, key: str, value: str, project_name: str | None) -> list[Job]: ...
 

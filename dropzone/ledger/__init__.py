@@ -35,12 +35,14 @@ do: a ledger that cannot be opened is the operator's configuration, a failed wri
     ├── LedgerFailed         the open ledger could not be read or written: a full disk, a
     │                        read-only file (an OperationalError; the change was rolled back)
     ├── EntryNotFound        no entry with that id (forgotten or pruned meanwhile)
-    └── InvalidTransition    the entry is not in a state the requested change starts from
+    ├── InvalidTransition    the entry is not in a state the requested change starts from
+    └── ClaimLost            an attempt's write whose claim another node took over since
 """
 
 from dropzone.ledger.diff import Listed, Page, PageDiff, diff_page
 from dropzone.ledger.model import (
     TRANSITIONS,
+    ClaimLost,
     Entry,
     EntryNotFound,
     InvalidTransition,
@@ -49,10 +51,12 @@ from dropzone.ledger.model import (
     LedgerLocked,
     LedgerMissing,
     LedgerUnusable,
+    NodeLease,
     OnChange,
     RequestCounts,
     ScopeStatus,
     State,
+    Stranded,
     check_transition,
 )
 from dropzone.ledger.protocol import Ledger, LedgerReads, LedgerWrites
@@ -63,6 +67,7 @@ from dropzone.ledger.store import LedgerStore
 __all__ = [
     "SCHEMA_VERSION",
     "TRANSITIONS",
+    "ClaimLost",
     "Entry",
     "EntryNotFound",
     "InvalidTransition",
@@ -76,6 +81,7 @@ __all__ = [
     "LedgerUnusable",
     "LedgerWrites",
     "Listed",
+    "NodeLease",
     "OnChange",
     "Page",
     "PageDiff",
@@ -83,6 +89,7 @@ __all__ = [
     "ScopeStatus",
     "SqliteLedger",
     "State",
+    "Stranded",
     "check_transition",
     "diff_page",
     "probe_ledger",

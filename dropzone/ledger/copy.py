@@ -41,6 +41,8 @@ ENTRY_COLUMNS = (
     "claimed_at",
     "gone_since",
     "awaits_job",
+    "claim_token",
+    "claimed_by",
 )
 _CHUNK = 1000
 _WATCHES = f"SELECT {', '.join(WATCH_COLUMNS)} FROM watches ORDER BY name"  # noqa: S608

@@ -54,6 +54,21 @@ class State(StrEnum):
     REJECTED = "rejected"
 
 
+class ClaimLost(LedgerError, OperationalError):
+    """A write of an attempt whose claim another node has taken over since (this node was
+    stalled past its lease): nothing was written, and the attempt's outcome is the new
+    owner's to find."""
+
+    def __init__(self, entry_id: int, token: int, holder: str | None) -> None:
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"entry {entry_id}: claim {token} was taken over{by}; this attempt records nothing"
+        )
+        self.entry_id = entry_id
+        self.token = token
+        self.holder = holder
+
+
 class InvalidTransition(LedgerError, OperationalError):
     def __init__(self, old: State, new: State, entry_id: int | None = None) -> None:
         subject = f"entry {entry_id}: " if entry_id is not None else ""
@@ -159,6 +174,8 @@ class Entry:
     Create call of that attempt was sent after it); ``gone_since`` when the version was last
     found missing from a listing (None while it is present). ``awaits_job``: a ``duplicate``
     that goes back to ``pending`` once its ``job_id`` (another version's job) has ended.
+    ``claim_token``: the fencing token of the latest claim (or takeover), which every write of
+    that attempt is conditioned on; ``claimed_by``: the node that holds it.
     """
 
     id: int
@@ -182,6 +199,33 @@ class Entry:
     claimed_at: datetime | None
     gone_since: datetime | None
     awaits_job: bool
+    claim_token: int | None = None
+    claimed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Stranded:
+    """A ``submitting`` entry no live node holds, to be taken over and reconciled.
+    ``owner_may_live``: its node's lease lapsed but was never given up, so the node may be
+    stalled rather than dead and may still send the Create it signed."""
+
+    entry: Entry
+    owner_may_live: bool
+
+
+@dataclass(frozen=True)
+class NodeLease:
+    """A node as the ledger knows it; ``remaining_s``: the lease's time left by the
+    database's clock (negative once it lapsed)."""
+
+    id: str
+    host: str
+    started_at: datetime
+    remaining_s: float
+
+    @property
+    def live(self) -> bool:
+        return self.remaining_s >= 0
 
 
 def to_text(moment: datetime) -> str:

@@ -77,7 +77,31 @@ _V1_INITIAL: Migration = (
     "CREATE INDEX entries_gone ON entries (gone_since) WHERE gone_since IS NOT NULL",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL,)
+# Replicas: fenced claims (a token from a sequence, and the claiming node), node leases and
+# the singleton roles, as in the SQLite schema's version 4. expires_at is seconds since the
+# epoch by the server's clock_timestamp(), so no node's clock decides a lease.
+_V2_NODES: Migration = (
+    "ALTER TABLE entries ADD COLUMN claim_token BIGINT",
+    'ALTER TABLE entries ADD COLUMN claimed_by TEXT COLLATE "C"',
+    "CREATE SEQUENCE claim_tokens",
+    """
+    CREATE TABLE nodes (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        host TEXT COLLATE "C" NOT NULL,
+        started_at TEXT COLLATE "C" NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE roles (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        holder TEXT COLLATE "C" NOT NULL,
+        since TEXT COLLATE "C" NOT NULL
+    )
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_NODES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = (

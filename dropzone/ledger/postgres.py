@@ -4,11 +4,12 @@ What a ledger does is :class:`~dropzone.ledger.store.LedgerStore`'s; this module
 transactions over psycopg 3 (synchronous, like the daemon's threads) and psycopg_pool. Values
 are bound on the client (``ClientCursor``): the pool's transactions keep no prepared statements
 and no session state (what replicas will need behind a transaction-mode pooler), and a ``NULL``
-given for an optional filter needs no declared type. The one daemon per ledger holds a session
-lock on a connection of its own, and stops when that session is lost (:meth:`displaced`). A
-claim takes due rows with ``FOR UPDATE SKIP LOCKED`` in a ``MATERIALIZED`` CTE: as a subquery
-of ``UPDATE ... FROM`` the planner may run it again and claim more rows than asked (PostgreSQL
-bug #15715).
+given for an optional filter needs no declared type. Nothing holds a session lock: replicas
+share the ledger through fenced claims and leases (:mod:`dropzone.ledger.leases`), and only
+transaction-level advisory locks (a migration, a watch's cap), so a transaction-mode pooler
+may stand in front. A claim takes due rows with ``FOR UPDATE SKIP LOCKED`` in a
+``MATERIALIZED`` CTE: as a subquery of ``UPDATE ... FROM`` the planner may run it again and
+claim more rows than asked (PostgreSQL bug #15715).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from dropzone.ledger import model
 from dropzone.ledger.model import (
     LedgerFailed,
-    LedgerLocked,
     LedgerMissing,
     LedgerUnusable,
     State,
@@ -49,15 +49,10 @@ _KEEPALIVES = {
 _MAX_IDLE_S = 120.0
 # What a probe (/readyz) waits for a connection: an answer in time, or not ready.
 _PROBE_TIMEOUT_S = 5.0
-# The running daemon's lock; another number than the migrations' (which they hold briefly).
-DAEMON_LOCK = MIGRATION_LOCK + 1
+# A watch's cap is held under this key and the hash of the watch's name (transaction locks).
+CAP_LOCK = MIGRATION_LOCK + 1
 # How long a worker waits for a free connection before the attempt fails (and is retried).
 _POOL_TIMEOUT_S = 30.0
-# Whether this session holds the daemon's advisory lock (a bigint key is split in two halves).
-_LOCK_HELD = (
-    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted"
-    " AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = %s)"
-)
 # Values in the CTE's order: pending, now, watch, watch, limit; then the update's.
 _CLAIM_DUE = (
     "WITH due AS MATERIALIZED ("
@@ -65,7 +60,7 @@ _CLAIM_DUE = (
     "  AND (next_attempt_at IS NULL OR next_attempt_at <= %s) AND (%s IS NULL OR watch = %s)"
     "  ORDER BY first_seen_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
     " UPDATE entries SET state = %s, attempts = attempts + 1, next_attempt_at = NULL,"
-    " claimed_at = %s, updated_at = %s"
+    " claimed_at = %s, claim_token = %s, claimed_by = %s, updated_at = %s"
     " FROM due WHERE entries.id = due.id AND entries.state = %s"
     " RETURNING entries.*"
 )
@@ -121,15 +116,9 @@ class PostgresLedger(LedgerStore):
     connection from the pool and gives it back).
     """
 
-    def __init__(
-        self,
-        pool: ConnectionPool[psycopg.Connection[Any]],
-        where: str,
-        lock: psycopg.Connection[Any] | None = None,
-    ) -> None:
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], where: str) -> None:
         self._pool = pool
         self._where = where
-        self._lock = lock
 
     @classmethod
     def open(
@@ -145,8 +134,8 @@ class PostgresLedger(LedgerStore):
         """Connect to the database at ``url``; with ``create``, make or migrate the schema.
 
         ``password``, when given, is used instead of libpq's own (``PGPASSWORD``, ``.pgpass``):
-        it comes from a file, never the config's text. ``lock``: the daemon's handle, refused
-        while another daemon holds the ledger. ``readonly`` (``status``) and ``create=False``
+        it comes from a file, never the config's text. ``lock`` is the SQLite store's (one
+        daemon per file): replicas share this one. ``readonly`` (``status``) and ``create=False``
         (``retry``, ``forget``, ...) need a ledger that exists; ``readonly`` changes nothing.
         """
         where = described(url)
@@ -165,7 +154,7 @@ class PostgresLedger(LedgerStore):
             open=False,
             name="dropzone-ledger",
         )
-        held: psycopg.Connection[Any] | None = None
+        del lock  # replicas share the ledger; their claims are fenced instead
         try:
             # One connection first, on its own: a wrong password or host fails at once with
             # the server's words, where the pool would retry in the background until its
@@ -174,15 +163,14 @@ class PostgresLedger(LedgerStore):
                 _check_exists(conn, where, readonly=readonly, create=create)
                 if not readonly:
                     migrate(conn)
-            held = _daemon_lock(url, extra, where) if lock else None
             pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S)
         except (psycopg.Error, PoolTimeout) as exc:
-            _close(pool, held)
+            pool.close()
             raise LedgerUnusable(f"cannot open ledger {where}: {_reason(exc)}") from exc
         except BaseException:
-            _close(pool, held)
+            pool.close()
             raise
-        return cls(pool, where, held)
+        return cls(pool, where)
 
     def reachable(self) -> bool:
         """Whether the database answers now (/readyz), within a few seconds."""
@@ -211,40 +199,45 @@ class PostgresLedger(LedgerStore):
         with self.write() as tx:
             yield tx
 
-    def claim_rows(self, tx: Tx, limit: int, now: str, watch: str | None) -> list[Row]:
+    def claim_rows(
+        self, tx: Tx, limit: int, now: str, watch: str | None, claim: tuple[int, str | None]
+    ) -> list[Row]:
         pending = State.PENDING
-        values = (pending, now, watch, watch, limit, model.CLAIM.target, now, now, pending)
+        values = (pending, now, watch, watch, limit, model.CLAIM.target, now, *claim, now, pending)
         # Already in psycopg's spelling: no '?' to translate.
         return tx.rows(_CLAIM_DUE, values)
+
+    # The server's clock, whichever node asks (clock_timestamp: not the transaction's start).
+    db_now = "extract(epoch FROM clock_timestamp())::float8"
+
+    def next_token(self, tx: Tx) -> int:
+        return int(tx.rows("SELECT nextval('claim_tokens') AS token")[0]["token"])
+
+    def lock_watch(self, tx: Tx, watch: str) -> None:
+        tx.rows("SELECT pg_advisory_xact_lock(?, hashtext(?)) AS held", (CAP_LOCK, watch))
 
     keep_ids_clause = " OVERRIDING SYSTEM VALUE"
 
     def after_copy(self, tx: Tx, highest_id: int) -> None:
-        # Rows copied with their ids leave the identity where it was: move it past them.
+        # Rows copied with their ids leave the identity where it was: move it past them, and
+        # the tokens past the copied claims'.
         tx.rows(
             "SELECT setval(pg_get_serial_sequence('entries', 'id'),"
             " greatest((SELECT max(id) FROM entries), ?, 1)) AS next",
             (highest_id,),
         )
+        tx.rows(
+            "SELECT setval('claim_tokens', greatest((SELECT max(claim_token) FROM entries), 1))"
+            " AS next"
+        )
 
     def displaced(self) -> str | None:
-        """Whether this daemon lost its hold on the ledger: the lock's session ended (a server
-        restart, a failover, a connection cut), so another daemon may hold it now. The daemon
-        then stops, as when a ledger file is replaced under it."""
-        if self._lock is None:
-            return None
-        try:
-            row = self._lock.execute(_LOCK_HELD, (DAEMON_LOCK,)).fetchone()
-        except psycopg.Error as exc:
-            return f"the lock on ledger {self._where} was lost ({_reason(exc)})"
-        if row is None or not row[0]:
-            return f"the lock on ledger {self._where} is no longer held"
+        """Never: a database is not a file that can be replaced under the daemon, and a
+        replica that lost its connection, or its lease, is fenced by its claims' tokens."""
         return None
 
     def close(self) -> None:
         self._pool.close()
-        if self._lock is not None:
-            self._lock.close()  # the session ends, and its lock with it
 
 
 def probe_postgres(url: str, password: str | None = None) -> str:
@@ -298,32 +291,6 @@ def _check_exists(
             f"ledger {where} has schema version {version}, this dropzone uses"
             f" {SCHEMA_VERSION}: open it read-write once (dropzone run) to migrate it"
         )
-
-
-def _daemon_lock(url: str, extra: dict[str, Any], where: str) -> psycopg.Connection[Any]:
-    """One daemon per ledger until replicas share one (leases, fenced claims): a session
-    lock on a connection of its own, released when the process's connection ends, however."""
-    conn = psycopg.connect(url, autocommit=True, **extra)
-    try:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (DAEMON_LOCK,)).fetchone()
-    except BaseException:
-        conn.close()
-        raise
-    if row is None or not row[0]:
-        conn.close()
-        raise LedgerLocked(
-            f"another dropzone daemon is using the ledger at {where}: one daemon per ledger"
-            " (stop the other, or give this one another [ledger] url)"
-        )
-    return conn
-
-
-def _close(
-    pool: ConnectionPool[psycopg.Connection[Any]], held: psycopg.Connection[Any] | None
-) -> None:
-    pool.close()
-    if held is not None:
-        held.close()
 
 
 def _reason(exc: BaseException) -> str:

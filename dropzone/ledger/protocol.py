@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from dropzone.ledger.diff import Listed, Page
-    from dropzone.ledger.model import Entry, OnChange, RequestCounts, ScopeStatus, State
+    from dropzone.ledger.model import (
+        Entry,
+        NodeLease,
+        OnChange,
+        RequestCounts,
+        ScopeStatus,
+        State,
+        Stranded,
+    )
 
 
 class LedgerWrites(Protocol):
@@ -55,8 +63,18 @@ class LedgerWrites(Protocol):
     def promote_waiting(self, entry_id: int, now: datetime) -> Entry: ...
 
     # --- claims and outcomes --------------------------------------------------------------
-    def claim_due(self, limit: int, now: datetime, watch: str | None = None) -> list[Entry]: ...
-    def claim_one(self, entry_id: int, now: datetime) -> Entry | None: ...
+    # A claim stamps a fencing token and the node; each write of that attempt (``fence``: the
+    # claim's token) is refused with ClaimLost once another node has taken the claim over.
+    def claim_due(
+        self, limit: int, now: datetime, watch: str | None = None, *, node: str | None = None
+    ) -> list[Entry]: ...
+    def claim_capped(
+        self, watch: str, cap: int, limit: int, now: datetime, *, node: str | None = None
+    ) -> list[Entry]: ...
+    def claim_one(
+        self, entry_id: int, now: datetime, *, node: str | None = None
+    ) -> Entry | None: ...
+    def take_over(self, entry: Entry, node: str, now: datetime) -> Entry | None: ...
     def record_submitted(
         self,
         entry_id: int,
@@ -65,6 +83,7 @@ class LedgerWrites(Protocol):
         now: datetime,
         *,
         input_tag: str | None = None,
+        fence: int | None = None,
     ) -> Entry: ...
     def record_duplicate(
         self,
@@ -75,10 +94,15 @@ class LedgerWrites(Protocol):
         *,
         input_tag: str | None = None,
         awaits_job: bool = False,
+        fence: int | None = None,
     ) -> Entry: ...
     def end_wait(self, entry_id: int, job_id: str, phase: str, now: datetime) -> Entry | None: ...
-    def record_rejected(self, entry_id: int, reason: str, now: datetime) -> Entry: ...
-    def record_invalid(self, entry_id: int, reason: str, now: datetime) -> Entry: ...
+    def record_rejected(
+        self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
+    ) -> Entry: ...
+    def record_invalid(
+        self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
+    ) -> Entry: ...
     def schedule_retry(
         self,
         entry_id: int,
@@ -87,6 +111,7 @@ class LedgerWrites(Protocol):
         now: datetime,
         *,
         transient: bool,
+        fence: int | None = None,
     ) -> Entry: ...
     def defer_reconcile(
         self,
@@ -96,12 +121,21 @@ class LedgerWrites(Protocol):
         now: datetime,
         *,
         transient: bool = False,
+        fence: int | None = None,
     ) -> Entry: ...
-    def release(self, entry_id: int, now: datetime) -> Entry: ...
-    def mark_sending(self, entry_id: int, now: datetime) -> Entry: ...
+    def release(self, entry_id: int, now: datetime, *, fence: int | None = None) -> Entry: ...
+    def mark_sending(
+        self, entry_id: int, signed_at: datetime, *, fence: int | None = None
+    ) -> Entry: ...
     def record_phase(
         self, entry_id: int, phase: str, request_counts: RequestCounts | None, now: datetime
     ) -> Entry: ...
+
+    # --- nodes and roles ------------------------------------------------------------------
+    def heartbeat(self, node: str, host: str, ttl_s: float, now: datetime) -> bool: ...
+    def leave(self, node: str) -> None: ...
+    def hold_role(self, role: str, node: str, now: datetime) -> bool: ...
+    def stranded(self, node: str, now: datetime, limit: int = 100) -> list[Stranded]: ...
 
 
 class LedgerReads(Protocol):
@@ -117,6 +151,9 @@ class LedgerReads(Protocol):
     def upcoming(self, limit: int, now: datetime) -> list[Entry]: ...
     def next_due_at(self) -> datetime | None: ...
     def active_jobs(self, watch: str) -> int: ...
+    def nodes(self) -> list[NodeLease]: ...
+    def roles(self) -> dict[str, str]: ...
+    def claims_by_node(self) -> dict[str | None, int]: ...
 
 
 class Ledger(LedgerWrites, LedgerReads, Protocol):

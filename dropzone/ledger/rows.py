@@ -42,6 +42,8 @@ def entry_of(row: Row) -> Entry:
         claimed_at=from_optional_text(row["claimed_at"]),
         gone_since=from_optional_text(row["gone_since"]),
         awaits_job=bool(row["awaits_job"]),
+        claim_token=row["claim_token"],
+        claimed_by=row["claimed_by"],
     )
 
 

@@ -88,7 +88,35 @@ _V3_AWAITS_JOB: Migration = (
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_TRANSIENT_FAILURES, _V3_AWAITS_JOB)
+# Replicas (and the one daemon of a file, alike): a claim is stamped with a fencing token and
+# the node that holds it, and every later write of that attempt is conditioned on the token.
+# Nodes hold leases, and the singleton roles (the lister of a watch, the tracker, the pruner)
+# are held by a live node. Existing rows were claimed by no node: a submitting one among them
+# is stranded, and reconciled by the next start, as before.
+_V4_NODES: Migration = (
+    "ALTER TABLE entries ADD COLUMN claim_token INTEGER",
+    "ALTER TABLE entries ADD COLUMN claimed_by TEXT",
+    # One row: the last token given (SQLite has no sequences; writes are serialised anyway).
+    "CREATE TABLE claim_tokens (last INTEGER NOT NULL)",
+    "INSERT INTO claim_tokens (last) VALUES (0)",
+    # expires_at: seconds since the epoch by the database's clock, never a node's.
+    """
+    CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE TABLE roles (name TEXT PRIMARY KEY, holder TEXT NOT NULL, since TEXT NOT NULL)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1_INITIAL,
+    _V2_TRANSIENT_FAILURES,
+    _V3_AWAITS_JOB,
+    _V4_NODES,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

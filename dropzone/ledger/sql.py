@@ -50,13 +50,22 @@ class Guarded:
 
     @cached_property
     def sql(self) -> str:
+        return self._statement(fenced=False)
+
+    @cached_property
+    def fenced_sql(self) -> str:
+        """The write of one attempt: conditioned on its claim's token as well (a last value)."""
+        return self._statement(fenced=True)
+
+    def _statement(self, *, fenced: bool) -> str:
         sets = ("state = ?",) if self.move is not None else ()
         assignments = ", ".join((*sets, *self.sets, "updated_at = ?"))
         marks = ", ".join("?" * len(self.sources()))
         also = f" AND {self.also}" if self.also else ""
+        fence = " AND claim_token = ?" if fenced else ""
         return (
             f"UPDATE entries SET {assignments}"  # noqa: S608 - this module's constants only
-            f" WHERE id = ? AND state IN ({marks}){also} RETURNING *"
+            f" WHERE id = ? AND state IN ({marks}){also}{fence} RETURNING *"
         )
 
     def values(
@@ -80,8 +89,17 @@ NO_JOB = (
 _OUTCOME = ("job_id = ?", "output_dir = ?", "input_tag = COALESCE(?, input_tag)")
 _SETTLED = ("error = NULL", "next_attempt_at = NULL")
 
+# A claim: the token (from the store's sequence) and the node stamped on the entry.
+_CLAIMED = ("claimed_at = ?", "claim_token = ?", "claimed_by = ?")
 CLAIM_ONE = Guarded(
-    ("attempts = attempts + 1", "next_attempt_at = NULL", "claimed_at = ?"), move=model.CLAIM
+    ("attempts = attempts + 1", "next_attempt_at = NULL", *_CLAIMED), move=model.CLAIM
+)
+# A stranded attempt taken over to be reconciled: a new token and owner, the state and the
+# attempt's date kept (its Create, if any, was signed then). Guarded by the token seen.
+TAKE_OVER = Guarded(
+    ("claim_token = ?", "claimed_by = ?"),
+    stay=State.SUBMITTING,
+    also="coalesce(claim_token, 0) = ?",
 )
 SUBMITTED = Guarded((*_OUTCOME, *_SETTLED), move=model.SUBMITTED)
 DUPLICATE = Guarded((*_OUTCOME, "awaits_job = ?", *_SETTLED), move=model.DUPLICATE)
@@ -148,7 +166,7 @@ INSERT = (
 )
 SELECT_IDENTITY = "SELECT * FROM entries WHERE watch = ? AND bucket = ? AND key = ? AND etag = ?"
 SELECT_ID = "SELECT * FROM entries WHERE id = ?"
-SELECT_STATE = "SELECT state FROM entries WHERE id = ?"
+SELECT_STATE = "SELECT state, claim_token, claimed_by FROM entries WHERE id = ?"
 SELECT_KEY = (
     "SELECT * FROM entries WHERE watch = ? AND bucket = ? AND key = ? ORDER BY first_seen_at, id"
 )
@@ -167,10 +185,10 @@ MARK_BASELINE_DONE = "UPDATE watches SET baseline_done = 1 WHERE name = ?"
 # UPDATE ... FROM rather than `WHERE id IN (...)`: with IN, SQLite checks the outer state
 # condition by walking the state index (every pending entry) instead of looking the chosen ids
 # up. The state is checked again on the row being changed, as a conditional write should.
-# Values: submitting, now, now, pending, now, watch, watch, limit, pending.
+# Values: submitting, now, token, node, now, pending, now, watch, watch, limit, pending.
 CLAIM_DUE = (
     "UPDATE entries SET state = ?, attempts = attempts + 1, next_attempt_at = NULL,"
-    " claimed_at = ?, updated_at = ?"
+    " claimed_at = ?, claim_token = ?, claimed_by = ?, updated_at = ?"
     " FROM (SELECT id FROM entries WHERE state = ?"
     "  AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND (? IS NULL OR watch = ?)"
     "  ORDER BY first_seen_at, id LIMIT ?) AS due"
@@ -214,6 +232,7 @@ ACTIVE_JOBS = (
     # Terminating has let go of its capacity; a phase this version does not know holds it.
     " AND (phase != 'Terminating' OR (state = ? AND phase IS NULL))"
 )
+IN_FLIGHT = "SELECT count(*) AS in_flight FROM entries WHERE watch = ? AND state = ?"
 COUNTS = (
     "SELECT state, count(*) AS entries FROM entries WHERE (? IS NULL OR watch = ?) GROUP BY state"
 )

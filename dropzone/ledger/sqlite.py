@@ -232,7 +232,34 @@ class SqliteLedger(LedgerStore):
             if file_lock is not None:
                 file_lock.release()
             raise
-        return cls(conn, ledger_path, file_lock)
+        opened = cls(conn, ledger_path, file_lock)
+        if file_lock is not None:
+            opened._forget_nodes()
+        return opened
+
+    def _forget_nodes(self) -> None:
+        """The lock proves that no other process has the file open: every node it names is
+        gone, so its attempts are reconciled now, with no lease to wait for."""
+        try:
+            with self.write() as tx:
+                tx.run("DELETE FROM roles")
+                tx.run("DELETE FROM nodes")
+        except BaseException:
+            self.close()
+            raise
+
+    # The database's clock (for leases): seconds since the epoch, to the millisecond.
+    db_now = "((julianday('now') - 2440587.5) * 86400.0)"
+
+    def next_token(self, tx: Tx) -> int:
+        return int(tx.rows("UPDATE claim_tokens SET last = last + 1 RETURNING last")[0]["last"])
+
+    def after_copy(self, tx: Tx, highest_id: int) -> None:
+        del highest_id  # SQLite keeps the ids it is given, and its sequence follows them
+        tx.run(
+            "UPDATE claim_tokens SET last = max(last,"
+            " coalesce((SELECT max(claim_token) FROM entries), 0))"
+        )
 
     def displaced(self) -> str | None:
         """What became of the ledger's file or its write-ahead log if its path no longer leads

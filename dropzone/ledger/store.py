@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Self
 
 from dropzone.ledger import model, sql
 from dropzone.ledger.diff import Listed, Page, diff_page
+from dropzone.ledger.leases import Leases
 from dropzone.ledger.model import (
+    ClaimLost,
     Entry,
     EntryNotFound,
     InvalidTransition,
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from dropzone.ledger.primitives import Row, Tx
 
 
-class LedgerStore(Queries, OperatorWrites, ABC):
+class LedgerStore(Queries, OperatorWrites, Leases, ABC):
     """The :class:`~dropzone.ledger.protocol.Ledger` over a store's primitives."""
 
     # --- the primitives a store supplies -----------------------------------------------
@@ -65,6 +67,14 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     def after_copy(self, tx: Tx, highest_id: int) -> None:
         """Called in the copy's transaction once every row is in; ``highest_id``: the highest
         id the source ever gave (new ids must follow it)."""
+
+    @abstractmethod
+    def next_token(self, tx: Tx) -> int:
+        """A fencing token greater than every one given before (a sequence of the store's)."""
+
+    def lock_watch(self, tx: Tx, watch: str) -> None:
+        """Hold the watch's cap until ``tx`` ends, so that two claims cannot both take its last
+        free slot; a store whose write transactions are serialised anyway has nothing to do."""
 
     def highest_id(self, tx: Tx) -> int:
         """The highest entry id this store has given, the deleted ones' included where it
@@ -92,11 +102,17 @@ class LedgerStore(Queries, OperatorWrites, ABC):
     # --- guarded writes ----------------------------------------------------------------
 
     def _apply(
-        self, write: sql.Guarded, entry_id: int, sets: tuple[object, ...], now: datetime
+        self,
+        write: sql.Guarded,
+        entry_id: int,
+        sets: tuple[object, ...],
+        now: datetime,
+        fence: int | None = None,
     ) -> Entry:
-        """Run a state-guarded write in a transaction of its own."""
+        """Run a state-guarded write in a transaction of its own; with ``fence``, only while
+        the entry's claim is still that token's."""
         with self.write() as tx:
-            return _guarded(tx, write, entry_id, sets, now)
+            return _guarded(tx, write, entry_id, sets, now, fence)
 
     # --- scope -------------------------------------------------------------------------
 
@@ -217,28 +233,62 @@ class LedgerStore(Queries, OperatorWrites, ABC):
 
     # --- claims ------------------------------------------------------------------------
 
-    def claim_due(self, limit: int, now: datetime, watch: str | None = None) -> list[Entry]:
-        """Move up to ``limit`` due pending entries to submitting, oldest first.
+    def claim_due(
+        self, limit: int, now: datetime, watch: str | None = None, *, node: str | None = None
+    ) -> list[Entry]:
+        """Move up to ``limit`` due pending entries to submitting, oldest first, stamped with
+        a new fencing token and ``node``.
 
         One conditional UPDATE: however many threads or processes claim at once, each entry
         is claimed by exactly one of them. The attempt count goes up by one.
         """
         with self.write() as tx:
-            rows = self.claim_rows(tx, limit, to_text(now), watch)
+            rows = self.claim_rows(tx, limit, to_text(now), watch, (self.next_token(tx), node))
         return sorted(map(entry_of, rows), key=lambda entry: (entry.first_seen_at, entry.id))
 
-    def claim_rows(self, tx: Tx, limit: int, now: str, watch: str | None) -> list[Row]:
-        """The claim itself, one statement; a store whose engine plans it differently (a
-        subquery the planner may run again) gives its own."""
+    def claim_capped(
+        self, watch: str, cap: int, limit: int, now: datetime, *, node: str | None = None
+    ) -> list[Entry]:
+        """As :meth:`claim_due` for one watch with ``max_active_jobs = cap``: its jobs still
+        active and its attempts in flight (on any node) are counted, and the claim takes only
+        the free slots, in one transaction that holds the watch's cap."""
+        stamp = to_text(now)
+        with self.write() as tx:
+            self.lock_watch(tx, watch)
+            in_flight = tx.rows(sql.IN_FLIGHT, (watch, State.SUBMITTING))[0]["in_flight"]
+            active = tx.rows(sql.ACTIVE_JOBS, (watch, State.SUBMITTED))[0]["active"]
+            free = min(limit, cap - int(in_flight) - int(active))
+            if free <= 0:
+                return []
+            rows = self.claim_rows(tx, free, stamp, watch, (self.next_token(tx), node))
+        return sorted(map(entry_of, rows), key=lambda entry: (entry.first_seen_at, entry.id))
+
+    def claim_rows(
+        self, tx: Tx, limit: int, now: str, watch: str | None, claim: tuple[int, str | None]
+    ) -> list[Row]:
+        """The claim itself, one statement; ``claim``: its token and node. A store whose
+        engine plans it differently (a subquery the planner may run again) gives its own."""
         pending = State.PENDING
-        values = (model.CLAIM.target, now, now, pending, now, watch, watch, limit, pending)
+        values = (model.CLAIM.target, now, *claim, now, pending, now, watch, watch, limit, pending)
         return tx.rows(sql.CLAIM_DUE, values)
 
-    def claim_one(self, entry_id: int, now: datetime) -> Entry | None:
+    def claim_one(self, entry_id: int, now: datetime, *, node: str | None = None) -> Entry | None:
         """Claim this entry now, due or not; None if it is not pending (or not there)."""
         stamp = to_text(now)
         with self.write() as tx:
-            rows = tx.rows(sql.CLAIM_ONE.sql, sql.CLAIM_ONE.values((stamp,), stamp, entry_id))
+            claim = (stamp, self.next_token(tx), node)
+            rows = tx.rows(sql.CLAIM_ONE.sql, sql.CLAIM_ONE.values(claim, stamp, entry_id))
+        return entry_of(rows[0]) if rows else None
+
+    def take_over(self, entry: Entry, node: str, now: datetime) -> Entry | None:
+        """Take a stranded ``submitting`` entry over to reconcile it: a new token and owner,
+        so that its former owner, should it wake up, records nothing more. None when another
+        node took it first, or it moved on meanwhile."""
+        seen = (entry.claim_token or 0,)
+        with self.write() as tx:
+            sets = (self.next_token(tx), node)
+            values = sql.TAKE_OVER.values(sets, to_text(now), entry.id, seen)
+            rows = tx.rows(sql.TAKE_OVER.sql, values)
         return entry_of(rows[0]) if rows else None
 
     # --- outcomes ----------------------------------------------------------------------
@@ -251,8 +301,9 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         now: datetime,
         *,
         input_tag: str | None = None,
+        fence: int | None = None,
     ) -> Entry:
-        return self._apply(sql.SUBMITTED, entry_id, (job_id, output_dir, input_tag), now)
+        return self._apply(sql.SUBMITTED, entry_id, (job_id, output_dir, input_tag), now, fence)
 
     def record_duplicate(
         self,
@@ -263,11 +314,12 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         *,
         input_tag: str | None = None,
         awaits_job: bool = False,
+        fence: int | None = None,
     ) -> Entry:
         """``awaits_job``: the entry is another version than the input of the job the guard
         named, and goes back to pending once that job ends (:meth:`end_wait`)."""
         sets = (existing_job_id, output_dir, input_tag, int(awaits_job))
-        return self._apply(sql.DUPLICATE, entry_id, sets, now)
+        return self._apply(sql.DUPLICATE, entry_id, sets, now, fence)
 
     def end_wait(self, entry_id: int, job_id: str, phase: str, now: datetime) -> Entry | None:
         """A duplicate awaiting ``job_id``, which ended in ``phase``: back to pending, due now.
@@ -281,11 +333,15 @@ class LedgerStore(Queries, OperatorWrites, ABC):
             rows = tx.rows(sql.AWAITED.sql, values)
         return entry_of(rows[0]) if rows else None
 
-    def record_rejected(self, entry_id: int, reason: str, now: datetime) -> Entry:
-        return self._apply(sql.REJECTED, entry_id, (reason,), now)
+    def record_rejected(
+        self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
+    ) -> Entry:
+        return self._apply(sql.REJECTED, entry_id, (reason,), now, fence)
 
-    def record_invalid(self, entry_id: int, reason: str, now: datetime) -> Entry:
-        return self._apply(sql.INVALID, entry_id, (reason,), now)
+    def record_invalid(
+        self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
+    ) -> Entry:
+        return self._apply(sql.INVALID, entry_id, (reason,), now, fence)
 
     def schedule_retry(
         self,
@@ -295,6 +351,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         now: datetime,
         *,
         transient: bool,
+        fence: int | None = None,
     ) -> Entry:
         """Back to pending, due at ``next_attempt_at``; the attempt count is kept.
 
@@ -302,15 +359,19 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         failure; a throttled or unauthorised attempt does not.
         """
         sets = (to_text(next_attempt_at), reason, int(transient))
-        return self._apply(sql.RETRY_LATER, entry_id, sets, now)
+        return self._apply(sql.RETRY_LATER, entry_id, sets, now, fence)
 
-    def release(self, entry_id: int, now: datetime) -> Entry:
+    def release(self, entry_id: int, now: datetime, *, fence: int | None = None) -> Entry:
         """Back to pending, due now: no call was made, or reconciliation found no job."""
-        return self._apply(sql.RELEASE, entry_id, (), now)
+        return self._apply(sql.RELEASE, entry_id, (), now, fence)
 
-    def mark_sending(self, entry_id: int, now: datetime) -> Entry:
-        """A submitting entry's Create is about to be sent: ``claimed_at`` dates the attempt."""
-        return self._apply(sql.SENDING, entry_id, (to_text(now),), now)
+    def mark_sending(
+        self, entry_id: int, signed_at: datetime, *, fence: int | None = None
+    ) -> Entry:
+        """A submitting entry's Create is about to be sent: ``claimed_at`` dates the attempt
+        by the moment its request was signed. The attempt's last write before its Create,
+        so that a node which lost its claim meanwhile sends nothing."""
+        return self._apply(sql.SENDING, entry_id, (to_text(signed_at),), signed_at, fence)
 
     def defer_reconcile(
         self,
@@ -320,6 +381,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         now: datetime,
         *,
         transient: bool = False,
+        fence: int | None = None,
     ) -> Entry:
         """Keep a submitting entry whose outcome is still unknown; look again at the time.
 
@@ -327,7 +389,7 @@ class LedgerStore(Queries, OperatorWrites, ABC):
         ``transient``: the look failed (Ark did not answer), one more transient failure.
         """
         sets = (to_text(next_attempt_at), reason, int(transient))
-        return self._apply(sql.DEFER, entry_id, sets, now)
+        return self._apply(sql.DEFER, entry_id, sets, now, fence)
 
     def record_phase(
         self, entry_id: int, phase: str, request_counts: RequestCounts | None, now: datetime
@@ -348,21 +410,34 @@ class LedgerStore(Queries, OperatorWrites, ABC):
 
 
 def _guarded(
-    tx: Tx, write: sql.Guarded, entry_id: int, sets: tuple[object, ...], now: datetime
+    tx: Tx,
+    write: sql.Guarded,
+    entry_id: int,
+    sets: tuple[object, ...],
+    now: datetime,
+    fence: int | None = None,
 ) -> Entry:
-    """A state-guarded write; refused, say why (the entry is gone, or elsewhere)."""
-    rows = tx.rows(write.sql, write.values(sets, to_text(now), entry_id))
+    """A state-guarded write (and fenced, with a token); refused, say why (the entry is gone,
+    elsewhere, or another node's now)."""
+    if fence is None:
+        rows = tx.rows(write.sql, write.values(sets, to_text(now), entry_id))
+    else:
+        rows = tx.rows(write.fenced_sql, write.values(sets, to_text(now), entry_id, (fence,)))
     if not rows:
-        _refuse(tx, entry_id, write.target)
+        _refuse(tx, entry_id, write.target, fence)
     return entry_of(rows[0])
 
 
-def _refuse(tx: Tx, entry_id: int, target: State) -> None:
-    """Say why a guarded write matched no row: the entry is gone, or in the wrong state."""
+def _refuse(tx: Tx, entry_id: int, target: State, fence: int | None) -> None:
+    """Say why a guarded write matched no row: the entry is gone, another node holds its
+    claim now, or it is in the wrong state."""
     rows = tx.rows(sql.SELECT_STATE, (entry_id,))
     if not rows:
         raise EntryNotFound(entry_id)
-    raise InvalidTransition(State(rows[0]["state"]), target, entry_id)
+    found = rows[0]
+    if fence is not None and found["claim_token"] != fence:
+        raise ClaimLost(entry_id, fence, found["claimed_by"])
+    raise InvalidTransition(State(found["state"]), target, entry_id)
 
 
 def _known(tx: Tx, watch: str, bucket: str, page: Page) -> list[Known]:

@@ -73,6 +73,7 @@ class DaemonOps:
             self._next_status = time.monotonic() + STATUS_EVERY_S
             self.notifier.status(self._status_text())
             self._phases()
+            self.metrics.claims_by_node(self._ledger.claims_by_node())
 
     def stopping(self) -> None:
         self.notifier.stopping()

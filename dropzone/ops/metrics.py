@@ -6,6 +6,7 @@ owns its series, and a second ``Metrics`` never collides with the first.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
@@ -50,6 +51,22 @@ class LedgerView(Protocol):
     def oldest_unsubmitted(self, watch: str) -> datetime | None: ...
 
 
+class NodeView(Protocol):
+    """What the node gauges read (``dropzone.daemon.lease.LeaseKeeper`` provides it)."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def live_nodes(self) -> int: ...
+    def age_s(self) -> float | None: ...
+
+
+def _age_or_inf(age: float | None) -> float:
+    return math.inf if age is None else age
+
+
 class Metrics:
     """dropzone's series, all named ``dropzone_*``; thread-safe, as prometheus-client is."""
 
@@ -59,6 +76,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._phases_lock = threading.Lock()
         self._phases: set[str] = set()
+        self._claim_nodes: set[str] = set()
         self._build_counters()
         self._build_held()
         self._build_gauges()
@@ -133,6 +151,12 @@ class Metrics:
             ["phase"],
             registry=reg,
         )
+        self._claims = Gauge(
+            "dropzone_claims",
+            "Attempts in flight (entries in submitting), by the node holding each claim.",
+            ["node"],
+            registry=reg,
+        )
         self._backlog_age = Gauge(
             "dropzone_backlog_oldest_age_seconds",
             "Age of the watch's oldest entry not yet submitted (waiting, pending or "
@@ -152,6 +176,35 @@ class Metrics:
             "Seconds since Ark last answered, during an outage (no answer or 5xx); 0 otherwise.",
             registry=self.registry,
         ).set_function(seconds_down)
+
+    def track_node(self, lease: NodeView) -> None:
+        """Serve, at each scrape, this node's id and its lease's age (the seconds since it was
+        last renewed; +Inf before the first), and how many nodes are live."""
+        Gauge(
+            "dropzone_node_info",
+            "This daemon as a node of the ledger (always 1).",
+            ["node", "host"],
+            registry=self.registry,
+        ).labels(lease.node, lease.host).set(1)
+        Gauge(
+            "dropzone_node_lease_age_seconds",
+            "Seconds since this node last renewed its lease (+Inf before the first renewal).",
+            registry=self.registry,
+        ).set_function(lambda: _age_or_inf(lease.age_s()))
+        Gauge(
+            "dropzone_nodes_live",
+            "Nodes (replicas) with a live lease on the ledger, as this node last counted.",
+            registry=self.registry,
+        ).set_function(lambda: lease.live_nodes)
+
+    def claims_by_node(self, counts: Mapping[str | None, int]) -> None:
+        """Attempts in flight by the node that holds them; a node gone since drops to 0."""
+        with self._phases_lock:
+            values = dict.fromkeys(self._claim_nodes, 0)
+            values.update({node or "none": count for node, count in counts.items()})
+            self._claim_nodes.update(values)
+            for node, count in values.items():
+                self._claims.labels(node).set(count)
 
     def add_watch(self, watch: str) -> None:
         """Create the watch's series at zero, so rates and alerts work before the first event."""

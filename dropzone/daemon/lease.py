@@ -2,8 +2,10 @@
 
 Every daemon is a node, whether it shares a PostgreSQL ledger with replicas or owns an SQLite
 file. It renews its lease every third of the lease's time; a node whose lease lapsed is taken
-for gone by the others, which take its roles and reconcile its attempts. The renewal also
-counts the live nodes, and the platform's request rate is shared out between them.
+for gone by the others, which take its roles and reconcile its attempts. Between renewals it
+counts the live nodes every second (a read), and the platform's request rate is shared out
+between them: a node that joins is counted by the others within that second, not a third of
+a lease later, so that together they are over the cap for a second at most.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from dropzone.ledger import LedgerError
 from dropzone.log import get_logger
+
+PEER_CHECK_S = 1.0
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +38,7 @@ def new_node_id(host: str) -> str:
 class LeaseKeeper:
     """Renews this node's lease; ``share``: told the number of live nodes when it changes."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every parameter is an independent, injected dependency
         self,
         *,
         ledger: Ledger,
@@ -44,6 +48,7 @@ class LeaseKeeper:
         host: str | None = None,
         share: Callable[[int], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        peer_check_s: float = PEER_CHECK_S,
     ) -> None:
         self.host = host or socket.gethostname()
         self.node = node or new_node_id(self.host)
@@ -52,6 +57,7 @@ class LeaseKeeper:
         self._clock = clock
         self._share = share
         self._monotonic = monotonic
+        self._peer_check_s = min(peer_check_s, ttl_s / 3)
         self._renewed_at: float | None = None
         self.live_nodes = 1
         self._log = get_logger()
@@ -60,7 +66,6 @@ class LeaseKeeper:
         """One renewal; False when the ledger could not be written (told, and tried again)."""
         try:
             lapsed = self._ledger.heartbeat(self.node, self.host, self.ttl_s, self._clock())
-            live = max(1, sum(lease.live for lease in self._ledger.nodes()))
         except LedgerError as exc:
             self._log.error("ledger.failed", error=str(exc), during="lease renewal")
             return False
@@ -72,12 +77,20 @@ class LeaseKeeper:
                 note="this node was stalled or cut off past its lease: other nodes may have"
                 " taken its roles and attempts over, and its writes of those are refused",
             )
+        self.count_peers()
+        return True
+
+    def count_peers(self) -> None:
+        """Counts the live nodes and, when their number changed, shares the cap anew."""
+        try:
+            live = max(1, sum(lease.live for lease in self._ledger.nodes()))
+        except LedgerError:
+            return  # the renewal tells of a ledger that fails; the count stays as it was
         if live != self.live_nodes:
             self._log.info("node.peers", node=self.node, live_nodes=live)
             self.live_nodes = live
             if self._share is not None:
                 self._share(live)
-        return True
 
     def age_s(self) -> float | None:
         """Seconds since the last renewal; None before the first."""
@@ -91,11 +104,17 @@ class LeaseKeeper:
         return age is not None and age < self.ttl_s
 
     def keep(self, stop_event: threading.Event) -> threading.Thread:
-        """Renew every third of the lease's time, on a thread of its own, until stopped."""
+        """Renew every third of the lease's time and count the peers in between, on a thread
+        of its own, until stopped."""
 
         def loop() -> None:
-            while not stop_event.wait(self.ttl_s / 3):
-                self.renew()
+            renew_at = self._monotonic() + self.ttl_s / 3
+            while not stop_event.wait(self._peer_check_s):
+                if self._monotonic() >= renew_at:
+                    renew_at = self._monotonic() + self.ttl_s / 3
+                    self.renew()
+                else:
+                    self.count_peers()
 
         thread = threading.Thread(target=loop, name="lease", daemon=True)
         thread.start()

@@ -7,17 +7,31 @@ from a file, replicas sharing one ledger, the commands that read it, and ``check
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
 
+from dropzone.emulator import Emulator
 from dropzone.ledger import SqliteLedger, State
 from dropzone.ledger.postgres import PostgresLedger
 from dropzone.runtime import utc_now
-from tests.harness import load_scale, log_events, wait_for
+from tests.harness import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Stage,
+    load_scale,
+    log_events,
+    new_bucket,
+    s3_client,
+    wait_for,
+)
+from tests.test_local_daemon import Daemon
 
 if TYPE_CHECKING:
-    from tests.harness import Stage
+    from pathlib import Path
+
     from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -191,3 +205,66 @@ def test_a_daemon_whose_connections_are_cut_goes_on(stage: Stage, postgres: Post
     assert daemon.returncode == 0, out + err
     assert "Traceback" not in out + err
     assert stage.create_calls()[f"{stage.bucket}/{after}"] == 1
+
+
+def test_a_node_stalled_mid_create_wakes_to_find_its_attempt_taken_over(
+    tmp_path: Path, moto_endpoint: str, postgres: PostgresServer
+) -> None:
+    """A node stopped (SIGSTOP) as its Create reaches the platform, held past its lease: the
+    other node takes the attempt over and finds the job by its tag; woken (SIGCONT), the
+    stalled node's write of the answer is refused (claim.lost), it learns that its lease
+    lapsed, and the file has one job, recorded once."""
+    stalled: list[int] = []
+
+    def stall_the_sender() -> None:
+        if len(stalled) == 1:
+            os.kill(stalled[0], signal.SIGSTOP)
+            stalled.append(stalled[0])
+
+    s3 = s3_client(moto_endpoint)
+    with Emulator(
+        ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, on_create_received=stall_the_sender
+    ) as ark:
+        stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
+        _on_postgres(stage, postgres, "dz_stall")
+        stage.ledger["lease_ttl_s"] = 3
+        first = Daemon(stage.spawn("run"))
+        second: Daemon | None = None
+        try:
+            first.wait_ready()
+            stalled.append(first.process.pid)
+            key = stage.put("a.jsonl")
+            wait_for(lambda: len(stalled) == 2, timeout=30, what="the Create, and the stall")
+            second = Daemon(stage.spawn("run"))
+            second.wait_event("claim.taken_over", what="the stalled node's attempt taken over")
+            wait_for(
+                lambda: [r["state"] for r in stage.status()] == ["submitted"],
+                what="the job found by its tag",
+            )
+            [row] = stage.status()
+            assert row["claimed_by"] in (None, stage_node(second))
+            first.process.send_signal(signal.SIGCONT)
+            first.wait_event("claim.lost", what="the woken node's write refused")
+            first.wait_event("node.lease_lapsed", what="the woken node told its lease lapsed")
+        finally:
+            if first.process.poll() is None:
+                first.process.send_signal(signal.SIGCONT)
+            codes = [first.stop()] + ([second.stop()] if second is not None else [])
+        assert codes == [0, 0], first.output()
+        assert stage.create_calls() == {f"{stage.bucket}/{key}": 1}
+        [row] = stage.status()
+        assert row["state"] == "submitted"
+        assert row["job_id"] == stage.jobs()[0]["Id"]
+        assert second is not None
+        [taken] = second.events("claim.taken_over")
+        assert taken["from_node"] == stage_node(first)
+        assert taken["owner_may_live"] is True
+        for daemon in (first, second):
+            assert "Traceback" not in daemon.output()
+
+
+def stage_node(daemon: Daemon) -> str:
+    """The node id a daemon logged when it started."""
+    [started] = daemon.events("daemon.started")
+    node: str = started["node"]
+    return node

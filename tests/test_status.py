@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dropzone.commands.status_view import age_text, presence, summary
-from dropzone.ledger import SqliteLedger, State
+from dropzone.ledger import Listed, SqliteLedger, State
 from tests.harness import jsonl, log_events
 
 if TYPE_CHECKING:
@@ -242,3 +243,57 @@ def test_log_level_setting_and_option(stage: Stage) -> None:
     assert bad_setting.returncode == 2
     assert "daemon.log_level" in bad_setting.stderr
     assert "'debug', 'info', 'warning' or 'error'" in bad_setting.stderr
+
+
+def test_status_nodes_shows_each_lease_its_roles_and_the_attempts_of_gone_nodes(
+    stage: Stage,
+) -> None:
+    """status --nodes beside the daemons (it takes no lock, and clears no lease): a live node
+    with its roles and attempt, a lapsed one, and an attempt held by a node without a lease."""
+    now = datetime.now(UTC)
+    stage.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    with SqliteLedger.open(stage.ledger_path) as ledger:
+        ledger.add_objects(
+            "chat",
+            stage.bucket,
+            [(Listed(f"{stage.prefix}{n}.jsonl", "e", 1), State.PENDING, None) for n in "abc"],
+            now,
+        )
+        ledger.heartbeat("web-1-7-aa", "web-1", 3600, now)
+        ledger.heartbeat("web-2-8-bb", "web-2", -60, now)
+        assert ledger.hold_role("list:chat", "web-1-7-aa", now)
+        assert ledger.hold_role("track", "web-1-7-aa", now)
+        assert ledger.claim_due(1, now, node="web-1-7-aa")
+        assert ledger.claim_due(2, now, node="web-9-9-cc")
+    done = stage.dropzone("status", "--nodes")
+    assert done.returncode == 0, done.stderr
+    lines = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["web-1-7-aa", "web-2-8-bb", "web-9-9-cc (gone)"]
+    live, lapsed, gone = lines
+    assert live[1] == "web-1"
+    assert re.fullmatch(r"lease \d+\.\d s left", live[2]), live
+    assert live[3:] == ["1 in flight", "list:chat, track"]
+    assert re.fullmatch(r"lease lapsed \d+\.\d s ago", lapsed[2]), lapsed
+    assert lapsed[3:] == ["0 in flight", "-"]
+    assert gone[1:] == ["2 in flight: taken over by the next node to look"]
+    as_json = stage.dropzone("status", "--nodes", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [(r["node"], r["live"], r["claims"], r["roles"]) for r in records] == [
+        ("web-1-7-aa", True, 1, ["list:chat", "track"]),
+        ("web-2-8-bb", False, 0, []),
+        ("web-9-9-cc", False, 2, []),
+    ]
+    assert 3500 < records[0]["lease_remaining_s"] <= 3600
+    with SqliteLedger.open(stage.ledger_path, lock=False) as ledger:
+        assert len(ledger.nodes()) == 2  # the reads left the leases as they were
+
+
+def test_status_nodes_on_a_ledger_without_nodes_says_so(stage: Stage) -> None:
+    stage.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    SqliteLedger.open(stage.ledger_path).close()
+    done = stage.dropzone("status", "--nodes")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["no nodes: no daemon runs on this ledger"]
+    as_json = stage.dropzone("status", "--nodes", "--json")
+    assert (as_json.returncode, as_json.stdout) == (0, "")

@@ -243,8 +243,7 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
         is claimed by exactly one of them. The attempt count goes up by one.
         """
         with self.write() as tx:
-            rows = self.claim_rows(tx, limit, to_text(now), watch, (self.next_token(tx), node))
-        return sorted(map(entry_of, rows), key=lambda entry: (entry.first_seen_at, entry.id))
+            return self._claim(tx, limit, now, watch, node)
 
     def claim_capped(
         self, watch: str, cap: int, limit: int, now: datetime, *, node: str | None = None
@@ -252,15 +251,18 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
         """As :meth:`claim_due` for one watch with ``max_active_jobs = cap``: its jobs still
         active and its attempts in flight (on any node) are counted, and the claim takes only
         the free slots, in one transaction that holds the watch's cap."""
-        stamp = to_text(now)
         with self.write() as tx:
             self.lock_watch(tx, watch)
             in_flight = tx.rows(sql.IN_FLIGHT, (watch, State.SUBMITTING))[0]["in_flight"]
             active = tx.rows(sql.ACTIVE_JOBS, (watch, State.SUBMITTED))[0]["active"]
             free = min(limit, cap - int(in_flight) - int(active))
-            if free <= 0:
-                return []
-            rows = self.claim_rows(tx, free, stamp, watch, (self.next_token(tx), node))
+            return self._claim(tx, free, now, watch, node) if free > 0 else []
+
+    def _claim(
+        self, tx: Tx, limit: int, now: datetime, watch: str | None, node: str | None
+    ) -> list[Entry]:
+        """Up to ``limit`` due entries claimed under one new token, oldest first."""
+        rows = self.claim_rows(tx, limit, to_text(now), watch, (self.next_token(tx), node))
         return sorted(map(entry_of, rows), key=lambda entry: (entry.first_seen_at, entry.id))
 
     def claim_rows(

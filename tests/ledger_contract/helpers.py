@@ -1,8 +1,11 @@
-"""What the contract's tests share: a fixed clock, entries in a given state, listing pages."""
+"""What the contract's tests share: a fixed clock, entries in a given state, listing pages,
+and threads started together."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dropzone.ledger import (
     Entry,
@@ -11,6 +14,9 @@ from dropzone.ledger import (
     Page,
     State,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 W, B = "chat", "bucket"
@@ -57,3 +63,25 @@ def record(
 
 def states(ledger: Ledger) -> dict[tuple[str, str], State]:
     return {(entry.key, entry.etag): entry.state for entry in ledger.entries()}
+
+
+def run_together(count: int, work: Callable[[int], None]) -> None:
+    """``work(0)`` .. ``work(count - 1)`` on threads of their own, let go at once (a barrier),
+    all joined; the first exception any of them raised is raised here."""
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            work(index)
+        except BaseException as exc:  # handed to the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

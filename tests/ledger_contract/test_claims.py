@@ -9,7 +9,7 @@ from dropzone.ledger import (
     Ledger,
     State,
 )
-from tests.ledger_contract.helpers import T0, B, W, add, at, submitting
+from tests.ledger_contract.helpers import T0, B, W, add, at, run_together, submitting
 
 if TYPE_CHECKING:
     from tests.ledger_contract.conftest import Store
@@ -56,25 +56,16 @@ def test_concurrent_claims_take_each_entry_once(store: Store) -> None:
             setup.add_object(W, B, f"k{number:03d}", "e", 1, State.PENDING, T0)
     ledgers = [store.beside() for _ in range(8)]
     claimed: list[list[int]] = [[] for _ in ledgers]
-    start = threading.Barrier(len(ledgers))
-    errors: list[BaseException] = []
 
     def work(index: int) -> None:
-        try:
-            start.wait()
-            while batch := ledgers[index].claim_due(3, at(1)):
-                claimed[index].extend(entry.id for entry in batch)
-        except BaseException as exc:
-            errors.append(exc)
+        while batch := ledgers[index].claim_due(3, at(1)):
+            claimed[index].extend(entry.id for entry in batch)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(ledgers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for opened in ledgers:
-        opened.close()
-    assert errors == []
+    try:
+        run_together(len(ledgers), work)
+    finally:
+        for opened in ledgers:
+            opened.close()
     every = [entry_id for ids in claimed for entry_id in ids]
     assert len(every) == len(set(every)) == 240
 
@@ -89,17 +80,13 @@ def test_threads_sharing_one_ledger_claim_each_entry_once(ledger: Ledger) -> Non
     sizes: set[int] = set()
     lock = threading.Lock()
 
-    def work() -> None:
+    def work(_: int) -> None:
         while batch := ledger.claim_due(1, at(1)):
             with lock:
                 seen.extend(entry.id for entry in batch)
                 sizes.add(len(batch))
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(6, work)
     assert sorted(seen) == sorted(set(seen))
     assert len(seen) == 100
     assert sizes == {1}

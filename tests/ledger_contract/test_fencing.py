@@ -3,13 +3,12 @@ claim was taken over since records nothing; a watch's cap is counted and claimed
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 
 from dropzone.ledger import ClaimLost, Ledger, State
-from tests.ledger_contract.helpers import T0, B, W, add, at, submitting
+from tests.ledger_contract.helpers import T0, B, W, add, at, run_together, submitting
 
 if TYPE_CHECKING:
     from tests.ledger_contract.conftest import Store
@@ -98,20 +97,16 @@ def test_two_nodes_taking_one_attempt_over_one_wins(store: Store) -> None:
         assert stale is not None
         others = [store.beside() for _ in range(6)]
         won: list[str] = []
-        start = threading.Barrier(len(others))
 
         def take(index: int) -> None:
-            start.wait()
             if others[index].take_over(stale, f"n{index}", at(2)) is not None:
                 won.append(f"n{index}")
 
-        threads = [threading.Thread(target=take, args=(i,)) for i in range(len(others))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for other in others:
-            other.close()
+        try:
+            run_together(len(others), take)
+        finally:
+            for other in others:
+                other.close()
         assert len(won) == 1
         assert ledger.get(stale.id).claimed_by == won[0]
 
@@ -126,21 +121,17 @@ def test_a_capped_watch_is_never_claimed_past_its_cap(store: Store) -> None:
             ledger.add_object(W, B, f"in/{number:02d}", "e", 1, State.PENDING, T0)
         others = [store.beside() for _ in range(8)]
         claimed: list[int] = []
-        start = threading.Barrier(len(others))
 
         def claim(index: int) -> None:
-            start.wait()
             for _ in range(3):
                 batch = others[index].claim_capped(W, 3, 1, at(2), node=f"n{index}")
                 claimed.extend(entry.id for entry in batch)
 
-        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(others))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for other in others:
-            other.close()
+        try:
+            run_together(len(others), claim)
+        finally:
+            for other in others:
+                other.close()
         assert len(claimed) == 2
         assert ledger.counts(W)[State.SUBMITTING] == 2
         # A slot frees when the running job ends; attempts in flight still count.

@@ -49,6 +49,16 @@ class LedgerWrites(Protocol):
         on_change: OnChange,
         now: datetime,
     ) -> list[Entry]: ...
+    def record_object(
+        self,
+        watch: str,
+        bucket: str,
+        found: Listed,
+        *,
+        new_state: State,
+        on_change: OnChange,
+        now: datetime,
+    ) -> list[Entry]: ...
     def add_object(
         self, watch: str, bucket: str, key: str, etag: str, size: int, state: State, now: datetime
     ) -> tuple[Entry, bool]: ...

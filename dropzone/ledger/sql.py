@@ -156,6 +156,10 @@ KNOWN = {
     (False, False): "SELECT id, key, etag, gone_since IS NOT NULL FROM entries"
     " WHERE watch = ? AND bucket = ? AND key > ? AND key <= ?",
 }
+KNOWN_KEY = (
+    "SELECT id, key, etag, gone_since IS NOT NULL FROM entries"
+    " WHERE watch = ? AND bucket = ? AND key = ?"
+)
 MARK_GONE = "UPDATE entries SET gone_since = ? WHERE id = ? AND gone_since IS NULL"
 MARK_BACK = "UPDATE entries SET gone_since = NULL WHERE id = ?"
 INSERT = (

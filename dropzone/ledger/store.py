@@ -14,6 +14,7 @@ sorts in time order in any engine, so the SQL compares them without a store's ow
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import partial
 from typing import TYPE_CHECKING, Self
 
 from dropzone.ledger import model, sql
@@ -37,7 +38,7 @@ from dropzone.ledger.queries import Queries
 from dropzone.ledger.rows import entry_of, new_entry
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
     from datetime import datetime
     from types import TracebackType
@@ -161,6 +162,38 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
         with ``on_change="ignore"`` (noted in ``error``) or during a first listing. An
         unchanged page costs one indexed range read and no write.
         """
+        listed, range_read = page.listed, partial(_known, watch=watch, bucket=bucket, page=page)
+        return self._merge((watch, bucket), listed, range_read, new_state, on_change, now)
+
+    def record_object(
+        self,
+        watch: str,
+        bucket: str,
+        found: Listed,
+        *,
+        new_state: State,
+        on_change: OnChange,
+        now: datetime,
+    ) -> list[Entry]:
+        """Merge one object as a lookup of its key saw it (an event's hint, confirmed by a
+        HEAD), as a listing of that key alone would: a new key or version is recorded, other
+        versions of the key are marked gone, a known version changes nothing."""
+
+        def key_read(tx: Tx) -> list[Known]:
+            rows: list[Known] = tx.tuples(sql.KNOWN_KEY, (watch, bucket, found.key))
+            return rows
+
+        return self._merge((watch, bucket), [found], key_read, new_state, on_change, now)
+
+    def _merge(
+        self,
+        scope: tuple[str, str],
+        listed: Sequence[Listed],
+        read_known: Callable[[Tx], list[Known]],
+        new_state: State,
+        on_change: OnChange,
+        now: datetime,
+    ) -> list[Entry]:
         if new_state not in {State.PENDING, State.BASELINE}:
             raise ValueError(f"new objects start as pending or baseline, not {new_state}")
         ignored = new_state is State.BASELINE or on_change == "ignore"
@@ -168,14 +201,14 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
         version_note = "on_change=ignore" if on_change == "ignore" else None
         stamp = to_text(now)
         with self.write() as tx:
-            diff = diff_page(page.listed, _known(tx, watch, bucket, page))
+            diff = diff_page(listed, read_known(tx))
             if not diff:
                 return []
             tx.run_many(sql.MARK_GONE, [(stamp, entry_id) for entry_id in diff.gone])
             tx.run_many(sql.MARK_BACK, [(entry_id,) for entry_id in diff.back])
             new = [(item, new_state, None) for item in diff.new]
             versions = [(item, version_state, version_note) for item in diff.new_versions]
-            created = _insert(tx, (watch, bucket), [*new, *versions], now)
+            created = _insert(tx, scope, [*new, *versions], now)
         return sorted(created, key=lambda entry: entry.key)
 
     def add_object(
@@ -442,7 +475,7 @@ def _refuse(tx: Tx, entry_id: int, target: State, fence: int | None) -> None:
     raise InvalidTransition(State(found["state"]), target, entry_id)
 
 
-def _known(tx: Tx, watch: str, bucket: str, page: Page) -> list[Known]:
+def _known(tx: Tx, *, watch: str, bucket: str, page: Page) -> list[Known]:
     # Plain tuples, handed to the diff as they come: this is the poll's hot path.
     bounds = tuple(bound for bound in (page.after, page.through) if bound is not None)
     statement = sql.KNOWN[page.after is None, page.through is None]

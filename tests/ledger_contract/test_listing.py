@@ -232,3 +232,30 @@ def test_update_waiting_to_a_known_version_is_refused(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="version e2 of local/a already has an entry"):
         ledger.update_waiting(waiting.id, "e2", 1, at(1))
     assert ledger.get(waiting.id).etag == "e1"
+
+
+def test_record_object_merges_one_key_as_a_listing_of_it_alone(ledger: Ledger) -> None:
+    """One object as a HEAD saw it (an event's hint): new, then known (nothing), then a new
+    version (the old one gone), and neighbouring keys untouched; too young, not recorded."""
+
+    def seen(key: str, etag: str, *, eligible: bool = True, **kw: object) -> list[str]:
+        found = Listed(key, etag, 10, eligible)
+        options: dict[str, object] = {"new_state": State.PENDING, "on_change": "resubmit"}
+        options.update(kw)
+        recorded = ledger.record_object(W, B, found, now=at(1), **options)  # type: ignore[arg-type]
+        return [f"{entry.key}@{entry.etag}:{entry.state}" for entry in recorded]
+
+    record(ledger, page(["in/a.jsonl", "in/c.jsonl"]))
+    assert seen("in/b.jsonl", "e1") == ["in/b.jsonl@e1:pending"]
+    assert seen("in/b.jsonl", "e1") == [], "a duplicate event records nothing"
+    assert seen("in/b.jsonl", "e2") == ["in/b.jsonl@e2:pending"]
+    versions = {(e.key, e.etag): e.gone_since for e in ledger.entries()}
+    assert versions == {
+        ("in/a.jsonl", "e1"): None,
+        ("in/b.jsonl", "e1"): at(1),
+        ("in/b.jsonl", "e2"): None,
+        ("in/c.jsonl", "e1"): None,
+    }
+    assert seen("in/b.jsonl", "e3", on_change="ignore") == ["in/b.jsonl@e3:baseline"]
+    assert seen("in/d.jsonl", "e1", eligible=False) == [], "too young: not yet"
+    assert seen("in/d.jsonl", "e1", new_state=State.BASELINE) == ["in/d.jsonl@e1:baseline"]

@@ -173,15 +173,28 @@ def ledger_password(settings: Settings) -> str | None:
 def read_password(path: Path, setting: str) -> str:
     """A database password from its file (``setting`` names where it was given), masked in
     every log line from here on."""
+    return _read_masked(path, setting, holding="the database password")
+
+
+def read_secret(path: Path, setting: str) -> str:
+    """A shared secret from its file, as :func:`read_password`; an empty one is refused (an
+    HMAC with no key proves nothing)."""
+    secret = _read_masked(path, setting, holding="the shared secret")
+    if not secret:
+        raise UsageError(f"{setting}: {path} is empty; it must hold the shared secret")
+    return secret
+
+
+def _read_masked(path: Path, setting: str, *, holding: str) -> str:
     try:
-        password = path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"{setting}: cannot read it ({type(exc).__name__}); give a readable file holding"
-            " the database password"
+            f" {holding}"
         ) from exc
-    register_secrets([password])
-    return password
+    register_secrets([secret])
+    return secret
 
 
 def _open_postgres(settings: Settings, *, readonly: bool, daemon: bool, create: bool) -> Ledger:

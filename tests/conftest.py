@@ -11,6 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from dropzone.emulator import Emulator
 from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, new_bucket, s3_client
+from tests.kafka_broker import KafkaBroker, NoBroker
 from tests.postgres_server import NoServer, PostgresServer
 
 if TYPE_CHECKING:
@@ -74,3 +75,18 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    """A throwaway Kafka-protocol broker for the session; tests make their own topics.
+    Skipped where none can be started, except in CI (the dev extras bring it): there it fails."""
+    try:
+        broker = KafkaBroker()
+        broker.start()
+    except NoBroker as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Kafka tests: {exc}")
+        pytest.skip(str(exc))
+    yield broker
+    broker.stop()

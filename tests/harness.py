@@ -113,6 +113,8 @@ class Stage:
     daemon: dict[str, Any] = field(default_factory=dict)
     # The [ledger] section; empty: the SQLite file at ledger_path.
     ledger: dict[str, Any] = field(default_factory=dict)
+    # The [events] section, when not empty.
+    events: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ledger_path(self) -> Path:
@@ -158,6 +160,8 @@ class Stage:
             "ledger": self.ledger or {"path": str(self.ledger_path)},
             "daemon": daemon,
         }
+        if self.events:
+            sections["events"] = self.events
         return tomli_w.dumps({**sections, "watch": [watch]})
 
     def write_config(self) -> Path:

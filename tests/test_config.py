@@ -718,6 +718,7 @@ def test_example_config_shows_the_defaults() -> None:
         (config.TosSettings, "[tos]"),
         (config.LedgerSettings, "[ledger]"),
         (config.DaemonSettings, "[daemon]"),
+        (config.EventsSettings, "[events]"),
         (config.WatchRule, "[[watch]]"),
     ],
 )

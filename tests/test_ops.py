@@ -254,6 +254,8 @@ def test_every_series_is_prefixed_and_documented() -> None:
         "dropzone_backlog_oldest_age_seconds",
         "dropzone_ark_held_answers",
         "dropzone_claims",
+        "dropzone_events",
+        "dropzone_event_last_received_timestamp_seconds",
     }
     assert all(len(family.documentation) > 20 for family in families)
 

@@ -17,6 +17,7 @@ import pytest
 from dropzone.config import (
     ArkSettings,
     DaemonSettings,
+    EventsSettings,
     LedgerSettings,
     TosSettings,
     WatchRule,
@@ -56,6 +57,7 @@ SECTIONS = [
     ("[tos]", TosSettings),
     ("[ledger]", LedgerSettings),
     ("[daemon]", DaemonSettings),
+    ("[events]", EventsSettings),
     ("[[watch]]", WatchRule),
 ]
 

@@ -29,6 +29,7 @@ The package, from the values inward:
 
 - :mod:`~dropzone.config.fields`: the kinds of value a setting holds and their checks;
 - :mod:`~dropzone.config.model`: the sections, the watch rule and :class:`Settings`;
+- :mod:`~dropzone.config.events`: the ``[events]`` section and what a watch's feed needs;
 - :mod:`~dropzone.config.locate`: where a setting lives in the model;
 - :mod:`~dropzone.config.env`: the environment laid over the file;
 - :mod:`~dropzone.config.problems`: :class:`ConfigError` and errors in a person's words;
@@ -38,6 +39,7 @@ The package, from the values inward:
 """
 
 from dropzone.config.credentials import CredentialsFound, load_credentials
+from dropzone.config.events import EventsSettings
 from dropzone.config.fields import MAX_TAGS, default_output_prefix
 from dropzone.config.load import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path, load_settings
 from dropzone.config.model import (
@@ -64,6 +66,7 @@ __all__ = [
     "ConfigError",
     "CredentialsFound",
     "DaemonSettings",
+    "EventsSettings",
     "LedgerSettings",
     "ModelSpec",
     "Settings",

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dropzone import plan
+from dropzone.config.events import EVENTS_SECRETS, EventsSettings, feed_problem
 from dropzone.config.fields import (
     COMPLETION_WINDOW,
     DAY_S,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from pydantic_core import ErrorDetails, InitErrorDetails
 
 
-SECTIONS = ("ark", "tos", "ledger", "daemon")
+SECTIONS = ("ark", "tos", "ledger", "daemon", "events")
 NO_WATCH = "at least one [[watch]] table is required"
 
 
@@ -244,6 +245,9 @@ class WatchRule(WatchLayout, _WatchName):
     sync_timeout_s: Annotated[float, Field(gt=0, le=DAY_S)] = 300
     ignore: Annotated[tuple[NonEmpty, ...], FromToml] = DEFAULT_IGNORE
     max_active_jobs: Annotated[int, Field(ge=1, le=MAX_ACTIVE_JOBS)] | None = None
+    # Notifications as the trigger; the listing, every reconcile_interval_s, stays the truth.
+    feed: Literal["http", "kafka"] | None = None
+    reconcile_interval_s: Annotated[float, Field(ge=1, le=DAY_S)] = 600
 
     _name_template = field_validator("name_template")(check_template)
 
@@ -348,6 +352,7 @@ class Settings(BaseSettings):
     tos: TosSettings = Field(default_factory=TosSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     # Not min_length: pydantic would add "at least 1 item" to a list whose items are invalid.
     watches: tuple[WatchRule, ...] = Field(alias="watch", strict=False)
 
@@ -378,6 +383,9 @@ class Settings(BaseSettings):
                     f'watch {rule.name!r}: on_change = "after-active" needs job tracking;'
                     " set [daemon] track_interval_s above 0"
                 )
+            problem = feed_problem(rule, info.data.get("events"), daemon)
+            if problem:
+                raise ValueError(f"watch {rule.name!r}: {problem}")
             seen = first.setdefault(rule.name.lower(), index)
             if seen != index:
                 raise ValueError(
@@ -396,6 +404,9 @@ class Settings(BaseSettings):
                 ark[name] = SECURE
         if plain["ledger"]["password_file"] is not None:
             plain["ledger"]["password_file"] = SECURE
+        for name in EVENTS_SECRETS:
+            if plain["events"][name] is not None:
+                plain["events"][name] = SECURE
         return plain
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dropzone import runtime
+from dropzone.daemon.feeds import Feeds, start_feeds
 from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.loop import Daemon, DaemonOptions
 from dropzone.daemon.parts import NO_OPS, NO_TRACKING, WatchSet
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from dropzone.config import Settings
     from dropzone.jobs.watch import Preflight
     from dropzone.ledger import Ledger
+    from dropzone.ops.http import PostRoute
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def build(
     ledger = runtime.open_ledger(settings, daemon=True)
     api: ArkClient | None = None
     server = None
+    feeds: Feeds | None = None
     try:
         api = runtime.ark_client(settings, credentials, observer=observer)
         s3 = runtime.s3_client(settings, credentials)
@@ -105,11 +108,14 @@ def build(
         )
         if ops is not None:
             ops.metrics.track_node(lease)
-            server = _serve_ops(settings, ops, ledger, reachability, held, lease)
+            feeds = start_feeds(settings, daemon, s3, metrics)
+            server = _serve_ops(settings, ops, ledger, reachability, held, lease, feeds.posts)
         yield DaemonParts(daemon, ledger, api, server)
     finally:
         if server is not None:
             server.stop()
+        if feeds is not None:
+            feeds.stop()  # before the ledger closes: what a feed is recording, it records
         if api is not None:
             api.close()
         ledger.close()
@@ -149,6 +155,7 @@ def _serve_ops(
     reachability: Reachability,
     first_starts_held: Mapping[str, str],
     lease: LeaseKeeper,
+    posts: Mapping[str, PostRoute],
 ) -> OpsServer | None:
     """The outage gauge and holds in metrics; /metrics and /healthz if ``listen`` is set."""
     metrics = ops.metrics
@@ -186,7 +193,7 @@ def _serve_ops(
         ledger_writable=in_place,
         ark=ark,
     )
-    server = OpsServer(address, metrics, probe, readiness_probe(usable))
+    server = OpsServer(address, metrics, probe, readiness_probe(usable), posts)
     try:
         server.start()
     except ListenError as exc:

@@ -93,6 +93,7 @@ class Daemon:
             node=self.lease.node,
         )
         self.last_poll: dict[str, PollResult] = {}
+        self._listed_at: dict[str, float] = {}  # when each watch was last listed (monotonic)
         self._started_folders: set[int] = set()
         self._exit_code = 0
         self._log = get_logger()
@@ -138,7 +139,13 @@ class Daemon:
         for watch in self.watches.buckets:
             if self.stop_event.is_set():
                 return False
-            ok = self._poll(watch) and ok
+            if not self._listing_due(watch):
+                self._ops.polled(watch.rule.name, None)  # its feed is the trigger meanwhile
+                continue
+            listed = self._poll(watch)
+            if listed:
+                self._listed_at[watch.rule.name] = time.monotonic()
+            ok = listed and ok
         if any(id(folder) not in self._started_folders for folder in self.folders):
             self.start_folders()  # a folder whose first start was held asks again
         for folder in self.folders:
@@ -149,6 +156,15 @@ class Daemon:
         self._ops.ready_when_polled(self.watches.names)
         self.work.wake.notify()
         return ok
+
+    def _listing_due(self, watch: BucketWatch) -> bool:
+        """A watch fed by events is listed every ``reconcile_interval_s`` (the first time at
+        once, and after a failed listing at the next round); others at every poll."""
+        rule = watch.rule
+        listed_at = self._listed_at.get(rule.name)
+        if rule.feed is None or listed_at is None:
+            return True
+        return time.monotonic() - listed_at >= rule.reconcile_interval_s
 
     def _poll(self, watch: BucketWatch) -> bool:
         """One watch's poll; True when it was listed."""

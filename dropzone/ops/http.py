@@ -1,4 +1,5 @@
-"""The ops endpoint: ``/metrics``, ``/healthz`` and ``/readyz`` on ``daemon.listen``, stdlib HTTP.
+"""The ops endpoint: ``/metrics``, ``/healthz`` and ``/readyz`` on ``daemon.listen``, stdlib HTTP,
+and the POST routes the daemon is given (``/events/tos``: an event feed).
 
 It runs on daemon threads, so a stuck scrape can never hold the process up at exit.
 """
@@ -25,11 +26,15 @@ if TYPE_CHECKING:
     from dropzone.ops.metrics import Metrics
 
     HealthCheck = Callable[[], tuple[bool, Mapping[str, object]]]
+    # A POST route: the body and the request's headers -> (status, JSON body).
+    PostRoute = Callable[[bytes, Mapping[str, str]], tuple[HTTPStatus, Mapping[str, object]]]
 
 _JSON = "application/json"
 _STOP_JOIN_S = 5.0
 # Scrapers keep connections alive; one that vanished must not hold a thread for ever.
 _IDLE_CONNECTION_S = 60.0
+# A notification message holds a few events; anything far larger is not one.
+MAX_POST_BYTES = 1 << 20
 
 
 class ListenError(ConfigurationError):
@@ -40,13 +45,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], metrics: Metrics, health: HealthCheck, ready: HealthCheck
+        self,
+        address: tuple[str, int],
+        metrics: Metrics,
+        probes: tuple[HealthCheck, HealthCheck],
+        posts: Mapping[str, PostRoute],
     ) -> None:
         # An IPv6 host ("::1", from "[::1]:9464") needs an IPv6 socket; the class default is IPv4.
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.metrics = metrics
-        self.health = health
-        self.ready = ready
+        self.health, self.ready = probes
+        self.posts = posts
         super().__init__(address, _Handler)
 
 
@@ -65,6 +74,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, _JSON, json.dumps(body).encode("utf-8"))
         else:
             self._send(HTTPStatus.NOT_FOUND, _JSON, b'{"error": "not found"}')
+
+    def do_POST(self) -> None:
+        route = self.server.posts.get(urlsplit(self.path).path)
+        length = self.headers.get("Content-Length")
+        if route is None:
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+        elif length is None or not length.isdigit():
+            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length required"})
+        elif int(length) > MAX_POST_BYTES:
+            self.close_connection = True  # the body is left unread
+            self._send_json(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"at most {MAX_POST_BYTES} bytes"}
+            )
+        else:
+            body = self.rfile.read(int(length))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            try:
+                status, answer = route(body, headers)
+            except Exception as exc:  # noqa: BLE001 - an answer, not a dropped connection
+                get_logger().exception("ops.post_failed", path=self.path)
+                status, answer = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": type(exc).__name__}
+            self._send_json(status, answer)
+
+    def _send_json(self, status: HTTPStatus, body: Mapping[str, object]) -> None:
+        self._send(status, _JSON, json.dumps(body).encode("utf-8"))
 
     def _probe(self, probe: HealthCheck) -> tuple[bool, Mapping[str, object]]:
         try:
@@ -91,7 +125,8 @@ def _always_ready() -> tuple[bool, Mapping[str, object]]:
 
 
 class OpsServer:
-    """Serves ``/metrics``, ``/healthz`` and ``/readyz``; anything else is 404.
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz``, and the POST routes it is given;
+    anything else is 404.
 
     ``health`` and ``ready`` return ``(ok, body)``: 200 with the JSON body when ok, 503
     otherwise. ``/healthz`` says whether the daemon makes progress (restart it if not);
@@ -106,11 +141,14 @@ class OpsServer:
         metrics: Metrics,
         health: HealthCheck,
         ready: HealthCheck = _always_ready,
+        posts: Mapping[str, PostRoute] | None = None,
     ) -> None:
+        """``posts``: path -> route, for the POSTs the daemon takes (event feeds)."""
         self._listen = listen
         self._metrics = metrics
         self._health = health
         self._ready = ready
+        self._posts = dict(posts or {})
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -120,7 +158,8 @@ class OpsServer:
             return
         host, port = self._listen
         try:
-            server = _Server(self._listen, self._metrics, self._health, self._ready)
+            probes = (self._health, self._ready)
+            server = _Server(self._listen, self._metrics, probes, self._posts)
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port} (daemon.listen): {exc}") from exc
         self._server = server

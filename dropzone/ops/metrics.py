@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -120,6 +121,21 @@ class Metrics:
             registry=reg,
         )
 
+        self._events = Counter(
+            "dropzone_events",
+            "Events from a feed by what they came to: recorded (a new object or version),"
+            " known (a duplicate), stale (the object gone), unmatched (no watch takes it),"
+            " held (for min_age_s), ignored (not an object creation), malformed.",
+            ["feed", "outcome"],
+            registry=reg,
+        )
+        self._last_event = Gauge(
+            "dropzone_event_last_received_timestamp_seconds",
+            "When a feed last delivered a message (Unix time).",
+            ["feed"],
+            registry=reg,
+        )
+
     def _build_held(self) -> None:
         # Labelled by the platform's code: a closed set (the errors module's table and the
         # few codes the platform may add), unlike the messages.
@@ -220,6 +236,11 @@ class Metrics:
         del detail  # words are for the log; a label of them would grow without bound
         self._api_requests.labels(action, outcome).inc()
         self._api_latency.labels(action).observe(seconds)
+
+    def event(self, feed: str, outcome: str, n: int = 1) -> None:
+        """An event feed's observer (``events.intake.EventObserver``)."""
+        self._events.labels(feed, outcome).inc(n)
+        self._last_event.labels(feed).set(time.time())
 
     def object_detected(self, watch: str, n: int = 1) -> None:
         if n:

@@ -1,0 +1,104 @@
+"""The event feeds of a running daemon: what triggers its watches besides their listings.
+
+``feed = "http"`` is a route on the ops listener (``POST /events/tos``); ``feed = "kafka"`` a
+consumer on a thread of its own. Each feed has an intake that sees the daemon's watches as
+they are now (a reload changes them), looks objects up in their buckets and wakes the
+submitters. confluent-kafka is imported only when a watch names the Kafka feed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dropzone import runtime
+from dropzone.events import http_feed
+from dropzone.events.intake import EventIntake
+from dropzone.events.kafka_feed import KafkaFeed
+from dropzone.runtime import utc_now
+from dropzone.sources.tos import TosBucket
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from dropzone.config import EventsSettings, Settings, WatchRule
+    from dropzone.daemon.loop import Daemon
+    from dropzone.ops import Metrics
+    from dropzone.ops.http import PostRoute
+    from dropzone.sources.base import StoredObject
+
+_STOP_JOIN_S = 10.0
+
+
+@dataclass
+class Feeds:
+    """The routes to serve and the threads to stop."""
+
+    posts: dict[str, PostRoute] = field(default_factory=dict)
+    threads: list[threading.Thread] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(_STOP_JOIN_S)
+
+
+def start_feeds(settings: Settings, daemon: Daemon, s3: S3Client, metrics: Metrics) -> Feeds:
+    feeds = Feeds()
+    named = {rule.feed for rule in settings.watches if rule.feed is not None}
+
+    def intake(feed: str) -> EventIntake:
+        def lookup(rule: WatchRule, key: str) -> StoredObject | None:
+            return TosBucket(s3, rule.bucket).head(key)
+
+        made = EventIntake(
+            feed=feed,
+            rules=lambda: [watch.rule for watch in daemon.watches.buckets],
+            lookup=lookup,
+            ledger=daemon.ledger,
+            clock=utc_now,
+            wake=daemon.work.wake.notify,
+            observer=metrics,
+        )
+        feeds.threads.append(made.keep(feeds.stop_event))
+        return made
+
+    events = settings.events
+    if "http" in named and events.http_secret_file is not None:
+        secret = runtime.read_secret(events.http_secret_file, "[events] http_secret_file")
+        route = http_feed.HttpFeed(intake("http"), secret.encode("utf-8"))
+        feeds.posts[http_feed.PATH] = route
+    if "kafka" in named and events.kafka_topic is not None:
+        consumer, rewind = _kafka_consumer(events)
+        kafka = KafkaFeed(intake("kafka"), consumer, events.kafka_topic, rewind=rewind)
+        feeds.threads.append(kafka.start(feeds.stop_event))
+    return feeds
+
+
+def _kafka_consumer(events: EventsSettings) -> tuple[Any, Any]:
+    """A consumer of the group, offsets committed by the feed alone; and how to rewind."""
+    # Here, not at the top: only a daemon with a Kafka feed needs librdkafka loaded.
+    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+
+    options: dict[str, Any] = {
+        # What a user may change first, then what the feed's promise rests on. A fetch that
+        # finds nothing new is answered after 50 ms rather than librdkafka's 500: an event
+        # waits no longer than that for the broker to hand it over.
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        **events.kafka_options,
+        "bootstrap.servers": events.kafka_bootstrap_servers,
+        "group.id": events.kafka_group_id,
+        "enable.auto.commit": False,
+    }
+    if events.kafka_password_file is not None:
+        options["sasl.password"] = runtime.read_secret(
+            events.kafka_password_file, "[events] kafka_password_file"
+        )
+
+    def rewind(message: Any) -> Any:  # noqa: ANN401 - confluent-kafka's own types
+        return TopicPartition(message.topic(), message.partition(), message.offset())
+
+    return Consumer(options), rewind

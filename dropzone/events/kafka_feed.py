@@ -1,0 +1,124 @@
+"""TOS notifications from a Kafka topic: one consumer group per deployment.
+
+A message's offset is committed only once the ledger has recorded what it said (or dropped
+it for good: malformed, not a watched object): a daemon killed in between reads it again, and
+a message read twice records nothing twice. When the bucket or the ledger cannot be read, the
+consumer goes back to that message and tries again after a pause, so no later message of its
+partition is committed over it. Replicas in one group share the topic's partitions.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dropzone.errors import DropzoneError
+from dropzone.events.notification import parse
+from dropzone.log import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from dropzone.events.intake import EventIntake
+
+FIRST_PAUSE_S = 1.0
+LONGEST_PAUSE_S = 30.0
+POLL_S = 0.5
+
+
+class Message(Protocol):
+    """What the feed reads of a ``confluent_kafka.Message``."""
+
+    def error(self) -> Any: ...  # noqa: ANN401 - a KafkaError or None
+    def value(self) -> bytes | None: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+
+
+class Consumer(Protocol):
+    """The part of ``confluent_kafka.Consumer`` the feed uses."""
+
+    def subscribe(self, topics: Sequence[str]) -> None: ...
+    def poll(self, timeout: float) -> Message | None: ...
+    def commit(self, *, message: Message, asynchronous: bool) -> Any: ...  # noqa: ANN401
+    def seek(self, partition: Any) -> None: ...  # noqa: ANN401 - a TopicPartition
+    def close(self) -> None: ...
+
+
+class KafkaFeed:
+    """Reads the topic into the intake until stopped, on a thread of its own."""
+
+    def __init__(
+        self,
+        intake: EventIntake,
+        consumer: Consumer,
+        topic: str,
+        *,
+        rewind: Callable[[Message], Any],
+    ) -> None:
+        """``rewind(message)``: the ``TopicPartition`` to seek to read ``message`` again."""
+        self._intake = intake
+        self._consumer = consumer
+        self._topic = topic
+        self._rewind = rewind
+        self._failing: str | None = None  # the broker's complaint being told, if any
+        self._log = get_logger(feed=intake.feed, topic=topic)
+
+    def run(self, stop_event: threading.Event) -> None:
+        self._consumer.subscribe([self._topic])
+        pause = FIRST_PAUSE_S
+        try:
+            while not stop_event.is_set():
+                message = self._consumer.poll(POLL_S)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    self._broker_said(message.error())
+                    continue
+                self._broker_answers()
+                if self._take(message):
+                    pause = FIRST_PAUSE_S
+                    continue
+                self._consumer.seek(self._rewind(message))
+                stop_event.wait(pause)
+                pause = min(pause * 2, LONGEST_PAUSE_S)
+        finally:
+            self._consumer.close()
+
+    def start(self, stop_event: threading.Event) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.run, args=(stop_event,), name=f"events-{self._intake.feed}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _take(self, message: Message) -> bool:
+        """One message recorded and its offset committed; False to read it again later."""
+        try:
+            self._intake.take(parse(message.value() or b""))
+        except DropzoneError as exc:
+            self._log.warning(
+                "event.deferred",
+                error=str(exc),
+                partition=message.partition(),
+                offset=message.offset(),
+                note="read again after a pause; nothing after it in its partition is committed",
+            )
+            return False
+        try:
+            self._consumer.commit(message=message, asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - KafkaException: the message comes again, harmless
+            self._log.warning("event.commit_failed", error=str(exc), offset=message.offset())
+        return True
+
+    def _broker_said(self, error: object) -> None:
+        text = str(error)
+        if text != self._failing:
+            self._failing = text
+            self._log.warning("event.feed_failed", error=text)
+
+    def _broker_answers(self) -> None:
+        if self._failing is not None:
+            self._failing = None
+            self._log.info("event.feed_recovered")

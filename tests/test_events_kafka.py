@@ -1,0 +1,126 @@
+"""A bucket watch triggered by TOS notifications from a Kafka topic (a real broker on
+loopback, the real daemon): offsets committed only after the ledger recorded, a restart
+mid-stream losing and doubling nothing, dropped and duplicated events still one job each."""
+
+from __future__ import annotations
+
+import random
+import signal
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.harness import free_port, wait_for
+from tests.test_events_http import notification
+from tests.test_local_daemon import Daemon
+
+if TYPE_CHECKING:
+    from tests.harness import Stage
+    from tests.kafka_broker import KafkaBroker
+
+pytestmark = pytest.mark.slow
+
+
+def feed_from_kafka(stage: Stage, kafka: KafkaBroker, *, reconcile_interval_s: float) -> str:
+    """The stage's watch fed by a new topic of its own; returns the topic."""
+    topic = kafka.new_topic()
+    stage.events = {
+        "kafka_bootstrap_servers": kafka.bootstrap,
+        "kafka_topic": topic,
+        "kafka_group_id": f"dropzone-{stage.bucket}",
+    }
+    stage.watch.update(feed="kafka", reconcile_interval_s=reconcile_interval_s, min_age_s=0)
+    stage.daemon.update(listen=f"127.0.0.1:{free_port()}", poll_interval_s=0.3)
+    return topic
+
+
+def events_total(stage: Stage, outcome: str) -> float:
+    port = stage.daemon["listen"].rpartition(":")[2]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    line = f'dropzone_events_total{{feed="kafka",outcome="{outcome}"}} '
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0].rpartition(" ")[2]) if found else 0.0
+
+
+def test_a_message_makes_the_job_and_is_not_read_again_after_a_restart(
+    stage: Stage, kafka: KafkaBroker
+) -> None:
+    topic = feed_from_kafka(stage, kafka, reconcile_interval_s=3600)
+    daemon = Daemon(stage.spawn("run"))
+    try:
+        daemon.wait_ready()
+        first_key = stage.put("a.jsonl")
+        kafka.produce(topic, [notification(stage.bucket, first_key)])
+        wait_for(lambda: len(stage.jobs()) == 1, timeout=60, what="the message's job")
+        wait_for(lambda: events_total(stage, "recorded") == 1, timeout=30, what="the count")
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    # Its offset was committed: the next daemon of the group starts after it.
+    again = Daemon(stage.spawn("run"))
+    try:
+        again.wait_ready()
+        second_key = stage.put("b.jsonl")
+        kafka.produce(topic, [notification(stage.bucket, second_key)])
+        wait_for(lambda: len(stage.jobs()) == 2, timeout=60, what="the second message's job")
+        wait_for(lambda: events_total(stage, "recorded") == 1, timeout=30, what="its count")
+        assert events_total(stage, "known") == 0, "the first message was read again"
+    finally:
+        assert again.stop() == 0, again.output()
+    assert stage.create_calls() == {
+        f"{stage.bucket}/{first_key}": 1,
+        f"{stage.bucket}/{second_key}": 1,
+    }
+    for each in (daemon, again):
+        assert "Traceback" not in each.output()
+
+
+def test_a_daemon_killed_mid_stream_loses_nothing_and_doubles_nothing(
+    stage: Stage, kafka: KafkaBroker
+) -> None:
+    topic = feed_from_kafka(stage, kafka, reconcile_interval_s=3600)
+    daemon = Daemon(stage.spawn("run"))
+    try:
+        daemon.wait_ready()
+        keys = [stage.put(f"f{number:02d}.jsonl") for number in range(30)]
+        kafka.produce(topic, [notification(stage.bucket, key) for key in keys])
+        wait_for(lambda: len(stage.jobs()) >= 5, timeout=60, what="the first jobs")
+    finally:
+        daemon.process.send_signal(signal.SIGKILL)
+        assert daemon.stop() == -signal.SIGKILL
+    assert len(stage.jobs()) < len(keys), "killed before the stream was through"
+    restarted = Daemon(stage.spawn("run"))
+    try:
+        restarted.wait_ready()
+        wait_for(lambda: len(stage.jobs()) == len(keys), timeout=120, what="every file's job")
+    finally:
+        assert restarted.stop() == 0, restarted.output()
+    assert stage.create_calls() == {f"{stage.bucket}/{key}": 1 for key in keys}
+    assert "Traceback" not in restarted.output()
+
+
+def test_dropped_and_duplicated_events_still_give_one_job_each(
+    stage: Stage, kafka: KafkaBroker
+) -> None:
+    """10% of the events never sent (the reconcile listing finds those files), 10% sent
+    twice, the rest shuffled: every file exactly one job."""
+    topic = feed_from_kafka(stage, kafka, reconcile_interval_s=3)
+    daemon = Daemon(stage.spawn("run"))
+    try:
+        daemon.wait_ready()
+        keys = [stage.put(f"f{number:02d}.jsonl") for number in range(40)]
+        rng = random.Random(15)
+        dropped = set(rng.sample(keys, 4))
+        sent = [key for key in keys if key not in dropped]
+        sent += rng.sample(sent, 4)
+        rng.shuffle(sent)
+        kafka.produce(topic, [notification(stage.bucket, key) for key in sent])
+        wait_for(lambda: len(stage.jobs()) == len(keys), timeout=120, what="every file's job")
+        wait_for(lambda: events_total(stage, "known") >= 1, timeout=30, what="a duplicate seen")
+    finally:
+        assert daemon.stop() == 0, daemon.output()
+    assert stage.create_calls() == {f"{stage.bucket}/{key}": 1 for key in keys}
+    by_event = {e["key"] for e in daemon.events("object.detected") if e.get("by") == "event"}
+    by_listing = {e["key"] for e in daemon.events("object.detected") if "by" not in e}
+    assert dropped <= by_listing
+    assert by_event | by_listing == set(keys)

@@ -46,11 +46,14 @@ def _binary() -> Path:
 
 
 class KafkaBroker:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
+        """``port``: a given one (a broker started again where the last one was)."""
         self._binary = _binary()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = int(probe.getsockname()[1])
+        self.port = port
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._root = Path(tempfile.mkdtemp(prefix="dropzone-kafka-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -122,6 +125,9 @@ class KafkaBroker:
         assert failed == []
 
     def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(5)
+            self._producer = None
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from tests.harness import free_port, wait_for
+from tests.kafka_broker import KafkaBroker
 from tests.test_events_http import notification
 from tests.test_local_daemon import Daemon
 
 if TYPE_CHECKING:
     from tests.harness import Stage
-    from tests.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +124,41 @@ def test_dropped_and_duplicated_events_still_give_one_job_each(
     by_listing = {e["key"] for e in daemon.events("object.detected") if "by" not in e}
     assert dropped <= by_listing
     assert by_event | by_listing == set(keys)
+
+
+def test_a_broker_that_goes_away_degrades_health_until_it_answers_again(stage: Stage) -> None:
+    """The broker stopped: /healthz stays 200 and names the feed under ``degraded`` (the
+    reconcile listing goes on); a broker on the same address again: the feed recovers. The
+    consumer's lag is measured meanwhile."""
+    broker = KafkaBroker()
+    broker.start()
+    try:
+        feed_from_kafka(stage, broker, reconcile_interval_s=3600)
+        port = stage.daemon["listen"].rpartition(":")[2]
+        health = f"http://127.0.0.1:{port}/healthz"
+        daemon = Daemon(stage.spawn("run"))
+        try:
+            daemon.wait_ready()
+            wait_for(lambda: "dropzone_event_consumer_lag{" in metrics(port), 60, "the lag")
+            broker.stop()
+            wait_for(lambda: bool(feed_problems(health)), 60, "the feed down in /healthz")
+            assert httpx.get(health, timeout=30).status_code == 200
+            broker = KafkaBroker(port=broker.port)
+            broker.start()
+            wait_for(lambda: not feed_problems(health), timeout=60, what="the feed back")
+        finally:
+            assert daemon.stop() == 0, daemon.output()
+        assert daemon.saw("event.feed_failed")
+        assert daemon.saw("event.feed_recovered")
+        assert "Traceback" not in daemon.output()
+    finally:
+        broker.stop()
+
+
+def metrics(port: str) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+
+
+def feed_problems(health: str) -> list[str]:
+    degraded: list[str] = httpx.get(health, timeout=30).json()["degraded"]
+    return [line for line in degraded if line.startswith("kafka feed: ")]

@@ -256,6 +256,7 @@ def test_every_series_is_prefixed_and_documented() -> None:
         "dropzone_claims",
         "dropzone_events",
         "dropzone_event_last_received_timestamp_seconds",
+        "dropzone_event_consumer_lag",
     }
     assert all(len(family.documentation) > 20 for family in families)
 

@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from dropzone.config import Settings
     from dropzone.jobs.watch import Preflight
     from dropzone.ledger import Ledger
-    from dropzone.ops.http import PostRoute
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def build(
         if ops is not None:
             ops.metrics.track_node(lease)
             feeds = start_feeds(settings, daemon, s3, metrics)
-            server = _serve_ops(settings, ops, ledger, reachability, held, lease, feeds.posts)
+            server = _serve_ops(settings, ops, ledger, reachability, held, lease, feeds)
         yield DaemonParts(daemon, ledger, api, server)
     finally:
         if server is not None:
@@ -155,7 +154,7 @@ def _serve_ops(
     reachability: Reachability,
     first_starts_held: Mapping[str, str],
     lease: LeaseKeeper,
-    posts: Mapping[str, PostRoute],
+    feeds: Feeds,
 ) -> OpsServer | None:
     """The outage gauge and holds in metrics; /metrics and /healthz if ``listen`` is set."""
     metrics = ops.metrics
@@ -192,8 +191,9 @@ def _serve_ops(
         due=due,
         ledger_writable=in_place,
         ark=ark,
+        feeds=feeds.problems,
     )
-    server = OpsServer(address, metrics, probe, readiness_probe(usable), posts)
+    server = OpsServer(address, metrics, probe, readiness_probe(usable), feeds.posts)
     try:
         server.start()
     except ListenError as exc:

@@ -20,6 +20,8 @@ from dropzone.runtime import utc_now
 from dropzone.sources.tos import TosBucket
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mypy_boto3_s3 import S3Client
 
     from dropzone.config import EventsSettings, Settings, WatchRule
@@ -38,6 +40,11 @@ class Feeds:
     posts: dict[str, PostRoute] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    consumers: list[KafkaFeed] = field(default_factory=list)
+
+    def problems(self) -> tuple[str, ...]:
+        """What keeps a feed from delivering now (/healthz's ``degraded``)."""
+        return tuple(found for feed in self.consumers if (found := feed.problem()))
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -71,13 +78,22 @@ def start_feeds(settings: Settings, daemon: Daemon, s3: S3Client, metrics: Metri
         route = http_feed.HttpFeed(intake("http"), secret.encode("utf-8"))
         feeds.posts[http_feed.PATH] = route
     if "kafka" in named and events.kafka_topic is not None:
-        consumer, rewind = _kafka_consumer(events)
-        kafka = KafkaFeed(intake("kafka"), consumer, events.kafka_topic, rewind=rewind)
+        told: list[KafkaFeed] = []  # the consumer's error_cb tells the feed, made after it
+
+        def broker_said(error: Any) -> None:  # noqa: ANN401 - a KafkaError
+            told[0].broker_said(error)
+
+        consumer, rewind = _kafka_consumer(events, broker_said)
+        kafka = KafkaFeed(
+            intake("kafka"), consumer, events.kafka_topic, rewind=rewind, observer=metrics
+        )
+        told.append(kafka)
+        feeds.consumers.append(kafka)
         feeds.threads.append(kafka.start(feeds.stop_event))
     return feeds
 
 
-def _kafka_consumer(events: EventsSettings) -> tuple[Any, Any]:
+def _kafka_consumer(events: EventsSettings, on_error: Callable[[Any], None]) -> tuple[Any, Any]:
     """A consumer of the group, offsets committed by the feed alone; and how to rewind."""
     # Here, not at the top: only a daemon with a Kafka feed needs librdkafka loaded.
     from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
@@ -92,6 +108,7 @@ def _kafka_consumer(events: EventsSettings) -> tuple[Any, Any]:
         "bootstrap.servers": events.kafka_bootstrap_servers,
         "group.id": events.kafka_group_id,
         "enable.auto.commit": False,
+        "error_cb": on_error,
     }
     if events.kafka_password_file is not None:
         options["sasl.password"] = runtime.read_secret(

@@ -10,6 +10,7 @@ partition is committed over it. Replicas in one group share the topic's partitio
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dropzone.errors import DropzoneError
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 FIRST_PAUSE_S = 1.0
 LONGEST_PAUSE_S = 30.0
 POLL_S = 0.5
+# How often the lag is measured, and a broker that failed is asked whether it answers again.
+LOOK_EVERY_S = 5.0
 
 
 class Message(Protocol):
@@ -41,13 +44,31 @@ class Consumer(Protocol):
 
     def subscribe(self, topics: Sequence[str]) -> None: ...
     def poll(self, timeout: float) -> Message | None: ...
+    def assignment(self) -> list[Any]: ...
+    def position(self, partitions: list[Any]) -> list[Any]: ...
+    def get_watermark_offsets(
+        self,
+        partition: Any,  # noqa: ANN401 - a TopicPartition
+        *,
+        timeout: float,
+        cached: bool,
+    ) -> tuple[int, int]: ...
+    def list_topics(self, topic: str, timeout: float) -> Any: ...  # noqa: ANN401
     def commit(self, *, message: Message, asynchronous: bool) -> Any: ...  # noqa: ANN401
     def seek(self, partition: Any) -> None: ...  # noqa: ANN401 - a TopicPartition
     def close(self) -> None: ...
 
 
+class LagObserver(Protocol):
+    def event_lag(self, feed: str, messages: int) -> None: ...
+
+
 class KafkaFeed:
-    """Reads the topic into the intake until stopped, on a thread of its own."""
+    """Reads the topic into the intake until stopped, on a thread of its own.
+
+    ``broker_said`` is also the consumer's ``error_cb`` (librdkafka tells of brokers it cannot
+    reach there, not in a message): the feed is then down, which ``problem`` tells /healthz,
+    until the broker answers again."""
 
     def __init__(
         self,
@@ -56,6 +77,8 @@ class KafkaFeed:
         topic: str,
         *,
         rewind: Callable[[Message], Any],
+        observer: LagObserver | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``rewind(message)``: the ``TopicPartition`` to seek to read ``message`` again."""
         self._intake = intake
@@ -63,6 +86,9 @@ class KafkaFeed:
         self._topic = topic
         self._rewind = rewind
         self._failing: str | None = None  # the broker's complaint being told, if any
+        self._observer = observer
+        self._monotonic = monotonic
+        self._looked_at = monotonic()
         self._log = get_logger(feed=intake.feed, topic=topic)
 
     def run(self, stop_event: threading.Event) -> None:
@@ -70,11 +96,12 @@ class KafkaFeed:
         pause = FIRST_PAUSE_S
         try:
             while not stop_event.is_set():
+                self._look_now_and_then()
                 message = self._consumer.poll(POLL_S)
                 if message is None:
                     continue
                 if message.error() is not None:
-                    self._broker_said(message.error())
+                    self.broker_said(message.error())
                     continue
                 self._broker_answers()
                 if self._take(message):
@@ -112,13 +139,45 @@ class KafkaFeed:
             self._log.warning("event.commit_failed", error=str(exc), offset=message.offset())
         return True
 
-    def _broker_said(self, error: object) -> None:
+    def problem(self) -> str | None:
+        """What keeps the feed from delivering now, for /healthz; None while it works."""
+        failing = self._failing
+        return None if failing is None else f"{self._intake.feed} feed: {failing}"
+
+    def broker_said(self, error: object) -> None:
         text = str(error)
         if text != self._failing:
             self._failing = text
-            self._log.warning("event.feed_failed", error=text)
+            self._log.warning(
+                "event.feed_failed",
+                error=text,
+                note="the reconcile listing goes on; events are read again once it answers",
+            )
 
     def _broker_answers(self) -> None:
         if self._failing is not None:
             self._failing = None
             self._log.info("event.feed_recovered")
+
+    def _look_now_and_then(self) -> None:
+        """Every LOOK_EVERY_S: a failed broker asked whether it answers, the lag measured."""
+        if self._monotonic() - self._looked_at < LOOK_EVERY_S:
+            return
+        self._looked_at = self._monotonic()
+        try:
+            if self._failing is not None:
+                self._consumer.list_topics(self._topic, timeout=2.0)
+                self._broker_answers()
+            if self._observer is not None:
+                self._observer.event_lag(self._intake.feed, self._lag())
+        except Exception as exc:  # noqa: BLE001 - KafkaException: the broker still does not answer
+            self._log.debug("event.feed_look_failed", error=str(exc))
+
+    def _lag(self) -> int:
+        """Messages in the assigned partitions not yet read (high watermark - position)."""
+        lag = 0
+        for partition in self._consumer.position(self._consumer.assignment()):
+            low, high = self._consumer.get_watermark_offsets(partition, timeout=2.0, cached=False)
+            at = partition.offset if partition.offset >= 0 else low
+            lag += max(0, high - at)
+        return lag

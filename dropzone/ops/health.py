@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from dropzone.jobs.reachability import Outage
 
@@ -61,7 +61,7 @@ def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def health_report(
+def health_report(  # noqa: PLR0913 - each an independent part of the verdict
     now: float,
     poll_interval_s: float,
     last_polls: Mapping[str, float | None],
@@ -70,11 +70,13 @@ def health_report(
     ledger_writable: bool,
     started_at: float,
     ark: ArkStatus = ArkStatus(),
+    feeds: Sequence[str] = (),
 ) -> tuple[bool, HealthBody]:
     """Healthy when the ledger is writable and every watch polled within three intervals.
 
-    ``ark``: an outage, and what the platform refuses the account; both go in ``degraded`` and
-    do not fail the verdict (a restart would cure neither).
+    ``ark``: an outage, and what the platform refuses the account; ``feeds``: what keeps an
+    event feed from delivering (its watches' reconcile listings go on). All go in ``degraded``
+    and do not fail the verdict (a restart would cure none).
 
     Times are unix seconds. A watch that has never polled counts as healthy until three
     intervals have passed since ``started_at``: a daemon that just started is not dead.
@@ -101,6 +103,7 @@ def health_report(
     }
     degraded = [] if ark_outage is None else [f"ark unreachable: {ark_outage.reason}"]
     degraded += ark.held
+    degraded += feeds
     return ok, {
         "ok": ok,
         "degraded": degraded,
@@ -183,7 +186,7 @@ class Heartbeat:
             self.watchdog_pinged()
 
 
-def health_probe(
+def health_probe(  # noqa: PLR0913 - each an independent source of the verdict
     *,
     heartbeat: Heartbeat,
     poll_interval_s: float,
@@ -192,6 +195,7 @@ def health_probe(
     ledger_writable: Callable[[], bool],
     wall_clock: Callable[[], float] = time.time,
     ark: Callable[[], ArkStatus] = ArkStatus,
+    feeds: Callable[[], Sequence[str]] = tuple,
 ) -> Callable[[], tuple[bool, HealthBody]]:
     """The ``health`` callable for :class:`~dropzone.ops.http.OpsServer`.
 
@@ -208,6 +212,7 @@ def health_probe(
             ledger_writable=ledger_writable(),
             started_at=started_at,
             ark=ark(),
+            feeds=feeds(),
         )
 
     return probe

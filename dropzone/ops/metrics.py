@@ -129,6 +129,13 @@ class Metrics:
             ["feed", "outcome"],
             registry=reg,
         )
+        self._event_lag = Gauge(
+            "dropzone_event_consumer_lag",
+            "Messages of a feed's topic not yet read by this node's consumer (its partitions'"
+            " high watermarks less its positions), measured every few seconds.",
+            ["feed"],
+            registry=reg,
+        )
         self._last_event = Gauge(
             "dropzone_event_last_received_timestamp_seconds",
             "When a feed last delivered a message (Unix time).",
@@ -241,6 +248,9 @@ class Metrics:
         """An event feed's observer (``events.intake.EventObserver``)."""
         self._events.labels(feed, outcome).inc(n)
         self._last_event.labels(feed).set(time.time())
+
+    def event_lag(self, feed: str, messages: int) -> None:
+        self._event_lag.labels(feed).set(messages)
 
     def object_detected(self, watch: str, n: int = 1) -> None:
         if n:

@@ -94,3 +94,14 @@ def test_memory_reports_peak_rss_of_each_process() -> None:
 def test_beside_daemon_reports_the_retry_latency() -> None:
     out = run_bench("beside_daemon.py", "--files", "2")
     assert re.search(r"2 files\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+(PASS|FAIL)", out)
+
+
+def test_event_latency_reports_both_watches() -> None:
+    """A few files each way (the bar set out of reach of a busy machine: no speed asserted)."""
+    out = run_bench(
+        "event_latency.py", "--files", "5", "--p50-bar-ms", "60000", "--p99-bar-ms", "60000",
+        timeout=240,
+    )  # fmt: skip
+    for watch in ("event", "poll"):
+        assert re.search(rf"^{watch}\s+5\s+\d+\s+\d+\s+\d+$", out, re.MULTILINE), out
+    assert "event -> Create p50 <= 60000 ms and p99 <= 60000 ms: PASS" in out

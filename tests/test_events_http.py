@@ -114,11 +114,17 @@ def test_an_unsigned_or_wrongly_signed_message_is_refused_and_changes_nothing(
 ) -> None:
     stage, feed, daemon = fed
     body = notification(stage.bucket, stage.put("a.jsonl"))
-    for answer in (feed.post(body, signed=False), feed.post(body, secret="not-the-secret")):
+    odd = httpx.post(
+        feed.url,
+        content=body,
+        headers={SIGNATURE_HEADER.encode(): "sha256=\u00e9t\u00e9".encode("latin-1")},
+        timeout=30,
+    )
+    for answer in (feed.post(body, signed=False), feed.post(body, secret="not-the-secret"), odd):
         assert answer.status_code == 401
         assert SIGNATURE_HEADER in answer.json()["error"]
     assert stage.status() == []
-    assert len(daemon.events("event.refused")) == 2
+    assert len(daemon.events("event.refused")) == 3
 
 
 def test_malformed_messages_are_counted_and_logged_once_per_kind(

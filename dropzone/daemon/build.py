@@ -377,7 +377,7 @@ def _settings_again(
         return None
     restart_only = [
         section
-        for section in ("ark", "tos", "ledger", "daemon")
+        for section in ("ark", "tos", "ledger", "daemon", "events")
         if getattr(fresh, section) != getattr(running, section)
     ]
     logger.info(

@@ -35,7 +35,12 @@ def signature(secret: bytes, body: bytes) -> str:
 
 
 def signed_by(secret: bytes, body: bytes, header: str | None) -> bool:
-    return header is not None and hmac.compare_digest(header.strip(), signature(secret, body))
+    if header is None:
+        return False
+    # As bytes: compare_digest refuses a str with other than ASCII in it (a header is
+    # latin-1 text), and any sender may send one.
+    sent = header.strip().encode("latin-1", errors="replace")
+    return hmac.compare_digest(sent, signature(secret, body).encode("ascii"))
 
 
 class HttpFeed:

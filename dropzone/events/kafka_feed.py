@@ -92,26 +92,36 @@ class KafkaFeed:
         self._log = get_logger(feed=intake.feed, topic=topic)
 
     def run(self, stop_event: threading.Event) -> None:
-        self._consumer.subscribe([self._topic])
         pause = FIRST_PAUSE_S
         try:
+            self._consumer.subscribe([self._topic])
             while not stop_event.is_set():
-                self._look_now_and_then()
-                message = self._consumer.poll(POLL_S)
-                if message is None:
-                    continue
-                if message.error() is not None:
-                    self.broker_said(message.error())
-                    continue
-                self._broker_answers()
-                if self._take(message):
-                    pause = FIRST_PAUSE_S
-                    continue
-                self._consumer.seek(self._rewind(message))
+                try:
+                    if self._step():
+                        pause = FIRST_PAUSE_S
+                        continue
+                except Exception as exc:  # noqa: BLE001 - told, and the feed goes on
+                    self._log.exception("event.feed_error")
+                    self.broker_said(f"{type(exc).__name__}: {exc}")
                 stop_event.wait(pause)
                 pause = min(pause * 2, LONGEST_PAUSE_S)
         finally:
             self._consumer.close()
+
+    def _step(self) -> bool:
+        """One poll and what it brought; False to pause before the next."""
+        self._look_now_and_then()
+        message = self._consumer.poll(POLL_S)
+        if message is None:
+            return True
+        if message.error() is not None:
+            self.broker_said(message.error())
+            return True
+        self._broker_answers()
+        if self._take(message):
+            return True
+        self._consumer.seek(self._rewind(message))
+        return False
 
     def start(self, stop_event: threading.Event) -> threading.Thread:
         thread = threading.Thread(
@@ -122,16 +132,15 @@ class KafkaFeed:
 
     def _take(self, message: Message) -> bool:
         """One message recorded and its offset committed; False to read it again later."""
+        where = {"partition": message.partition(), "offset": message.offset()}
+        note = "read again after a pause; nothing after it in its partition is committed"
         try:
             self._intake.take(parse(message.value() or b""))
         except DropzoneError as exc:
-            self._log.warning(
-                "event.deferred",
-                error=str(exc),
-                partition=message.partition(),
-                offset=message.offset(),
-                note="read again after a pause; nothing after it in its partition is committed",
-            )
+            self._log.warning("event.deferred", error=str(exc), **where, note=note)
+            return False
+        except Exception:  # noqa: BLE001 - not the message's fault: it is read again
+            self._log.exception("event.deferred", **where, note=note)
             return False
         try:
             self._consumer.commit(message=message, asynchronous=False)

@@ -78,10 +78,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         route = self.server.posts.get(urlsplit(self.path).path)
         length = self.headers.get("Content-Length")
-        if route is None:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-        elif length is None or not length.isdigit():
-            self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length required"})
+        if route is None or length is None or not (length.isascii() and length.isdigit()):
+            self.close_connection = True  # the body, if any, is left unread
+            if route is None:
+                self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            else:
+                self._send_json(HTTPStatus.LENGTH_REQUIRED, {"error": "Content-Length required"})
         elif int(length) > MAX_POST_BYTES:
             self.close_connection = True  # the body is left unread
             self._send_json(

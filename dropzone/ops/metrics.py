@@ -125,7 +125,8 @@ class Metrics:
             "dropzone_events",
             "Events from a feed by what they came to: recorded (a new object or version),"
             " known (a duplicate), stale (the object gone), unmatched (no watch takes it),"
-            " held (for min_age_s), ignored (not an object creation), malformed.",
+            " early (before the watch's first listing ended), refused (the bucket refused the"
+            " lookup), held (for min_age_s), ignored (not an object creation), malformed.",
             ["feed", "outcome"],
             registry=reg,
         )

@@ -15,9 +15,11 @@ from tests.harness import free_port, wait_for
 from tests.kafka_broker import KafkaBroker
 from tests.test_events_http import notification
 from tests.test_local_daemon import Daemon
+from tests.test_postgres_ledger import on_postgres
 
 if TYPE_CHECKING:
     from tests.harness import Stage
+    from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +155,79 @@ def test_a_broker_that_goes_away_degrades_health_until_it_answers_again(stage: S
         assert "Traceback" not in daemon.output()
     finally:
         broker.stop()
+
+
+def test_replicas_on_postgresql_share_the_partitions_and_each_file_has_one_job(
+    stage: Stage, kafka: KafkaBroker, postgres: PostgresServer
+) -> None:
+    """Two daemons on one PostgreSQL ledger, one consumer group: each reads a partition of
+    its own, each records the files its partition tells of, and each file has one job."""
+    topic = feed_from_kafka(stage, kafka, reconcile_interval_s=3600)
+    stage.daemon.update(listen="")  # two daemons on one host: no ops port to share
+    on_postgres(stage, postgres, "dz_kafka_pair")
+    daemons = [Daemon(stage.spawn("run")), Daemon(stage.spawn("run"))]
+    try:
+        for daemon in daemons:
+            daemon.wait_ready()
+        wait_for(
+            lambda: (
+                sorted(p for d in daemons for p in assigned(d)) == [0, 1]
+                and all(assigned(d) for d in daemons)
+            ),
+            timeout=90,
+            what="a partition for each replica",
+        )
+        keys = [stage.put(f"f{number:02d}.jsonl") for number in range(20)]
+        kafka.produce(topic, [notification(stage.bucket, key) for key in keys])
+        wait_for(lambda: len(stage.jobs()) == len(keys), timeout=120, what="every file's job")
+    finally:
+        codes = [daemon.stop() for daemon in daemons]
+    assert codes == [0, 0], [daemon.output() for daemon in daemons]
+    assert stage.create_calls() == {f"{stage.bucket}/{key}": 1 for key in keys}
+    recorded = [
+        {e["key"] for e in daemon.events("object.detected") if e.get("by") == "event"}
+        for daemon in daemons
+    ]
+    assert all(recorded), "one replica recorded nothing from its partition"
+    assert recorded[0] | recorded[1] == set(keys)
+    assert not recorded[0] & recorded[1], "a message was read by both replicas"
+    for daemon in daemons:
+        assert "Traceback" not in daemon.output()
+
+
+def assigned(daemon: Daemon) -> list[int]:
+    """The partitions a daemon reads now, by its last assignment or revocation logged."""
+    names = ("event.partitions_assigned", "event.partitions_revoked")
+    told = [e for e in daemon.log() if e["event"] in names]
+    if not told:
+        return []
+    last = told[-1]
+    return list(last["partitions"]) if last["event"] == "event.partitions_assigned" else []
+
+
+def test_check_asks_the_brokers_for_the_topic(stage: Stage, kafka: KafkaBroker) -> None:
+    """Found; not there; no broker at all: one line each, exit 1 for the two that fail."""
+    topic = feed_from_kafka(stage, kafka, reconcile_interval_s=3600)
+    found = stage.dropzone("check")
+    line = kafka_line(found.stderr)
+    assert line == f"kafka feed: ok: topic {topic!r} found at {kafka.bootstrap} (2 partitions)"
+    stage.events["kafka_topic"] = "no-such-topic"
+    missing = stage.dropzone("check")
+    assert missing.returncode == 1
+    assert kafka_line(missing.stderr).startswith("kafka feed: FAILED: the brokers at ")
+    assert "topic 'no-such-topic' is not there" in missing.stderr
+    stage.events["kafka_bootstrap_servers"] = f"127.0.0.1:{free_port()}"
+    unreachable = stage.dropzone("check")
+    assert unreachable.returncode == 1
+    assert kafka_line(unreachable.stderr).startswith("kafka feed: FAILED: no broker at 127.0.0.1:")
+    assert "check [events] kafka_bootstrap_servers" in unreachable.stderr
+    for done in (found, missing, unreachable):
+        assert "Traceback" not in done.stderr
+
+
+def kafka_line(stderr: str) -> str:
+    (line,) = [row for row in stderr.splitlines() if row.startswith("kafka feed: ")]
+    return line
 
 
 def metrics(port: str) -> str:

@@ -63,12 +63,16 @@ class Daemon:
             with self._lock:
                 into.append(line)
 
-    def events(self, name: str, **fields: object) -> list[dict[str, Any]]:
+    def log(self) -> list[dict[str, Any]]:
+        """Every JSON log line so far, in the order written."""
         with self._lock:
             text = "".join(self._lines)
+        return list(log_events(text))
+
+    def events(self, name: str, **fields: object) -> list[dict[str, Any]]:
         return [
             e
-            for e in log_events(text)
+            for e in self.log()
             if e["event"] == name and all(e.get(k) == v for k, v in fields.items())
         ]
 

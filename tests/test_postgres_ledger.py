@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 PASSWORD = "pg-secret-never-logged"
 
 
-def _on_postgres(stage: Stage, postgres: PostgresServer, role: str) -> None:
+def on_postgres(stage: Stage, postgres: PostgresServer, role: str) -> None:
     url = postgres.role_with_password(role, PASSWORD)
     secret = stage.tmp / "ledger-password"
     secret.write_text(PASSWORD + "\n", encoding="utf-8")
@@ -51,7 +51,7 @@ def test_a_daemon_on_postgresql_submits_each_file_once(
 ) -> None:
     """run --once on a PostgreSQL ledger: each file one job, status reads it back, a second
     run adds nothing; the password never reaches a log line, an error or the output."""
-    _on_postgres(stage, postgres, "dz_once")
+    on_postgres(stage, postgres, "dz_once")
     keys = [stage.put(name) for name in ("a.jsonl", "b.jsonl", "c.jsonl")]
     first = stage.dropzone("run", "--once")
     assert first.returncode == 0, first.stderr + first.stdout
@@ -74,7 +74,7 @@ def test_a_daemon_on_postgresql_submits_each_file_once(
 def test_a_wrong_password_is_one_clear_line(stage: Stage, postgres: PostgresServer) -> None:
     """A password file with the wrong password: exit 2, one line naming the database and
     what the server said, neither password shown."""
-    _on_postgres(stage, postgres, "dz_wrong")
+    on_postgres(stage, postgres, "dz_wrong")
     (stage.tmp / "ledger-password").write_text("not-it", encoding="utf-8")
     done = stage.dropzone("run", "--once")
     assert done.returncode == 2, done.stderr
@@ -89,7 +89,7 @@ def test_two_daemons_share_a_postgresql_ledger(stage: Stage, postgres: PostgresS
     """Two replicas on one ledger: both are live nodes, one lists the watch, both submit, and
     each file has one job; a short command (retry) works beside them; a clean stop gives the
     lease and the roles up."""
-    _on_postgres(stage, postgres, "dz_pair")
+    on_postgres(stage, postgres, "dz_pair")
     keys = [stage.put(f"f{number}.jsonl") for number in range(6)]
     daemons = [stage.spawn("run"), stage.spawn("run")]
     try:
@@ -128,7 +128,7 @@ def test_commands_on_an_empty_database_say_there_is_no_ledger(
 ) -> None:
     """status and retry on a database nothing has run with: what is missing and where, no
     table created; check says the first run makes it."""
-    _on_postgres(stage, postgres, "dz_empty")
+    on_postgres(stage, postgres, "dz_empty")
     status = stage.dropzone("status")
     assert status.returncode == 1
     where = f"postgresql://127.0.0.1:{postgres.port}/dz_empty"
@@ -185,7 +185,7 @@ def test_an_sqlite_ledger_copied_to_postgresql_goes_on(
 def test_a_daemon_whose_connections_are_cut_goes_on(stage: Stage, postgres: PostgresServer) -> None:
     """Every connection of the daemon's ended by the server (a failover, pg_terminate_backend):
     a clear log line at most, no traceback, and the next file is submitted once."""
-    _on_postgres(stage, postgres, "dz_cut")
+    on_postgres(stage, postgres, "dz_cut")
     stage.put("before.jsonl")
     daemon = stage.spawn("run")
     try:
@@ -226,7 +226,7 @@ def test_a_node_stalled_mid_create_wakes_to_find_its_attempt_taken_over(
         ACCESS_KEY, SECRET_KEY, queue_s=30, run_s=60, on_create_received=stall_the_sender
     ) as ark:
         stage = Stage(tmp_path, moto_endpoint, ark, s3, new_bucket(s3))
-        _on_postgres(stage, postgres, "dz_stall")
+        on_postgres(stage, postgres, "dz_stall")
         stage.ledger["lease_ttl_s"] = 3
         first = Daemon(stage.spawn("run"))
         second: Daemon | None = None

@@ -39,6 +39,7 @@ def _local_findings(settings: Settings) -> Iterator[probes.Finding]:
         yield probes.ledger_finding(settings.ledger.path)
     for rule in settings.watches:
         yield from probes.folder_findings(rule)
+    yield from probes.feed_secret_findings(settings)
 
 
 def _remote_findings(settings: Settings, credentials: Credentials) -> Iterator[probes.Finding]:
@@ -58,6 +59,7 @@ def _findings(settings: Settings, *, offline: bool) -> Iterator[probes.Finding]:
     yield from _local_findings(settings)
     if offline:
         return
+    yield from probes.kafka_finding(settings)  # the brokers want none of Ark's credentials
     if credentials is None:
         yield probes.Finding("ark and tos", ok=False, detail="not contacted: no credentials")
         return

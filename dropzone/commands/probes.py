@@ -146,6 +146,38 @@ def _can_create_in(folder: Path) -> bool:
     return True
 
 
+def feed_secret_findings(settings: Settings) -> Iterator[Finding]:
+    """The event feeds' secret files read as the daemon reads them at its start."""
+    named = {rule.feed for rule in settings.watches if rule.feed is not None}
+    events = settings.events
+    wanted = [
+        ("http", "[events] http_secret_file", events.http_secret_file),
+        ("kafka", "[events] kafka_password_file", events.kafka_password_file),
+    ]
+    for feed, setting, path in wanted:
+        if feed not in named or path is None:
+            continue
+        try:
+            runtime.read_secret(path, setting)
+        except UsageError as exc:
+            yield Finding(f"{feed} feed", ok=False, detail=str(exc))
+            continue
+        yield Finding(f"{feed} feed", ok=True, detail=f"{setting} readable")
+
+
+def kafka_finding(settings: Settings) -> Iterator[Finding]:
+    """The brokers asked for the topic, by a consumer made as the daemon makes its own."""
+    if not any(rule.feed == "kafka" for rule in settings.watches):
+        return
+    from dropzone.events import kafka_client  # noqa: PLC0415 - librdkafka only where needed
+
+    try:
+        ok, detail = kafka_client.topic_problem(settings.events)
+    except UsageError as exc:
+        ok, detail = False, str(exc)
+    yield Finding("kafka feed", ok=ok, detail=detail)
+
+
 def postgres_ledger_finding(settings: Settings, url: str) -> Finding:
     """The database reached and a transaction begun and rolled back; before the first run,
     whether the user may create the ledger's tables."""

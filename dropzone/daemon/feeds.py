@@ -13,18 +13,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dropzone import runtime
-from dropzone.events import http_feed
+from dropzone.events import http_feed, kafka_client
 from dropzone.events.intake import EventIntake
 from dropzone.events.kafka_feed import KafkaFeed
 from dropzone.runtime import utc_now
 from dropzone.sources.tos import TosBucket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from mypy_boto3_s3 import S3Client
 
-    from dropzone.config import EventsSettings, Settings, WatchRule
+    from dropzone.config import Settings, WatchRule
     from dropzone.daemon.loop import Daemon
     from dropzone.ops import Metrics
     from dropzone.ops.http import PostRoute
@@ -73,49 +71,29 @@ def start_feeds(settings: Settings, daemon: Daemon, s3: S3Client, metrics: Metri
         return made
 
     events = settings.events
+    # What can be refused (a secret file, librdkafka's options) before any thread starts.
+    secret = None
     if "http" in named and events.http_secret_file is not None:
         secret = runtime.read_secret(events.http_secret_file, "[events] http_secret_file")
-        route = http_feed.HttpFeed(intake("http"), secret.encode("utf-8"))
-        feeds.posts[http_feed.PATH] = route
+    told: list[KafkaFeed] = []  # the consumer's error_cb tells the feed, made after it
+
+    def broker_said(error: Any) -> None:  # noqa: ANN401 - a KafkaError
+        told[0].broker_said(error, from_callback=True)
+
+    consumer = None
     if "kafka" in named and events.kafka_topic is not None:
-        told: list[KafkaFeed] = []  # the consumer's error_cb tells the feed, made after it
-
-        def broker_said(error: Any) -> None:  # noqa: ANN401 - a KafkaError
-            told[0].broker_said(error)
-
-        consumer, rewind = _kafka_consumer(events, broker_said)
+        consumer = kafka_client.make_consumer(events, broker_said)
+    if secret is not None:
+        feeds.posts[http_feed.PATH] = http_feed.HttpFeed(intake("http"), secret.encode("utf-8"))
+    if consumer is not None and events.kafka_topic is not None:
         kafka = KafkaFeed(
-            intake("kafka"), consumer, events.kafka_topic, rewind=rewind, observer=metrics
+            intake("kafka"),
+            consumer,
+            events.kafka_topic,
+            rewind=kafka_client.rewind_to,
+            observer=metrics,
         )
         told.append(kafka)
         feeds.consumers.append(kafka)
         feeds.threads.append(kafka.start(feeds.stop_event))
     return feeds
-
-
-def _kafka_consumer(events: EventsSettings, on_error: Callable[[Any], None]) -> tuple[Any, Any]:
-    """A consumer of the group, offsets committed by the feed alone; and how to rewind."""
-    # Here, not at the top: only a daemon with a Kafka feed needs librdkafka loaded.
-    from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
-
-    options: dict[str, Any] = {
-        # What a user may change first, then what the feed's promise rests on. A fetch that
-        # finds nothing new is answered after 50 ms rather than librdkafka's 500: an event
-        # waits no longer than that for the broker to hand it over.
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 50,
-        **events.kafka_options,
-        "bootstrap.servers": events.kafka_bootstrap_servers,
-        "group.id": events.kafka_group_id,
-        "enable.auto.commit": False,
-        "error_cb": on_error,
-    }
-    if events.kafka_password_file is not None:
-        options["sasl.password"] = runtime.read_secret(
-            events.kafka_password_file, "[events] kafka_password_file"
-        )
-
-    def rewind(message: Any) -> Any:  # noqa: ANN401 - confluent-kafka's own types
-        return TopicPartition(message.topic(), message.partition(), message.offset())
-
-    return Consumer(options), rewind

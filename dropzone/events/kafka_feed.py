@@ -27,6 +27,32 @@ LONGEST_PAUSE_S = 30.0
 POLL_S = 0.5
 # How often the lag is measured, and a broker that failed is asked whether it answers again.
 LOOK_EVERY_S = 5.0
+# What librdkafka tells through error_cb that keeps the feed from delivering. The rest (one
+# connection dropped, a broker of several gone) it recovers from by itself and says so
+# again, as _ALL_BROKERS_DOWN, if it cannot.
+_DEGRADING = frozenset(
+    {
+        "_ALL_BROKERS_DOWN",
+        "_AUTHENTICATION",
+        "_SSL",
+        "_RESOLVE",
+        "_UNKNOWN_TOPIC",
+        "UNKNOWN_TOPIC_OR_PART",
+        "TOPIC_AUTHORIZATION_FAILED",
+        "GROUP_AUTHORIZATION_FAILED",
+        "SASL_AUTHENTICATION_FAILED",
+    }
+)
+
+
+def degrades(error: object) -> bool:
+    """Whether what librdkafka's error_cb said keeps the feed from delivering; anything not a
+    ``KafkaError`` (an exception's words) does."""
+    name = getattr(error, "name", None)
+    fatal = getattr(error, "fatal", None)
+    if not callable(name) or not callable(fatal):
+        return True
+    return bool(fatal()) or name() in _DEGRADING
 
 
 class Message(Protocol):
@@ -42,7 +68,13 @@ class Message(Protocol):
 class Consumer(Protocol):
     """The part of ``confluent_kafka.Consumer`` the feed uses."""
 
-    def subscribe(self, topics: Sequence[str]) -> None: ...
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        *,
+        on_assign: Callable[[Any, list[Any]], None],
+        on_revoke: Callable[[Any, list[Any]], None],
+    ) -> None: ...
     def poll(self, timeout: float) -> Message | None: ...
     def assignment(self) -> list[Any]: ...
     def position(self, partitions: list[Any]) -> list[Any]: ...
@@ -94,7 +126,9 @@ class KafkaFeed:
     def run(self, stop_event: threading.Event) -> None:
         pause = FIRST_PAUSE_S
         try:
-            self._consumer.subscribe([self._topic])
+            self._consumer.subscribe(
+                [self._topic], on_assign=self._assigned, on_revoke=self._revoked
+            )
             while not stop_event.is_set():
                 try:
                     if self._step():
@@ -148,13 +182,25 @@ class KafkaFeed:
             self._log.warning("event.commit_failed", error=str(exc), offset=message.offset())
         return True
 
+    def _assigned(self, _consumer: object, partitions: list[Any]) -> None:
+        # Which replica reads which partitions: what an operator asks when one lags.
+        self._log.info("event.partitions_assigned", partitions=_numbers(partitions))
+
+    def _revoked(self, _consumer: object, partitions: list[Any]) -> None:
+        self._log.info("event.partitions_revoked", partitions=_numbers(partitions))
+
     def problem(self) -> str | None:
         """What keeps the feed from delivering now, for /healthz; None while it works."""
         failing = self._failing
         return None if failing is None else f"{self._intake.feed} feed: {failing}"
 
-    def broker_said(self, error: object) -> None:
+    def broker_said(self, error: object, *, from_callback: bool = False) -> None:
+        """``from_callback``: told by error_cb, where librdkafka also tells of what it recovers
+        from by itself (logged, the feed not taken for down)."""
         text = str(error)
+        if from_callback and not degrades(error):
+            self._log.info("event.broker_notice", error=text)
+            return
         if text != self._failing:
             self._failing = text
             self._log.warning(
@@ -190,3 +236,7 @@ class KafkaFeed:
             at = partition.offset if partition.offset >= 0 else low
             lag += max(0, high - at)
         return lag
+
+
+def _numbers(partitions: list[Any]) -> list[int]:
+    return sorted(int(each.partition) for each in partitions)

@@ -380,12 +380,20 @@ def _settings_again(
         for section in ("ark", "tos", "ledger", "daemon", "events")
         if getattr(fresh, section) != getattr(running, section)
     ]
+    # A feed's consumer or route is made at the start: a watch that names a feed none had
+    # before (or no longer names the last one) gets it only from a restart.
+    if _feeds_named(fresh) != _feeds_named(running) and "events" not in restart_only:
+        restart_only.append("events")
     logger.info(
         "config.reloaded",
         watches=[rule.name for rule in fresh.watches],
         needs_restart=restart_only or None,
     )
     return fresh
+
+
+def _feeds_named(settings: Settings) -> set[str]:
+    return {rule.feed for rule in settings.watches if rule.feed is not None}
 
 
 def _projects(settings: Settings) -> dict[str, str]:

@@ -10,8 +10,11 @@ import json
 import os
 import shutil
 import socket
+import struct
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -600,6 +603,38 @@ def test_busy_port_is_a_listen_error_naming_the_setting() -> None:
         server = OpsServer(("127.0.0.1", port), Metrics(), fresh_health)
         with pytest.raises(ListenError, match=r"daemon\.listen"):
             server.start()
+
+
+def test_a_client_gone_before_its_answer_is_a_log_line_not_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A health probe's client that timed out and reset its connection while the probe ran:
+    the write fails (a broken pipe or a reset), and that is one debug line of the JSON log,
+    not socketserver's plain-text traceback on stderr."""
+    asked = threading.Event()
+    answer = threading.Event()
+
+    def slow_health() -> tuple[bool, HealthBody]:
+        asked.set()
+        answer.wait(30)
+        return fresh_health()
+
+    with capture_logs() as logs, OpsServer(("127.0.0.1", 0), Metrics(), slow_health) as server:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert asked.wait(30)
+        # SO_LINGER 0: the close resets the connection, as a client that timed out does.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        answer.set()
+        deadline = time.monotonic() + 30
+        while not any(e["event"] == "ops.client_gone" for e in logs):
+            assert time.monotonic() < deadline, f"no ops.client_gone in {logs}"
+            time.sleep(0.02)
+    gone = next(e for e in logs if e["event"] == "ops.client_gone")
+    assert gone["log_level"] == "debug"
+    assert gone["error"] in {"BrokenPipeError", "ConnectionResetError"}
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_ipv6_loopback() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,17 @@ class _Server(ThreadingHTTPServer):
         self.health, self.ready = probes
         self.posts = posts
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # socketserver prints a plain-text traceback to stderr; the log is JSON. A client gone
+        # before its answer (a probe that timed out, a scraper restarted) is no fault of ours.
+        del request
+        failure = sys.exc_info()[1]
+        client = f"{client_address[0]}:{client_address[1]}"
+        if isinstance(failure, (ConnectionError, TimeoutError)):
+            get_logger().debug("ops.client_gone", client=client, error=type(failure).__name__)
+            return
+        get_logger().exception("ops.request_failed", client=client)
 
 
 class _Handler(BaseHTTPRequestHandler):

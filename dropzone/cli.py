@@ -14,12 +14,14 @@ import contextlib
 import os
 import signal
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dropzone import __version__, log
 from dropzone.commands import check, demo, run, store, submit, validate
 from dropzone.commands import ledger as ledger_commands
+from dropzone.commands.completion import HOW_TO_INSTALL, SHELLS, completes_files, completion
 from dropzone.emulator import cli as emulator_cli
 from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
 from dropzone.ledger import ClaimLost, EntryNotFound, InvalidTransition, LedgerFailed
@@ -29,6 +31,30 @@ if TYPE_CHECKING:
 
 EXIT_PROBLEMS = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+EXIT_READER_GONE = 128 + signal.SIGPIPE
+
+# Every exit code a command ends with, and what it means: --help's epilog and the README's
+# table (tests/test_readme.py compares them) are made from this one list.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "done; nothing wrong found"),
+    (
+        EXIT_PROBLEMS,
+        (
+            "the command ran and met problems: invalid files, failed submissions, a check"
+            " that failed, a ledger write that failed (rolled back whole)"
+        ),
+    ),
+    (
+        EXIT_CONFIG,
+        (
+            "usage or configuration error: the message names the setting or argument to"
+            " fix; nothing was changed"
+        ),
+    ),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_READER_GONE, "stdout's reader went away (piped to `head`, say): stopped quietly"),
+)
 
 
 @dataclass(frozen=True)
@@ -87,11 +113,13 @@ def ending(command: str, exc: DropzoneError) -> tuple[int, str] | None:
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        help="config file (default: $DROPZONE_CONFIG, else /etc/dropzone/dropzone.toml)",
+    completes_files(
+        parser.add_argument(
+            "-c",
+            "--config",
+            metavar="FILE",
+            help="config file (default: $DROPZONE_CONFIG, else /etc/dropzone/dropzone.toml)",
+        )
     )
     parser.add_argument(
         "--log-format",
@@ -184,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dropzone",
         description="Turns each new .jsonl in a TOS bucket or folder into one Ark batch job.",
+        epilog=exit_codes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dropzone {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -191,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ledger_commands(sub)
 
     validate = sub.add_parser("validate", help="preflight JSONL files; exit 1 if any is invalid")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    completes_files(validate.add_argument("files", nargs="+", metavar="FILE"))
 
     check = sub.add_parser(
         "check", help="show the effective config and try everything the daemon will use"
@@ -217,7 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument(
         "--quick", action="store_true", help="tell the story once and exit (used by the tests)"
     )
+
+    complete = sub.add_parser(
+        "completion",
+        help="print the shell completion script for bash, zsh or tcsh",
+        epilog=HOW_TO_INSTALL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    complete.add_argument("shell", choices=SHELLS)
     return parser
+
+
+def exit_codes_text() -> str:
+    rows = [
+        textwrap.fill(meaning, 88, initial_indent=f"  {code:<5}", subsequent_indent=" " * 7)
+        for code, meaning in EXIT_CODES
+    ]
+    return "exit codes:\n" + "\n".join(rows)
 
 
 def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -234,6 +280,7 @@ def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
         "check": check.check,
         "emulator": emulator_cli.command,
         "demo": demo.demo,
+        "completion": lambda args: completion(build_parser(), args.shell),
     }
 
 
@@ -252,7 +299,7 @@ def _reader_gone() -> int:
     # (A stdout that is no file descriptor, such as a caller's buffer, is not flushed there.)
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 128 + signal.SIGPIPE
+    return EXIT_READER_GONE
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -271,6 +318,6 @@ def _main(argv: Sequence[str] | None) -> int:
         print(line, file=sys.stderr)
         return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         sys.stdout.flush()

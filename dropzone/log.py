@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import os
 import re
 import sys
 import threading
@@ -125,7 +126,8 @@ def _exceptions_and_renderer(
     fmt: Literal["json", "console"], stream: TextIO
 ) -> tuple[structlog.typing.Processor, structlog.typing.Processor]:
     if fmt == "console":
-        colors = stream.isatty()
+        # https://no-color.org: a NO_COLOR that is set and not empty turns colour off.
+        colors = stream.isatty() and not os.environ.get("NO_COLOR")
         # plain_traceback: the renderer then takes the text made above as it is.
         return (
             structlog.processors.ExceptionRenderer(_console_traceback(colors=colors)),

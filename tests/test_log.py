@@ -120,3 +120,19 @@ def test_a_value_whose_repr_holds_a_secret_is_masked(fmt: log.LogFormat) -> None
         line = json.loads(text)
         assert line["holder"] == "Holder(token='[secure]')"
         assert (line["body"], line["count"]) == ("b'[secure]'", 3)
+
+
+@pytest.mark.parametrize(("no_color", "coloured"), [(None, True), ("", True), ("1", False)])
+def test_no_color_turns_the_console_colour_off(
+    monkeypatch: pytest.MonkeyPatch, no_color: str | None, *, coloured: bool
+) -> None:
+    """https://no-color.org: NO_COLOR set and not empty means no escape codes, even on a
+    terminal; set but empty changes nothing."""
+    if no_color is not None:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    stream = Terminal()
+    log.configure("console", stream=stream)
+    log.get_logger(watch="chat").info("poll.completed", objects=3)
+    text = stream.getvalue()
+    assert "poll.completed" in text
+    assert ("\x1b[" in text) is coloured

@@ -162,3 +162,15 @@ def test_the_trial_runs_as_written(tmp_path: Path) -> None:
     assert [e["key"] for e in submitted] == ["dataset/hello.jsonl"]
     assert "submitted" in out.splitlines()[-1]
     assert (tmp_path / "trial-ledger.sqlite3").exists()
+
+
+def test_the_readme_exit_code_table_is_the_cli_s() -> None:
+    """One table of exit codes: the README's rows are cli.EXIT_CODES, in order, word for word."""
+    from dropzone.cli import EXIT_CODES  # noqa: PLC0415 - only this test needs the CLI
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.partition("| exit code | meaning |\n|---|---|\n")[2].partition("\n\n")[0]
+    rows = [
+        tuple(cell.strip() for cell in line.strip("|").split(" | ")) for line in table.splitlines()
+    ]
+    assert rows == [(str(code), meaning) for code, meaning in EXIT_CODES]

@@ -574,7 +574,7 @@ def test_unit_matches_the_daemons_contract() -> None:
     assert str(EXIT_CONFIG) in service["RestartPreventExitStatus"][-1].split()
     stop_s = int(service["TimeoutStopSec"][-1].removesuffix("s"))
     assert stop_s > DaemonSettings().drain_timeout_s
-    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert service["ExecReload"] == ["/bin/sh -c 'kill -HUP ${MAINPID}'"]
     assert shlex.split(service["ExecStart"][-1])[:2] == [f"{VENV}/bin/dropzone", "run"]
     assert f"DROPZONE_CONFIG={DEFAULT_CONFIG_PATH}" in service["Environment"]
     assert DEFAULT_CONFIG_PATH.parent == Path("/etc") / service["ConfigurationDirectory"][-1]

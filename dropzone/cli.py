@@ -11,105 +11,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
-import signal
 import sys
 import textwrap
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dropzone import __version__, log
-from dropzone.commands import check, demo, run, store, submit, validate
-from dropzone.commands import ledger as ledger_commands
-from dropzone.commands.completion import HOW_TO_INSTALL, SHELLS, completes_files, completion
-from dropzone.emulator import cli as emulator_cli
-from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
-from dropzone.ledger import ClaimLost, EntryNotFound, InvalidTransition, LedgerFailed
+from dropzone import __version__
+from dropzone.commands.completion import HOW_TO_INSTALL, SHELLS, completes_files
+from dropzone.commands.exit_codes import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_READER_GONE,
+)
+from dropzone.emulator.options import configure_parser as configure_emulator_parser
+from dropzone.errors import DropzoneError
+from dropzone.levels import LOG_LEVELS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-EXIT_PROBLEMS = 1
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130
-EXIT_READER_GONE = 128 + signal.SIGPIPE
-
-# Every exit code a command ends with, and what it means: --help's epilog and the README's
-# table (tests/test_readme.py compares them) are made from this one list.
-EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (0, "done; nothing wrong found"),
-    (
-        EXIT_PROBLEMS,
-        (
-            "the command ran and met problems: invalid files, failed submissions, a check"
-            " that failed, a ledger write that failed (rolled back whole)"
-        ),
-    ),
-    (
-        EXIT_CONFIG,
-        (
-            "usage or configuration error: the message names the setting or argument to"
-            " fix; nothing was changed"
-        ),
-    ),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
-    (EXIT_READER_GONE, "stdout's reader went away (piped to `head`, say): stopped quietly"),
-)
-
-
-@dataclass(frozen=True)
-class Exit:
-    """How an error that escapes a command ends it: the exit code, and what the message line
-    adds to the error's own words (which say what failed)."""
-
-    kind: type[DropzoneError]
-    code: int
-    then: str = ""
-
-
-# Most specific first: the first row whose class the error is an instance of decides. A class
-# of the tree that no row covers fails tests/test_errors.py.
-EXITS: tuple[Exit, ...] = (
-    Exit(
-        LedgerFailed,
-        EXIT_PROBLEMS,
-        "the change was rolled back whole (each change to the ledger is one transaction), so "
-        "nothing is half-done; run the command again once the ledger can be written",
-    ),
-    Exit(
-        EntryNotFound,
-        EXIT_PROBLEMS,
-        "it was forgotten or pruned meanwhile: `dropzone status` shows what the ledger holds",
-    ),
-    Exit(
-        ClaimLost,
-        EXIT_PROBLEMS,
-        "another dropzone node holds the entry now and settles it: `dropzone status` shows it",
-    ),
-    Exit(
-        InvalidTransition,
-        EXIT_PROBLEMS,
-        "it changed meanwhile: `dropzone status` shows where it stands",
-    ),
-    Exit(ConfigurationError, EXIT_CONFIG),
-    Exit(OperationalError, EXIT_PROBLEMS),
-)
-
-
-def exit_for(kind: type[DropzoneError]) -> Exit | None:
-    """The row of :data:`EXITS` that decides how an error of ``kind`` ends a command (None:
-    no row does)."""
-    return next((row for row in EXITS if issubclass(kind, row.kind)), None)
-
 
 def ending(command: str, exc: DropzoneError) -> tuple[int, str] | None:
-    """The exit code and the message line for ``exc`` escaping ``command``; None when the
-    table has no row for it (a bug, shown with its traceback)."""
-    row = exit_for(type(exc))
-    if row is None:
-        return None
-    message = f"{exc}; {row.then}" if row.then else str(exc)
-    return row.code, f"dropzone {command}: {message}"
+    """The exit code and the message line for ``exc`` escaping ``command`` (see
+    :mod:`dropzone.commands.exits`); None for an error no row covers (a bug)."""
+    from dropzone.commands import exits  # noqa: PLC0415 - only a failed command needs it
+
+    return exits.ending(command, exc)
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +57,7 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level",
-        choices=log.LOG_LEVELS,
+        choices=LOG_LEVELS,
         help="least severe level logged (default: [daemon] log_level, else info)",
     )
 
@@ -240,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     emu = sub.add_parser("emulator", help="a local stand-in of the Ark batch API")
-    emulator_cli.configure_parser(emu)
+    configure_emulator_parser(emu)
 
     trial = sub.add_parser("demo", help="a self-contained trial: emulator + local folder")
     trial.add_argument("--dir", metavar="DIR", help="demo folder (default: a new temporary one)")
@@ -266,22 +194,32 @@ def exit_codes_text() -> str:
     return "exit codes:\n" + "\n".join(rows)
 
 
-def _dispatch() -> dict[str, Callable[[argparse.Namespace], int]]:
-    return {
-        "run": run.run,
-        "status": ledger_commands.status,
-        "submit": submit.submit,
-        "backfill": ledger_commands.backfill,
-        "retry": ledger_commands.retry,
-        "forget": ledger_commands.forget,
-        "ledger migrate": store.migrate,
-        "ledger copy": store.copy,
-        "validate": validate.validate,
-        "check": check.check,
-        "emulator": emulator_cli.command,
-        "demo": demo.demo,
-        "completion": lambda args: completion(build_parser(), args.shell),
-    }
+# Each command's module, imported when the command runs: `dropzone --help`, `--version` and a
+# short command do not pay for boto3, pydantic's models and the daemon (issue 17: start-up).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("dropzone.commands.run", "run"),
+    "status": ("dropzone.commands.ledger", "status"),
+    "submit": ("dropzone.commands.submit", "submit"),
+    "backfill": ("dropzone.commands.ledger", "backfill"),
+    "retry": ("dropzone.commands.ledger", "retry"),
+    "forget": ("dropzone.commands.ledger", "forget"),
+    "ledger migrate": ("dropzone.commands.store", "migrate"),
+    "ledger copy": ("dropzone.commands.store", "copy"),
+    "validate": ("dropzone.commands.validate", "validate"),
+    "check": ("dropzone.commands.check", "check"),
+    "emulator": ("dropzone.emulator.cli", "command"),
+    "demo": ("dropzone.commands.demo", "demo"),
+}
+
+
+def _command(action: str) -> Callable[[argparse.Namespace], int]:
+    if action == "completion":
+        from dropzone.commands.completion import completion  # noqa: PLC0415 - see _COMMANDS
+
+        return lambda args: completion(build_parser(), args.shell)
+    module, name = _COMMANDS[action]
+    found: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,12 +242,14 @@ def _reader_gone() -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    from dropzone import log  # noqa: PLC0415 - structlog only once a command runs
+
     log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
     action = args.command
     if action == "ledger":
         action = f"ledger {args.ledger_command}"
     try:
-        return _dispatch()[action](args)
+        return _command(action)(args)
     except DropzoneError as exc:
         ended = ending(action, exc)
         if ended is None:

@@ -3,9 +3,9 @@
 A command's caller has one question, and the two branches answer it: was what I gave the
 command wrong (:class:`ConfigurationError`: fix it and run again, exit 2), or did the command
 run and meet something that failed or refused it (:class:`OperationalError`: the message says
-what, and whether running again later can succeed, exit 1)? ``dropzone.cli.EXITS`` is the one
-table from these classes to exit codes and message lines; none reaches the terminal as a
-traceback.
+what, and whether running again later can succeed, exit 1)?
+``dropzone.commands.exits.EXITS`` is the one table from these classes to exit codes and
+message lines; none reaches the terminal as a traceback.
 
 ::
 

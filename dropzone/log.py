@@ -19,21 +19,19 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import quote, quote_plus
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+
+from dropzone.levels import DEFAULT_LEVEL, LogFormat, LogLevel
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, MutableMapping
 
     from structlog.typing import ExceptionTransformer, ExcInfo
 
-LogFormat = Literal["auto", "json", "console"]
-LogLevel = Literal["debug", "info", "warning", "error"]
-LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
-DEFAULT_LEVEL: LogLevel = "info"
 MASK = "[secure]"
 _SECRET_FIELD_PARTS = ("secret", "password", "token", "authorization")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")

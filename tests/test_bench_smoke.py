@@ -105,3 +105,12 @@ def test_event_latency_reports_both_watches() -> None:
     for watch in ("event", "poll"):
         assert re.search(rf"^{watch}\s+5\s+\d+\s+\d+\s+\d+$", out, re.MULTILINE), out
     assert "event -> Create p50 <= 60000 ms and p99 <= 60000 ms: PASS" in out
+
+
+def test_startup_reports_each_command_with_its_cpu() -> None:
+    out = run_bench("startup.py", "--rounds", "1")
+    for command in ("--help", "--version", "status", "check --offline"):
+        figures = r"\s+\d+\.\d+" * 3
+        row = rf"^dropzone {re.escape(command)}{figures}\s+0\.[35]\s+(PASS|FAIL)$"
+        assert re.search(row, out, re.MULTILINE), out
+    assert "load after:" in out

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dropzone.cli import EXIT_CODES, build_parser
+from dropzone.cli import build_parser
+from dropzone.commands.exit_codes import EXIT_CODES
 
 if TYPE_CHECKING:
     from pathlib import Path

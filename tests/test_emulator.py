@@ -29,10 +29,11 @@ from volcenginesdkcore import signv4
 from dropzone.ark import signer
 from dropzone.ark.models import JOB_ID_PATTERN, Job, JobPage, Phase, find_job_id
 from dropzone.emulator import STATE_PATH, Emulator
-from dropzone.emulator.cli import command, configure_parser, emulator_from
+from dropzone.emulator.cli import command, emulator_from
 from dropzone.emulator.faults import Faults, fault_for
 from dropzone.emulator.inputs import InputSeen
 from dropzone.emulator.jobs import JobRecord, Timing, phase_at
+from dropzone.emulator.options import configure_parser
 from dropzone.emulator.requests import parse_create
 from dropzone.testing import START, FakeClock
 from tests.emulator_fixtures import (

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from dropzone.emulator import Emulator
-from dropzone.emulator.cli import configure_parser, emulator_from
+from dropzone.emulator.cli import emulator_from
 from dropzone.emulator.inputs import InputReader, count_requests, folder_reader, s3_reader
+from dropzone.emulator.options import configure_parser
 from dropzone.testing import FakeClock
 from tests.emulator_fixtures import ACCESS_KEY, SECRET_KEY, Caller
 from tests.harness import new_bucket, s3_client

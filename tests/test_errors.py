@@ -3,7 +3,7 @@ the tree drawn in dropzone/errors.py is the tree the classes make, and a ledger 
 write ends a command with exit 1, not 2.
 
 Modelled on httpx's tests/test_exceptions.py, which fails when an httpcore exception has no
-httpx class to map to: here, when a class has no branch or no row in ``cli.EXITS``.
+httpx class to map to: here, when a class has no branch or no row in ``exits.EXITS``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import pytest
 import tomli_w
 
 import dropzone
-from dropzone import cli, errors
+from dropzone import errors
+from dropzone.commands import exit_codes, exits
 from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
 from dropzone.ledger import LedgerFailed, SqliteLedger, State
 from tests.harness import ACCESS_KEY, SECRET_KEY, load_scale
@@ -92,7 +93,7 @@ def _raised_names() -> set[str]:
 
 
 def test_every_exception_dropzone_defines_has_a_branch_and_a_row() -> None:
-    """Each class is a DropzoneError under exactly one branch, and a row of ``cli.EXITS``
+    """Each class is a DropzoneError under exactly one branch, and a row of ``exits.EXITS``
     decides its exit code; a class under neither branch (a family, such as LedgerError) is
     never raised itself, so every error that escapes a command has its row."""
     defined = _defined()
@@ -113,19 +114,19 @@ def test_every_exception_dropzone_defines_has_a_branch_and_a_row() -> None:
             problems.append(f"{name}: under both branches")
         elif not branches and kind.__name__ in raised:
             problems.append(f"{name}: raised, but under no branch")
-        elif branches and cli.exit_for(kind) is None:
-            problems.append(f"{name}: no row in cli.EXITS")
+        elif branches and exits.exit_for(kind) is None:
+            problems.append(f"{name}: no row in exits.EXITS")
     assert not problems, "\n".join(problems)
 
 
 def test_the_table_keeps_the_exit_codes_meanings() -> None:
     """Every row's code is its branch's (2 for a ConfigurationError, 1 for an OperationalError,
     as the README says), and no row is hidden behind an earlier, more general one."""
-    codes = {ConfigurationError: cli.EXIT_CONFIG, OperationalError: cli.EXIT_PROBLEMS}
-    for index, row in enumerate(cli.EXITS):
+    codes = {ConfigurationError: exit_codes.EXIT_CONFIG, OperationalError: exit_codes.EXIT_PROBLEMS}
+    for index, row in enumerate(exits.EXITS):
         [branch] = [b for b in BRANCHES if issubclass(row.kind, b)]
         assert row.code == codes[branch], row
-        earlier = [r.kind.__name__ for r in cli.EXITS[:index] if issubclass(row.kind, r.kind)]
+        earlier = [r.kind.__name__ for r in exits.EXITS[:index] if issubclass(row.kind, r.kind)]
         assert not earlier, f"{row.kind.__name__} comes after {earlier}: it is never reached"
 
 
@@ -279,7 +280,7 @@ def test_a_ledger_write_that_fails_during_retry_exits_1(
     half-done, no traceback; the entry is as it was, and once the ledger can be written, the
     same command moves it."""
     make = _full_disk if how == "full disk" else _read_only_file
-    [row] = [r for r in cli.EXITS if r.kind is LedgerFailed]
+    [row] = [r for r in exits.EXITS if r.kind is LedgerFailed]
     with make(tmp_path) as (ledger, make_writable):
         config = _config(tmp_path, ledger)
         done = _dropzone(config, "retry")

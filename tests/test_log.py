@@ -22,6 +22,8 @@ from dropzone import log
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from dropzone.levels import LogFormat
+
 TOKEN = "STS-session-token/with+signs=and-0123456789"
 SECRET = "log-test-secret-0123456789"
 LOCAL_ONLY = "a-value-held-only-in-a-local-variable"
@@ -47,7 +49,7 @@ def _fail_holding_secrets() -> None:
     raise ValueError(f"refused {len(headers)} headers for {note[:1]}; url ?t={quote(TOKEN)}")
 
 
-def _render(fmt: log.LogFormat, stream: io.StringIO) -> str:
+def _render(fmt: LogFormat, stream: io.StringIO) -> str:
     log.configure(fmt, stream=stream)
     log.register_secrets([SECRET, TOKEN])
     try:
@@ -63,7 +65,7 @@ def _render(fmt: log.LogFormat, stream: io.StringIO) -> str:
     ids=["console-rich", "console-plain", "json"],
 )
 def test_a_traceback_shows_no_frame_locals_and_no_secret(
-    fmt: log.LogFormat, stream: io.StringIO
+    fmt: LogFormat, stream: io.StringIO
 ) -> None:
     """A logged exception is rendered with its frames but no local variables, and a secret in
     its message (raw or URL-encoded) is masked, on a colour terminal (rich), a plain console
@@ -106,7 +108,7 @@ class Holder:
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
-def test_a_value_whose_repr_holds_a_secret_is_masked(fmt: log.LogFormat) -> None:
+def test_a_value_whose_repr_holds_a_secret_is_masked(fmt: LogFormat) -> None:
     """A field that is not a string (an object, bytes) is printed through its repr: that repr
     is masked when it holds a registered secret, and left as it is otherwise."""
     stream = io.StringIO()

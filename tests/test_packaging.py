@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dropzone import __version__
-from dropzone.cli import EXIT_CONFIG
+from dropzone.commands.exit_codes import EXIT_CONFIG
 from dropzone.config import (
     CREDENTIAL_FILE_NAMES,
     DEFAULT_CONFIG_PATH,

@@ -42,7 +42,7 @@ from dropzone.config.fields import (
     check_template,
     default_output_prefix,
 )
-from dropzone.log import DEFAULT_LEVEL, LogLevel
+from dropzone.levels import DEFAULT_LEVEL, LogLevel
 from dropzone.sources.local.files import DEFAULT_IGNORE
 
 if TYPE_CHECKING:

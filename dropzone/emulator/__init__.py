@@ -23,9 +23,32 @@ Layers, from the inside out (each module imports only those above it):
   lifetime; :mod:`~dropzone.emulator.cli`: ``dropzone emulator``.
 """
 
-from dropzone.emulator.faults import Faults
-from dropzone.emulator.jobs import Timing
-from dropzone.emulator.server import Emulator
-from dropzone.emulator.wire import STATE_PATH
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dropzone.emulator.faults import Faults
+    from dropzone.emulator.jobs import Timing
+    from dropzone.emulator.server import Emulator
+    from dropzone.emulator.wire import STATE_PATH
+
+# Imported when first asked for: `dropzone --help` builds the emulator's options from
+# wire's constants and should not pay for its server and models (issue 17: start-up).
+_LAZY = {
+    "Emulator": "dropzone.emulator.server",
+    "Faults": "dropzone.emulator.faults",
+    "STATE_PATH": "dropzone.emulator.wire",
+    "Timing": "dropzone.emulator.jobs",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = ["STATE_PATH", "Emulator", "Faults", "Timing"]

@@ -93,3 +93,31 @@ def test_metrics_health_notify_and_tracking(tmp_path: Path, moto_endpoint: str) 
     assert body["watches"]["chat"]["last_poll"] is not None
     assert row["key"] == key
     assert row["request_counts"] == {"total": 2, "completed": 2, "failed": 0}  # jsonl()'s lines
+
+
+@pytest.mark.slow
+def test_a_folder_watch_has_a_last_poll_as_a_bucket_watch_does(stage: Stage) -> None:
+    """A local-folder watch is never listed; its rounds set the last-poll gauge all the same,
+    or deploy/prometheus's "never polled" alert would fire for every folder watch."""
+    stage.watch_folder()
+    port = free_port()
+    stage.daemon.update(listen=f"127.0.0.1:{port}")
+    process = stage.spawn("run")
+    try:
+
+        def last_poll() -> float | None:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            except httpx.TransportError:
+                return None
+            series = ("dropzone_last_successful_poll_timestamp_seconds", (("watch", "chat"),))
+            return _samples(text).get(series)
+
+        wait_for(lambda: last_poll() is not None, timeout=60, what="the folder watch's last poll")
+        first = last_poll()
+        assert first is not None
+        wait_for(lambda: (last_poll() or 0) > first, timeout=60, what="a later round's")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30 * load_scale())
+    assert process.returncode == 0

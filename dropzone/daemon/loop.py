@@ -152,7 +152,7 @@ class Daemon:
             folder.check_waiting()
             root = folder.rule.local_dir
             if root is not None and root.is_dir():
-                self._ops.polled(folder.rule.name, None)
+                self._ops.polled(folder.rule.name, None, folder=True)
         self._ops.ready_when_polled(self.watches.names)
         self.work.wake.notify()
         return ok

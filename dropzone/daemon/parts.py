@@ -34,7 +34,7 @@ class WatchSet:
 class OpsEvents(Protocol):
     """What the daemon tells operations (metrics, /healthz, systemd): see ``ops.DaemonOps``."""
 
-    def polled(self, watch: str, result: PollResult | None) -> None: ...
+    def polled(self, watch: str, result: PollResult | None, *, folder: bool = False) -> None: ...
     def outcome(self, watch: str, state: State) -> None: ...
     def ready_when_polled(self, watches: Iterable[str]) -> None: ...
     def tick(self) -> None: ...
@@ -44,7 +44,7 @@ class OpsEvents(Protocol):
 class NoOps:
     """Operations for a daemon nobody watches (``run --once``, ``submit``, tests)."""
 
-    def polled(self, watch: str, result: PollResult | None) -> None:
+    def polled(self, watch: str, result: PollResult | None, *, folder: bool = False) -> None:
         pass
 
     def outcome(self, watch: str, state: State) -> None:

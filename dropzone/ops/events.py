@@ -47,10 +47,16 @@ class DaemonOps:
         self._next_status = 0.0
         self._log = get_logger()
 
-    def polled(self, watch: str, result: PollResult | None) -> None:
+    def polled(self, watch: str, result: PollResult | None, *, folder: bool = False) -> None:
+        """``result``: the listing this node made, None when it made none (another node lists
+        the watch, its feed triggers it meanwhile); ``folder``: a local-folder watch's round,
+        which its last-poll gauge shows as a listing's (alerts on a watch never polled would
+        fire for every folder watch otherwise)."""
         at = time.time()
         self._polled.add(watch)
         self.heartbeat.polled(watch, at)
+        if folder:
+            self.metrics.folder_checked(watch, at)
         if result is not None:
             self.metrics.poll_completed(watch, result.duration_s, at)
             self.metrics.object_detected(watch, result.new + result.baseline)

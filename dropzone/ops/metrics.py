@@ -159,7 +159,8 @@ class Metrics:
         reg = self.registry
         self._last_poll = Gauge(
             "dropzone_last_successful_poll_timestamp_seconds",
-            "Unix time at which the watch's last successful poll completed.",
+            "Unix time at which the watch's last successful poll completed: its bucket listed"
+            " by this node, or for a local-folder watch, its folder checked.",
             ["watch"],
             registry=reg,
         )
@@ -270,6 +271,10 @@ class Metrics:
 
     def poll_completed(self, watch: str, duration_s: float, at_unix: float) -> None:
         self._poll_duration.labels(watch).observe(duration_s)
+        self._last_poll.labels(watch).set(at_unix)
+
+    def folder_checked(self, watch: str, at_unix: float) -> None:
+        """A local-folder watch's round: its folder there and read (it is never listed)."""
         self._last_poll.labels(watch).set(at_unix)
 
     # --- snapshots -------------------------------------------------------------------------

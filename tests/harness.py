@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import pytest
 import tomli_w
 
 from dropzone.ledger import SqliteLedger, State
@@ -46,6 +48,18 @@ def load_scale() -> float:
     except OSError:
         return 1.0
     return max(1.0, load / (os.cpu_count() or 1))
+
+
+def required_program(name: str, debian_package: str, needed_for: str) -> str:
+    """The path of a program a test runs; skipped where it is missing, saying how to get it,
+    except in CI (``CI`` set), which installs it (.ci/run): there the test fails."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed (Debian: apt-get install {debian_package})"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must {needed_for}: {message}")
+        pytest.skip(message)
+    return found
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

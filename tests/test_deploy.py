@@ -10,29 +10,21 @@ Secret and a migrate Job; and every command the manifests run is one the CLI tak
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from dropzone.cli import build_parser
-from tests.harness import load_scale
+from tests.harness import load_scale, required_program
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO / "deploy" / "kubernetes"
 
 
 def _rendered(folder: str) -> dict[tuple[str, str], dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        message = "kubectl is not installed (Debian: apt-get install kubernetes-client)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must render the manifests: {message}")
-        pytest.skip(message)
+    kubectl = required_program("kubectl", "kubernetes-client", "render the manifests")
     done = subprocess.run(
         [kubectl, "kustomize", str(MANIFESTS / folder)],
         capture_output=True,

@@ -17,9 +17,7 @@ What users import has to work against what the daemon really serves:
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -34,7 +32,7 @@ from dropzone.daemon.lease import LeaseKeeper
 from dropzone.ledger import SqliteLedger
 from dropzone.ops import Metrics
 from dropzone.runtime import utc_now
-from tests.harness import Stage, free_port, load_scale, wait_for
+from tests.harness import Stage, free_port, load_scale, required_program, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -164,13 +162,7 @@ def unexposed(queries: dict[str, str], exposed: set[str]) -> dict[str, set[str]]
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is not installed (Debian: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must check the alert rules: {message}")
-        pytest.skip(message)
-    return found
+    return required_program("promtool", "prometheus", "check the alert rules")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:

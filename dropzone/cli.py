@@ -32,14 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 
-def ending(command: str, exc: DropzoneError) -> tuple[int, str] | None:
-    """The exit code and the message line for ``exc`` escaping ``command`` (see
-    :mod:`dropzone.commands.exits`); None for an error no row covers (a bug)."""
-    from dropzone.commands import exits  # noqa: PLC0415 - only a failed command needs it
-
-    return exits.ending(command, exc)
-
-
 def _config_option(parser: argparse.ArgumentParser) -> None:
     completes_files(
         parser.add_argument(
@@ -251,7 +243,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return _command(action)(args)
     except DropzoneError as exc:
-        ended = ending(action, exc)
+        from dropzone.commands import exits  # noqa: PLC0415 - only a failed command needs it
+
+        ended = exits.ending(action, exc)
         if ended is None:
             raise
         code, line = ended

@@ -21,6 +21,7 @@ from dropzone.ledger import (
     Ledger,
     LedgerError,
     LedgerLocked,
+    LedgerMissing,
     SqliteLedger,
     State,
     schema,
@@ -315,3 +316,29 @@ def test_newer_schema_is_refused(path: Path) -> None:
     sqlite3.connect(path, isolation_level=None).execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     with SqliteLedger.open(path):
         pass  # the failed opens released the lock
+
+
+def test_the_migration_to_this_version_is_one_transaction(tmp_path: Path) -> None:
+    """A reader beside a daemon migrating the file (its first start, an upgrade) never sees
+    a version between: a step that fails leaves the file where it started, not part way."""
+    target = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(target, isolation_level=None)
+    broken = (*schema.MIGRATIONS, ("NOT SQL",))
+    with pytest.raises(sqlite3.OperationalError):
+        schema.migrate(conn, target, broken)
+    assert schema.user_version(conn) == 0
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("made", ["empty file", "header only"])
+def test_a_ledger_still_being_made_reads_as_none_yet(tmp_path: Path, made: str) -> None:
+    """Read-only, a file the first daemon has just made and not yet filled is no ledger yet
+    (what `status` or `run --dry-run` say for a missing one), not "migrate it"."""
+    target = tmp_path / "ledger.sqlite3"
+    target.touch()
+    if made == "header only":
+        conn = sqlite3.connect(target, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.close()
+    with pytest.raises(LedgerMissing, match="no ledger in"):
+        SqliteLedger.open(target, readonly=True)

@@ -11,10 +11,12 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from dropzone.emulator import Emulator
-from dropzone.ledger import SqliteLedger, State
+from dropzone.ledger import SqliteLedger, State, pg_schema
 from dropzone.ledger.postgres import PostgresLedger
 from dropzone.runtime import utc_now
 from tests.harness import (
@@ -138,6 +140,22 @@ def test_commands_on_an_empty_database_say_there_is_no_ledger(
     assert f"no ledger in {where}" in retried.stderr
     checked = stage.dropzone("check", "--offline")
     assert f"ledger {where}: ok: answers; no ledger yet" in checked.stderr
+
+
+def test_the_migration_to_this_version_is_one_transaction(postgres: PostgresServer) -> None:
+    """A replica reading beside the one migrating (a first start, a rolling update) never
+    sees a version between: a failing step leaves the database as it was, with no table."""
+    broken = (*pg_schema.MIGRATIONS, ("NOT SQL",))
+    with psycopg.connect(postgres.new_database(), row_factory=dict_row) as conn:
+        with pytest.raises(psycopg.errors.SyntaxError):
+            pg_schema.migrate(conn, broken)
+        assert pg_schema.schema_version(conn) == 0
+        tables = conn.execute(
+            "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+        assert tables == {"n": 0}
+        pg_schema.migrate(conn)
+        assert pg_schema.schema_version(conn) == pg_schema.SCHEMA_VERSION
 
 
 def test_an_sqlite_ledger_copied_to_postgresql_goes_on(

@@ -121,17 +121,19 @@ def schema_version(conn: psycopg.Connection[Any]) -> int:
 
 
 def migrate(conn: psycopg.Connection[Any], migrations: Sequence[Migration] = MIGRATIONS) -> None:
-    """Bring the database up to ``len(migrations)``, one transaction per version, each under
-    :data:`MIGRATION_LOCK` and checking the version again once it holds it."""
-    for target in range(1, len(migrations) + 1):
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            for statement in _VERSION_TABLE:
+    """Bring the database up to ``len(migrations)`` in one transaction under
+    :data:`MIGRATION_LOCK`, reading the version once it holds it: a replica reading beside
+    the one migrating sees the schema before or after, never part way."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        for statement in _VERSION_TABLE:
+            conn.execute(statement)
+        # Newer than this dropzone knows: a newer replica migrated it during a rolling
+        # update, and the steps are additive, so this one goes on with what it knows.
+        version = schema_version(conn)
+        if version >= len(migrations):
+            return
+        for step in migrations[version:]:
+            for statement in step:
                 conn.execute(statement)
-            # Newer than this dropzone knows: a newer replica migrated it during a rolling
-            # update, and the steps are additive, so this one goes on with what it knows.
-            if schema_version(conn) >= target:
-                continue
-            for statement in migrations[target - 1]:
-                conn.execute(statement)
-            conn.execute("UPDATE dropzone_schema SET version = %s", (target,))
+        conn.execute("UPDATE dropzone_schema SET version = %s", (len(migrations),))

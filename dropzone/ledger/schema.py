@@ -128,31 +128,40 @@ def user_version(conn: sqlite3.Connection) -> int:
 def migrate(
     conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
 ) -> None:
-    """Bring the file up to ``len(migrations)``, one committed transaction per version.
+    """Bring the file up to ``len(migrations)`` in one committed transaction: a reader beside
+    the daemon migrating it (``dropzone status`` at its first start) sees the schema before
+    or after, never part way, and a failed step leaves the file as it was.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``): the transactions are
-    explicit, so that a failed step leaves the file at the previous version.
+    ``conn`` must be in autocommit mode (``isolation_level=None``): the transaction is
+    explicit.
     """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read under the write lock: another opener may have migrated it meanwhile.
+        version = _version_to_migrate(conn, path, len(migrations))
+        for step in migrations[version:]:
+            for statement in step:
+                conn.execute(statement)
+        if version < len(migrations):
+            conn.execute(f"PRAGMA user_version = {len(migrations):d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        # SQLite may have rolled back already (SQLITE_FULL does): a second ROLLBACK
+        # would fail and hide the error that matters.
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+def _version_to_migrate(conn: sqlite3.Connection, path: Path, known: int) -> int:
     version = user_version(conn)
-    if version > len(migrations):
+    if version > known:
         raise LedgerUnusable(
-            f"ledger {path} has schema version {version}, newer than this dropzone understands"
-            f" ({len(migrations)}); upgrade dropzone or use another ledger.path"
+            f"ledger {path} has schema version {version}, newer than this dropzone"
+            f" understands ({known}); upgrade dropzone or use another ledger.path"
         )
     if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         # Adding our tables to somebody else's database would be a poor surprise.
         raise LedgerUnusable(f"{path} is an SQLite database but not a dropzone ledger")
-    for target in range(version + 1, len(migrations) + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in migrations[target - 1]:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {target:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may have rolled back already (SQLITE_FULL does): a second ROLLBACK
-            # would fail and hide the error that matters.
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+    return version

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from dropzone.ledger.lockfile import FileLock
-from dropzone.ledger.model import LedgerFailed, LedgerUnusable
+from dropzone.ledger.model import LedgerFailed, LedgerMissing, LedgerUnusable
 from dropzone.ledger.schema import SCHEMA_VERSION, migrate, user_version
 from dropzone.ledger.store import LedgerStore
 
@@ -85,6 +85,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
         version = user_version(conn)
+        if version == 0 and not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            # Made by a daemon starting for the first time and not yet filled (it fills it
+            # in one transaction): there is no ledger yet, as when there is no file.
+            raise LedgerMissing(f"no ledger in {path} yet: its first daemon is making it")
         if version != SCHEMA_VERSION:
             raise LedgerUnusable(
                 f"ledger {path} has schema version {version}, this dropzone uses"
@@ -113,7 +117,7 @@ def _open_connection(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
         return _opened(path, readonly=readonly)
     except LedgerUnusable as exc:
-        if not readonly:
+        if not readonly or isinstance(exc, LedgerMissing):
             raise
         if _log_holds_commits(path):
             if os.access(path.parent, os.W_OK):

@@ -22,6 +22,7 @@ from dropzone.config import (
     load_settings,
 )
 from dropzone.config.model import redact
+from dropzone.config.notify import NotifySettings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "dropzone.toml"
@@ -720,6 +721,7 @@ def test_example_config_shows_the_defaults() -> None:
         (config.DaemonSettings, "[daemon]"),
         (config.EventsSettings, "[events]"),
         (config.WatchRule, "[[watch]]"),
+        (NotifySettings, "# [watch.notify]"),  # commented out: the example tells nobody
     ],
 )
 def test_example_config_documents_every_key(model: type[Any], section: str) -> None:

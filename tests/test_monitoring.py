@@ -55,6 +55,7 @@ ALERTS = frozenset(
         "DropzoneFilesRejected",
         "DropzoneAccountRefused",
         "DropzoneEventFeedLagging",
+        "DropzoneNotificationsGivenUp",
     }
 )
 

@@ -260,6 +260,7 @@ def test_every_series_is_prefixed_and_documented() -> None:
         "dropzone_events",
         "dropzone_event_last_received_timestamp_seconds",
         "dropzone_event_consumer_lag",
+        "dropzone_notifications",
     }
     assert all(len(family.documentation) > 20 for family in families)
 

@@ -17,6 +17,8 @@ from psycopg.rows import dict_row
 
 from dropzone.emulator import Emulator
 from dropzone.ledger import SqliteLedger, State, pg_schema
+from dropzone.ledger.copy import copy_ledger
+from dropzone.ledger.notices import EVENTS
 from dropzone.ledger.postgres import PostgresLedger
 from dropzone.runtime import utc_now
 from tests.harness import (
@@ -198,6 +200,26 @@ def test_an_sqlite_ledger_copied_to_postgresql_goes_on(
     assert added.id > gone.id > max(entry.id for entry in before.values())
     for done in (copied, again, migrated, on_copy):
         assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_a_copy_takes_the_outbox_along(tmp_path: Path, postgres: PostgresServer) -> None:
+    """A notice delivered stays delivered on the copy, one not yet is due there, under the
+    same delivery ID."""
+    now = utc_now()
+    with SqliteLedger.open(tmp_path / "ledger.sqlite3") as source:
+        source.announce({"chat": frozenset(EVENTS)})
+        for key in ("a.jsonl", "b.jsonl"):
+            entry, _ = source.add_object("chat", "bucket", key, "e1", 1, State.PENDING, now)
+            claimed = source.claim_one(entry.id, now)
+            assert claimed is not None
+            source.record_rejected(entry.id, "denied", now)
+        delivered, pending = source.notices_due(now)
+        assert source.settle_notice(delivered.id, "delivered", now)
+        with PostgresLedger.open(postgres.new_database()) as target:
+            copy_ledger(source, target)
+            (due,) = target.notices_due(now)
+            assert target.notices_pending() == (1, pending.happened_at)
+    assert (due.delivery_id, due.body, due.tries) == (pending.delivery_id, pending.body, 0)
 
 
 def test_a_daemon_whose_connections_are_cut_goes_on(stage: Stage, postgres: PostgresServer) -> None:

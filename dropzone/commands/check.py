@@ -40,6 +40,7 @@ def _local_findings(settings: Settings) -> Iterator[probes.Finding]:
     for rule in settings.watches:
         yield from probes.folder_findings(rule)
     yield from probes.feed_secret_findings(settings)
+    yield from probes.notify_findings(settings)
 
 
 def _remote_findings(settings: Settings, credentials: Credentials) -> Iterator[probes.Finding]:

@@ -165,6 +165,35 @@ def feed_secret_findings(settings: Settings) -> Iterator[Finding]:
         yield Finding(f"{feed} feed", ok=True, detail=f"{setting} readable")
 
 
+def notify_findings(settings: Settings) -> Iterator[Finding]:
+    """Each watch's notification targets as the daemon makes them at its start: the webhook's
+    secret read and usable, the command's program found. Nothing is sent."""
+    from dropzone.config.notify import shown_url  # noqa: PLC0415 - only where a watch notifies
+    from dropzone.notify.routes import signer_from  # noqa: PLC0415
+
+    for rule in settings.watches:
+        notify = rule.notify
+        if notify is None:
+            continue
+        subject = f"watch {rule.name!r} notify"
+        if notify.url is not None and notify.secret_file is not None:
+            setting = f"watch {rule.name!r} notify.secret_file"
+            try:
+                signer_from(runtime.read_secret(notify.secret_file, setting), setting)
+            except UsageError as exc:
+                yield Finding(subject, ok=False, detail=str(exc))
+            else:
+                yield Finding(subject, ok=True, detail=f"webhook {shown_url(notify.url)} signed")
+        if notify.command is not None:
+            program = notify.command[0]
+            found = shutil.which(program)
+            if found is None:
+                detail = f"command {program!r} not found or not executable: give its full path"
+                yield Finding(subject, ok=False, detail=detail)
+            else:
+                yield Finding(subject, ok=True, detail=f"command {found} found")
+
+
 def kafka_finding(settings: Settings) -> Iterator[Finding]:
     """The brokers asked for the topic, by a consumer made as the daemon makes its own."""
     if not any(rule.feed == "kafka" for rule in settings.watches):

@@ -42,6 +42,7 @@ from dropzone.config.fields import (
     check_template,
     default_output_prefix,
 )
+from dropzone.config.notify import NotifySettings, shown_url
 from dropzone.levels import DEFAULT_LEVEL, LogLevel
 from dropzone.sources.local.files import DEFAULT_IGNORE
 
@@ -248,6 +249,8 @@ class WatchRule(WatchLayout, _WatchName):
     # Notifications as the trigger; the listing, every reconcile_interval_s, stays the truth.
     feed: Literal["http", "kafka"] | None = None
     reconcile_interval_s: Annotated[float, Field(ge=1, le=DAY_S)] = 600
+    # Who hears when a job ends or an upload is turned away.
+    notify: NotifySettings | None = None
 
     _name_template = field_validator("name_template")(check_template)
 
@@ -407,6 +410,11 @@ class Settings(BaseSettings):
         for name in EVENTS_SECRETS:
             if plain["events"][name] is not None:
                 plain["events"][name] = SECURE
+        for watch in plain["watch"]:
+            notify = watch["notify"]
+            if notify is not None:
+                notify["url"] = None if notify["url"] is None else shown_url(notify["url"])
+                notify["secret_file"] = None if notify["secret_file"] is None else SECURE
         return plain
 
 

@@ -21,6 +21,7 @@ from dropzone.config.model import (
     DaemonSettings,
     LedgerSettings,
 )
+from dropzone.config.notify import NOTIFY_SECRETS, NotifySettings
 from dropzone.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -178,8 +179,10 @@ def _message(error: ErrorDetails, *, from_file: bool) -> str:
         message = error["msg"].removeprefix("Value error, ")
     shown = error.get("input")
     holder = model_at(loc[:-1])
-    if (holder is ArkSettings and loc[-1] in CREDENTIAL_SETTINGS) or (
-        holder is LedgerSettings and loc[-1] in LEDGER_SECRETS
+    if (
+        (holder is ArkSettings and loc[-1] in CREDENTIAL_SETTINGS)
+        or (holder is LedgerSettings and loc[-1] in LEDGER_SECRETS)
+        or (holder is NotifySettings and loc[-1] in NOTIFY_SECRETS)
     ):
         return f"{message} {NOT_SHOWN}"
     # pydantic's own messages do not show the value; ours (value_error) say what they need to.

@@ -17,7 +17,7 @@ from dropzone import runtime
 from dropzone.daemon.feeds import Feeds, start_feeds
 from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.loop import Daemon, DaemonOptions
-from dropzone.daemon.parts import NO_OPS, NO_TRACKING, WatchSet
+from dropzone.daemon.parts import NO_NOTICES, NO_OPS, NO_TRACKING, WatchSet
 from dropzone.daemon.wakeup import Wakeup
 from dropzone.jobs.policy import RetryPolicy
 from dropzone.jobs.prior import PriorJobs
@@ -27,6 +27,7 @@ from dropzone.jobs.tracker import Tracker
 from dropzone.jobs.watch import Watch
 from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
+from dropzone.notify.service import NotifyService
 from dropzone.ops import (
     Heartbeat,
     ListenError,
@@ -86,7 +87,9 @@ def build(
     api: ArkClient | None = None
     server = None
     feeds: Feeds | None = None
+    notices: NotifyService | None = None
     try:
+        notices = NotifyService(settings, ledger=ledger, clock=utc_now, observer=metrics)
         api = runtime.ark_client(settings, credentials, observer=observer)
         s3 = runtime.s3_client(settings, credentials)
         lease = node_lease(settings, ledger, api)
@@ -104,6 +107,7 @@ def build(
             config=config,
             env=env,
             lease=lease,
+            notices=notices,
         )
         if ops is not None:
             ops.metrics.track_node(lease)
@@ -117,6 +121,8 @@ def build(
             feeds.stop()  # before the ledger closes: what a feed is recording, it records
         if api is not None:
             api.close()
+        if notices is not None:
+            notices.close()
         ledger.close()
 
 
@@ -229,6 +235,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
     config: str | None = None,
     env: Mapping[str, str] | None = None,
     lease: LeaseKeeper | None = None,
+    notices: NotifyService | None = None,
 ) -> Daemon:
     """``baseline_anyway``: a first start baselines what is there even when the platform
     holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator).
@@ -254,6 +261,8 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
             return None
         submitter.replace_watches(_submit_watches(fresh, s3))
         tracker.replace_projects(_projects(fresh))
+        if notices is not None:
+            notices.replace(fresh)
         return make(fresh, running)
 
     return Daemon(
@@ -268,6 +277,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
         wake=wake,
         first_starts_held=first_starts_held,
         lease=lease or node_lease(settings, ledger, api),
+        notices=notices if notices is not None else NO_NOTICES,
     )
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dropzone.daemon.lease import LeaseKeeper
-from dropzone.daemon.parts import NO_OPS, NO_TRACKING, no_reload
+from dropzone.daemon.parts import NO_NOTICES, NO_OPS, NO_TRACKING, no_reload
 from dropzone.daemon.wakeup import Wakeup
 from dropzone.daemon.work import IDLE_WAIT_S, SubmitWork
 from dropzone.ledger import LedgerError
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from dropzone.daemon.parts import JobTracking, OpsEvents, Reload, WatchSet
+    from dropzone.daemon.parts import JobTracking, Notices, OpsEvents, Reload, WatchSet
     from dropzone.daemon.work import RunTally
     from dropzone.jobs.submitter import Submitter
     from dropzone.ledger import Ledger
@@ -65,6 +65,7 @@ class Daemon:
         wake: Wakeup | None = None,
         first_starts_held: dict[str, str] | None = None,
         lease: LeaseKeeper | None = None,
+        notices: Notices = NO_NOTICES,
     ) -> None:
         """``wake``: what a folder watch calls when it records new work (built before the
         daemon, with the watches); ``first_starts_held``: watch -> why its first start waits,
@@ -78,6 +79,7 @@ class Daemon:
         self._clock = clock
         self._ops = ops
         self._tracker = tracker
+        self._notices = notices
         self._reload = reload
         self.first_starts_held = first_starts_held if first_starts_held is not None else {}
         self.stop_event = threading.Event()
@@ -209,6 +211,16 @@ class Daemon:
         # A duplicate whose awaited job ended is pending now: no need to wait for a tick.
         self.work.wake.notify()
 
+    def notify(self) -> int:
+        """Deliver the notices due now (one node does, by the role); how many were settled."""
+        if not self._notices.active() or not self.holds("notify"):
+            return 0
+        try:
+            return self._notices.deliver_due()
+        except Exception:  # noqa: BLE001 - delivery is retried; the next round tries again
+            self._log.exception("notify.failed")
+            return 0
+
     def start_folders(self) -> bool:
         """Start folder watches not yet running; True once each has its first full scan."""
         fresh = [f for f in self.folders if id(f) not in self._started_folders]
@@ -308,6 +320,7 @@ class Daemon:
         loops = [threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)]
         if self.options.track_interval_s > 0:
             loops.append(threading.Thread(target=self._track_loop, name="track", daemon=True))
+        loops.append(threading.Thread(target=self._notify_loop, name="notify", daemon=True))
         for loop in loops:
             loop.start()
         return loops
@@ -332,6 +345,11 @@ class Daemon:
         while not self.stop_event.is_set():
             self.track()
             self.stop_event.wait(self.options.track_interval_s)
+
+    def _notify_loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.notify()
+            self.stop_event.wait(IDLE_WAIT_S)
 
     def run_once(self) -> int:
         """Scan once, submit all that is due (retrying within a bounded wait), then exit."""
@@ -359,6 +377,9 @@ class Daemon:
             until_deadline = max(0.0, deadline - time.monotonic())
             self.work.idle.wait(mark, min(self.work.seconds_to_next_due(), until_deadline))
         left = self.work.unsettled()
+        # The outcomes of this run are written, and their notices with them; one round tells
+        # of them (and tries again those an earlier run could not deliver).
+        self.notify()
         self._drain(workers)
         if left:
             self._log.warning("run.unfinished", entries=left, note="still due; a later run goes on")

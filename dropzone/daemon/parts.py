@@ -71,6 +71,27 @@ class NoTracking:
         return 0
 
 
+class Notices(Protocol):
+    """The outbox's delivery (``notify.NotifyService``)."""
+
+    def active(self) -> bool: ...
+    def deliver_due(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class NoNotices:
+    """Notifications for a daemon whose watches tell nobody."""
+
+    def active(self) -> bool:
+        return False
+
+    def deliver_due(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
 class Reload(Protocol):
     """The watches of a configuration read again (SIGHUP), given the running ones (a folder
     watch whose rule is unchanged goes on running); None keeps them (a bad config is
@@ -85,3 +106,4 @@ def no_reload(running: WatchSet) -> WatchSet | None:  # noqa: ARG001 - a Reload 
 
 NO_OPS = NoOps()
 NO_TRACKING = NoTracking()
+NO_NOTICES = NoNotices()

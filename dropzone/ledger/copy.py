@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from dropzone.ledger.model import LedgerUnusable
 
 if TYPE_CHECKING:
+    from dropzone.ledger.primitives import Tx
     from dropzone.ledger.store import LedgerStore
 
 WATCH_COLUMNS = ("name", "bucket", "prefix", "baseline_done", "scope_since")
@@ -44,9 +45,24 @@ ENTRY_COLUMNS = (
     "claim_token",
     "claimed_by",
 )
+# A notice's own id is not kept: nothing outside the ledger names it (its delivery_id does).
+NOTICE_COLUMNS = (
+    "entry_id",
+    "watch",
+    "event",
+    "delivery_id",
+    "payload",
+    "happened_at",
+    "tries",
+    "due_at",
+    "settled_at",
+    "outcome",
+    "error",
+)
 _CHUNK = 1000
 _WATCHES = f"SELECT {', '.join(WATCH_COLUMNS)} FROM watches ORDER BY name"  # noqa: S608
 _ENTRIES = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+_NOTICES = f"SELECT id, {', '.join(NOTICE_COLUMNS)} FROM notices WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
 
 
 def _insert(table: str, columns: tuple[str, ...], target: LedgerStore) -> str:
@@ -81,5 +97,19 @@ def copy_ledger(source: LedgerStore, target: LedgerStore) -> tuple[int, int]:
             tx.run_many(_insert("entries", ENTRY_COLUMNS, target), rows)
             copied += len(rows)
             after = rows[-1][0]
+        _copy_notices(source, target, tx)
         target.after_copy(tx, issued)
     return len(watches), copied
+
+
+def _copy_notices(source: LedgerStore, target: LedgerStore, tx: Tx) -> None:
+    """The outbox too: a notice not yet delivered is delivered from the new ledger, and one
+    delivered is not delivered again."""
+    after = 0
+    while True:
+        with source.read() as read:
+            rows = read.tuples(_NOTICES, (after, _CHUNK))
+        if not rows:
+            return
+        tx.run_many(_insert("notices", NOTICE_COLUMNS, target), [row[1:] for row in rows])
+        after = rows[-1][0]

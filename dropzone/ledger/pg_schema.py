@@ -2,10 +2,11 @@
 
 The tables are the SQLite store's, column for column, so that one set of statements
 (:mod:`dropzone.ledger.sql`) serves both: times are the same fixed-width ISO-8601 text (it
-sorts as the instants do), flags are 0/1 integers. Each migration runs in its own transaction
-under an advisory transaction lock, so replicas starting together apply it once; steps are
-additive, so an older replica keeps working beside a newer one during a rolling update.
-A released migration is never edited: a change is a new one appended to :data:`MIGRATIONS`.
+sorts as the instants do), flags are 0/1 integers. The pending migrations run in one
+transaction under an advisory transaction lock, so replicas starting together apply them
+once; steps are additive, so an older replica keeps working beside a newer one during a
+rolling update. A released migration is never edited: a change is a new one appended to
+:data:`MIGRATIONS`.
 """
 
 from __future__ import annotations
@@ -101,7 +102,29 @@ _V2_NODES: Migration = (
     """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_NODES)
+# Notifications: the outbox of the SQLite schema's version 5.
+_V3_NOTICES: Migration = (
+    """
+    CREATE TABLE notices (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        entry_id BIGINT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+        watch TEXT COLLATE "C" NOT NULL,
+        event TEXT COLLATE "C" NOT NULL,
+        delivery_id TEXT COLLATE "C" NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        happened_at TEXT COLLATE "C" NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        due_at TEXT COLLATE "C" NOT NULL,
+        settled_at TEXT COLLATE "C",
+        outcome TEXT COLLATE "C" CHECK (outcome IN ('delivered', 'gave_up', 'skipped')),
+        error TEXT
+    )
+    """,
+    "CREATE INDEX notices_due ON notices (due_at) WHERE settled_at IS NULL",
+    "CREATE INDEX notices_entry ON notices (entry_id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_NODES, _V3_NOTICES)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Sequence
+    from collections.abc import Collection, Iterator, Mapping, Sequence
     from datetime import datetime
     from types import TracebackType
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         State,
         Stranded,
     )
+    from dropzone.ledger.notices import Notice, Settled
 
 
 class LedgerWrites(Protocol):
@@ -147,6 +148,14 @@ class LedgerWrites(Protocol):
     def hold_role(self, role: str, node: str, now: datetime) -> bool: ...
     def stranded(self, node: str, now: datetime, limit: int = 100) -> list[Stranded]: ...
 
+    # --- notifications: written with the outcomes of the watches announced ----------------
+    def announce(self, wanted: Mapping[str, frozenset[str]]) -> None: ...
+    def notices_due(self, now: datetime, limit: int = 100) -> list[Notice]: ...
+    def settle_notice(
+        self, notice_id: int, outcome: Settled, now: datetime, error: str | None = None
+    ) -> bool: ...
+    def defer_notice(self, notice_id: int, due: datetime, error: str) -> bool: ...
+
 
 class LedgerReads(Protocol):
     """What is asked of the ledger without changing it."""
@@ -164,6 +173,7 @@ class LedgerReads(Protocol):
     def nodes(self) -> list[NodeLease]: ...
     def roles(self) -> dict[str, str]: ...
     def claims_by_node(self) -> dict[str | None, int]: ...
+    def notices_pending(self) -> tuple[int, datetime | None]: ...
 
 
 class Ledger(LedgerWrites, LedgerReads, Protocol):

@@ -111,11 +111,36 @@ _V4_NODES: Migration = (
     "CREATE TABLE roles (name TEXT PRIMARY KEY, holder TEXT NOT NULL, since TEXT NOT NULL)",
 )
 
+# Notifications: an outbox written in the transaction of the outcome it tells of, so that a
+# crash loses neither, and delivered from there (dropzone.notify). delivery_id is the notice's
+# identity: the same outcome recorded twice is one notice. A notice goes with its entry.
+_V5_NOTICES: Migration = (
+    """
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry_id INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+        watch TEXT NOT NULL,
+        event TEXT NOT NULL,
+        delivery_id TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        happened_at TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        due_at TEXT NOT NULL,
+        settled_at TEXT,
+        outcome TEXT CHECK (outcome IN ('delivered', 'gave_up', 'skipped')),
+        error TEXT
+    )
+    """,
+    "CREATE INDEX notices_due ON notices (due_at) WHERE settled_at IS NULL",
+    "CREATE INDEX notices_entry ON notices (entry_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_TRANSIENT_FAILURES,
     _V3_AWAITS_JOB,
     _V4_NODES,
+    _V5_NOTICES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -34,6 +34,7 @@ from dropzone.ledger.model import (
     to_text,
 )
 from dropzone.ledger.operator import OperatorWrites
+from dropzone.ledger.outbox import Outbox
 from dropzone.ledger.queries import Queries
 from dropzone.ledger.rows import entry_of, new_entry
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from dropzone.ledger.primitives import Row, Tx
 
 
-class LedgerStore(Queries, OperatorWrites, Leases, ABC):
+class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
     """The :class:`~dropzone.ledger.protocol.Ledger` over a store's primitives."""
 
     # --- the primitives a store supplies -----------------------------------------------
@@ -111,9 +112,12 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
         fence: int | None = None,
     ) -> Entry:
         """Run a state-guarded write in a transaction of its own; with ``fence``, only while
-        the entry's claim is still that token's."""
+        the entry's claim is still that token's. An outcome a watch asked to hear of is
+        written to the outbox in the same transaction."""
         with self.write() as tx:
-            return _guarded(tx, write, entry_id, sets, now, fence)
+            entry = _guarded(tx, write, entry_id, sets, now, fence)
+            self.tell(tx, entry, now)
+            return entry
 
     # --- scope -------------------------------------------------------------------------
 
@@ -241,7 +245,10 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
         if not found:
             return []
         with self.write() as tx:
-            return _insert(tx, (watch, bucket), found, now)
+            created = _insert(tx, (watch, bucket), found, now)
+            for entry in created:
+                self.tell(tx, entry, now)
+            return created
 
     def update_waiting(self, entry_id: int, etag: str, size: int, now: datetime) -> Entry:
         """A local file still settling changed: its waiting entry takes the new version.
@@ -441,7 +448,9 @@ class LedgerStore(Queries, OperatorWrites, Leases, ABC):
                 if tx.rows(sql.SELECT_STATE, (entry_id,)):
                     raise LedgerFailed(f"entry {entry_id} has no job whose phase could change")
                 raise EntryNotFound(entry_id)
-        return entry_of(rows[0])
+            entry = entry_of(rows[0])
+            self.tell(tx, entry, now)
+        return entry
 
 
 def _guarded(

@@ -68,6 +68,9 @@ def _age_or_inf(age: float | None) -> float:
     return math.inf if age is None else age
 
 
+NOTICE_OUTCOMES = ("delivered", "failed", "gave_up", "skipped")
+
+
 class Metrics:
     """dropzone's series, all named ``dropzone_*``; thread-safe, as prometheus-client is."""
 
@@ -121,6 +124,13 @@ class Metrics:
             registry=reg,
         )
 
+        self._notices = Counter(
+            "dropzone_notifications",
+            "Notification deliveries by how they ended: delivered, failed (tried again later),"
+            " gave_up (past the watch's give_up_after_s), skipped (the watch no longer asks).",
+            ["watch", "outcome"],
+            registry=reg,
+        )
         self._events = Counter(
             "dropzone_events",
             "Events from a feed by what they came to: recorded (a new object or version),"
@@ -236,6 +246,8 @@ class Metrics:
         self._detected.labels(watch)
         for outcome in SUBMISSION_OUTCOMES:
             self._submissions.labels(watch, outcome)
+        for told in NOTICE_OUTCOMES:
+            self._notices.labels(watch, told)
         self._backlog_age.labels(watch).set(0)
 
     # --- events ----------------------------------------------------------------------------
@@ -250,6 +262,10 @@ class Metrics:
         """An event feed's observer (``events.intake.EventObserver``)."""
         self._events.labels(feed, outcome).inc(n)
         self._last_event.labels(feed).set(time.time())
+
+    def notified(self, watch: str, outcome: str) -> None:
+        """The notifier's observer (``notify.notifier.NoticeObserver``)."""
+        self._notices.labels(watch, outcome).inc()
 
     def event_lag(self, feed: str, messages: int) -> None:
         self._event_lag.labels(feed).set(messages)

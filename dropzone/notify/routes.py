@@ -1,0 +1,85 @@
+"""A configuration's notification routes: per watch, the events it wants and its targets.
+
+The webhook secrets are read here, at the start (and at a reload), so that a missing or
+unreadable file is one clear line before the daemon runs, and the secret is masked in every
+log line from then on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+from standardwebhooks import Webhook
+
+from dropzone import runtime
+from dropzone.notify.notifier import Route
+from dropzone.notify.targets import CommandTarget, Target, WebhookTarget
+from dropzone.runtime import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    import httpx
+
+    from dropzone.config import Settings
+    from dropzone.config.notify import NotifySettings
+
+
+def wanted(settings: Settings) -> dict[str, frozenset[str]]:
+    """The events each watch asked to hear of (what the ledger writes notices of)."""
+    return {
+        rule.name: frozenset(rule.notify.events)
+        for rule in settings.watches
+        if rule.notify is not None
+    }
+
+
+def routes_for(
+    settings: Settings, client: httpx.Client, clock: Callable[[], datetime]
+) -> dict[str, Route]:
+    routes: dict[str, Route] = {}
+    for rule in settings.watches:
+        if rule.notify is not None:
+            setting = f"watch {rule.name!r} notify.secret_file"
+            targets = _targets(rule.notify, setting, client, clock)
+            routes[rule.name] = Route(
+                frozenset(rule.notify.events), targets, rule.notify.give_up_after_s
+            )
+    return routes
+
+
+def _targets(
+    notify: NotifySettings, setting: str, client: httpx.Client, clock: Callable[[], datetime]
+) -> tuple[Target, ...]:
+    targets: list[Target] = []
+    if notify.url is not None and notify.secret_file is not None:
+        signer = signer_from(runtime.read_secret(notify.secret_file, setting), setting)
+        targets.append(WebhookTarget(notify.url, signer, client, clock, notify.timeout_s))
+    if notify.command is not None:
+        targets.append(CommandTarget(notify.command, notify.timeout_s))
+    return tuple(targets)
+
+
+_PREFIX = "whsec_"
+_MIN_KEY_BYTES = 16
+
+
+def signer_from(secret: str, setting: str) -> Webhook:
+    """The secret as Standard Webhooks libraries take it: ``whsec_`` and the key in base64,
+    checked strictly (the library itself would sign with whatever a lax decode left)."""
+    key = b""
+    if secret.startswith(_PREFIX):
+        try:
+            key = base64.b64decode(secret.removeprefix(_PREFIX), validate=True)
+        except binascii.Error:
+            key = b""
+    if len(key) < _MIN_KEY_BYTES:
+        raise UsageError(
+            f"{setting}: the file must hold a Standard Webhooks secret, whsec_ and at least"
+            f" {_MIN_KEY_BYTES} bytes in base64 (the value is not shown); make one with:"
+            " printf 'whsec_%s' \"$(openssl rand -base64 32)\""
+        )
+    return Webhook(key)

@@ -1,0 +1,73 @@
+"""A daemon's notifications: its routes (replaced at a reload), the HTTP client its webhooks
+share, and the notifier that delivers the ledger's outbox over them."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import httpx
+
+from dropzone.log import get_logger
+from dropzone.notify.notifier import Notifier
+from dropzone.notify.routes import routes_for, wanted
+from dropzone.runtime import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from dropzone.config import Settings
+    from dropzone.ledger import Ledger
+    from dropzone.notify.notifier import NoticeObserver, Route
+
+
+class NotifyService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger,
+        clock: Callable[[], datetime],
+        observer: NoticeObserver | None = None,
+    ) -> None:
+        """Reads each webhook's secret now: a :class:`UsageError` if one cannot be used."""
+        # No redirects: a notice goes where the config says, signed for that receiver only.
+        self._client = httpx.Client(follow_redirects=False)
+        self._clock = clock
+        self._ledger = ledger
+        self._lock = threading.Lock()
+        try:
+            self._routes = routes_for(settings, self._client, clock)
+        except BaseException:
+            self._client.close()
+            raise
+        ledger.announce(wanted(settings))
+        self._notifier = Notifier(ledger=ledger, routes=self.routes, clock=clock, observer=observer)
+
+    def routes(self) -> dict[str, Route]:
+        with self._lock:
+            return self._routes
+
+    def active(self) -> bool:
+        """Whether any watch asks to be told of anything (else the role is not even taken)."""
+        return bool(self.routes())
+
+    def replace(self, settings: Settings) -> None:
+        """A reload: the new routes, or the old ones kept when a secret cannot be read."""
+        try:
+            fresh = routes_for(settings, self._client, self._clock)
+        except UsageError as exc:
+            get_logger().error(
+                "config.reload_refused", error=str(exc), note="the previous notify settings stay"
+            )
+            return
+        with self._lock:
+            self._routes = fresh
+        self._ledger.announce(wanted(settings))
+
+    def deliver_due(self) -> int:
+        return self._notifier.deliver_due()
+
+    def close(self) -> None:
+        self._client.close()

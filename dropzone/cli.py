@@ -116,6 +116,18 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     _watch_option(forget)
     forget.add_argument("keys", nargs="+", metavar="KEY")
 
+    fetch = sub.add_parser(
+        "results", help="fetch the result files of an object's job from its output folder"
+    )
+    _config_option(fetch)
+    _watch_option(fetch)
+    fetch.add_argument("key", metavar="KEY", help="the object key, as `dropzone status` shows it")
+    completes_files(
+        fetch.add_argument(
+            "--to", metavar="DIR", help="where to put them (default: results/<stem of KEY>/)"
+        )
+    )
+
     store = sub.add_parser("ledger", help="the ledger's store: migrate its schema, copy it")
     store_sub = store.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
     migrate = store_sub.add_parser("migrate", help="bring the schema up to this version, exit")
@@ -195,6 +207,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("dropzone.commands.ledger", "backfill"),
     "retry": ("dropzone.commands.ledger", "retry"),
     "forget": ("dropzone.commands.ledger", "forget"),
+    "results": ("dropzone.commands.results", "results"),
     "ledger migrate": ("dropzone.commands.store", "migrate"),
     "ledger copy": ("dropzone.commands.store", "copy"),
     "validate": ("dropzone.commands.validate", "validate"),

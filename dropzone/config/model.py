@@ -42,7 +42,7 @@ from dropzone.config.fields import (
     check_template,
     default_output_prefix,
 )
-from dropzone.config.notify import NotifySettings, shown_url
+from dropzone.config.notify import NotifySettings, check_results_dir, results_root, shown_url
 from dropzone.levels import DEFAULT_LEVEL, LogLevel
 from dropzone.sources.local.files import DEFAULT_IGNORE
 
@@ -251,8 +251,27 @@ class WatchRule(WatchLayout, _WatchName):
     reconcile_interval_s: Annotated[float, Field(ge=1, le=DAY_S)] = 600
     # Who hears when a job ends or an upload is turned away.
     notify: NotifySettings | None = None
+    # A folder watch: where a completed job's result files are put, below local_dir ("" none).
+    results_dir: str = "results/{relpath_stem}/"
 
     _name_template = field_validator("name_template")(check_template)
+
+    @field_validator("results_dir")
+    @classmethod
+    def _check_results_dir(cls, value: str) -> str:
+        if not value:
+            return value
+        problem = check_results_dir(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def folder_ignore(self) -> tuple[str, ...]:
+        """What a folder watch leaves alone: ``ignore``, and the results it puts there itself."""
+        if self.local_dir is None or not self.results_dir:
+            return self.ignore
+        return (*self.ignore, f"{results_root(self.results_dir)}*")
 
     @field_validator("model")
     @classmethod

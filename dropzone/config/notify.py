@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from dropzone import plan
 from dropzone.config.fields import DAY_S, ConfigPath, FromToml, NonEmpty, Section, Timeout
 from dropzone.ledger.notices import EVENTS
 
@@ -88,3 +89,26 @@ def _has_port(url: str) -> bool:
         return urlsplit(url).port is not None
     except ValueError:
         return False
+
+
+def results_root(results_dir: str) -> str:
+    """The fixed folder a ``results_dir`` template starts with (``results/``), or ""."""
+    fixed = results_dir.split("{", 1)[0]
+    return fixed[: fixed.rfind("/") + 1]
+
+
+def check_results_dir(value: str) -> str | None:
+    """What keeps a ``results_dir`` from working, in words; None when nothing does."""
+    problem = plan.template_error(value)
+    if problem:
+        return problem
+    parts = value.strip("/").split("/")
+    if value.startswith("/") or any(part in {".", ".."} for part in parts):
+        return "must be a folder below local_dir (no leading /, no . or ..)"
+    root = results_root(value)
+    if not root.strip("/") or "*" in root or "?" in root or "[" in root:
+        return (
+            "must start with a fixed folder, such as results/{relpath_stem}/, so that the"
+            " watch leaves the results it puts there alone"
+        )
+    return None

@@ -89,9 +89,9 @@ def build(
     feeds: Feeds | None = None
     notices: NotifyService | None = None
     try:
-        notices = NotifyService(settings, ledger=ledger, clock=utc_now, observer=metrics)
         api = runtime.ark_client(settings, credentials, observer=observer)
         s3 = runtime.s3_client(settings, credentials)
+        notices = NotifyService(settings, ledger=ledger, clock=utc_now, observer=metrics, s3=s3)
         lease = node_lease(settings, ledger, api)
         held: dict[str, str] = {}
         ops = _daemon_ops(settings, env, ledger, metrics) if observed else None

@@ -16,11 +16,14 @@ from dropzone.emulator.inputs import (
     s3_reader,
 )
 from dropzone.emulator.options import CATALOGUE, configure_parser
+from dropzone.emulator.results import folder_writer, s3_writer
 from dropzone.emulator.server import Emulator
 from dropzone.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from types import FrameType
+
+    from dropzone.emulator.results import OutputWriter
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -71,6 +74,7 @@ def emulator_from(args: argparse.Namespace) -> Emulator:
         region=args.region,
         known_models=None if args.any_model else (args.model or CATALOGUE),
         read_input=_input_reader_from(args),
+        write_output=_output_writer_from(args),
         signature_validity_s=args.signature_validity_s,
     )
     if args.both_model_fields:
@@ -102,6 +106,15 @@ def _refusal_status(args: argparse.Namespace) -> int | None:
             "give it with --refuse-status (say 403)"
         )
     return row.status
+
+
+def _output_writer_from(args: argparse.Namespace) -> OutputWriter | None:
+    """Where the inputs are read, the results are written (as Ark does, in the same store)."""
+    if args.inputs_dir is not None:
+        return folder_writer(args.inputs_dir)
+    if args.inputs_s3 is not None:
+        return s3_writer(args.inputs_s3)
+    return None
 
 
 def _input_reader_from(args: argparse.Namespace) -> InputReader | None:

@@ -24,6 +24,7 @@ from dropzone.emulator.inputs import (
 )
 from dropzone.emulator.jobs import Created, JobBook, dispatch
 from dropzone.emulator.requests import named_input
+from dropzone.emulator.results import OutputWriter, results_body, results_key
 from dropzone.emulator.wire import (
     CREATE,
     GET,
@@ -48,11 +49,12 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 @dataclass(frozen=True)
 class Hooks:
-    """Where the engine reaches outside itself: a moment as each Create arrives, and a store
-    to read Create inputs from."""
+    """Where the engine reaches outside itself: a moment as each Create arrives, a store to
+    read Create inputs from, and one to write completed jobs' results to."""
 
     on_create_received: Callable[[], None] | None = None
     read_input: InputReader | None = None
+    write_output: OutputWriter | None = None
 
 
 class Engine:
@@ -72,6 +74,7 @@ class Engine:
     ) -> None:
         self._lock = threading.Lock()
         self._read_input = hooks.read_input
+        self._write_output = hooks.write_output
         self._keys = dict(keys)
         self._faults = faults
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not cryptography
@@ -148,6 +151,7 @@ class Engine:
 
     def _carry_out(self, request: Received) -> Reply:
         now = self.now()
+        self._write_results(now)
         action, version = request.query_value("Action"), request.query_value("Version")
         meta = self._metadata(now, action, version)
         try:
@@ -182,6 +186,22 @@ class Engine:
             if fault is not None:
                 raise fault
             return dispatch(self.book, owner, action, body, now, seen)
+
+    def _write_results(self, now: datetime) -> None:
+        """The result file of each job completed since the last request, written before the
+        request that may see it completed is answered (outside the lock: a store is slow)."""
+        if self._write_output is None or self._read_input is None:
+            return
+        with self._lock:
+            due = self.book.results_due(now)
+        for job in due:
+            spec = job.spec
+            content = self._read_input(spec.input.bucket, spec.input.key) or b""
+            foundation = spec.model_reference.get("FoundationModel")
+            named = foundation.get("Name") if isinstance(foundation, dict) else None
+            model = str(named or spec.model_reference.get("CustomModelId") or "")
+            body = results_body(job.id, model, content)
+            self._write_output(spec.output.bucket, results_key(spec.output.key, job.id), body)
 
     def _input_seen(self, body: Mapping[str, object]) -> InputSeen:
         named = named_input(body)

@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from mypy_boto3_s3 import S3Client
+
 # (bucket, key) -> the object's bytes, or None when there is no such object.
 InputReader = Callable[[str, str], bytes | None]
 
@@ -65,16 +67,21 @@ def folder_reader(root: Path) -> InputReader:
     return read
 
 
-def s3_reader(endpoint_url: str) -> InputReader:
-    """Objects from an S3 endpoint, with the AWS_* credentials of the environment (a local
+def local_s3_client(endpoint_url: str) -> S3Client:
+    """A client of an S3 endpoint, with the AWS_* credentials of the environment (a local
     S3 such as moto takes any, so there is a stand-in pair when none are set)."""
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "emulator"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "emulator"),
     )
+
+
+def s3_reader(endpoint_url: str) -> InputReader:
+    """Objects from an S3 endpoint (:func:`local_s3_client`)."""
+    client = local_s3_client(endpoint_url)
 
     def read(bucket: str, key: str) -> bytes | None:
         try:

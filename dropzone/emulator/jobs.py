@@ -264,6 +264,18 @@ class JobBook:
         self._max_tag_values = max_tag_values
         self._jobs: dict[str, JobRecord] = {}
         self._create_calls: dict[str, int] = {}
+        self._results_written: set[str] = set()
+
+    def results_due(self, now: datetime) -> list[JobRecord]:
+        """Jobs completed by ``now`` whose result file is not written yet; each is marked as
+        written (the caller writes it)."""
+        due = [
+            job
+            for job in self._jobs.values()
+            if job.id not in self._results_written and phase_at(job, now).phase is Phase.COMPLETED
+        ]
+        self._results_written.update(job.id for job in due)
+        return due
 
     def count_create_call(self, body: Mapping[str, object]) -> None:
         named = named_input(body)

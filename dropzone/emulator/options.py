@@ -158,13 +158,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="read each job's input file at DIR/<bucket>/<key>: RequestCounts counts its lines "
-        "and a missing file fails the job (default: no RequestCounts)",
+        "and a missing file fails the job; a completed job's answers are written there too, "
+        "at <OutputDir><job id>/output/results.jsonl (default: no RequestCounts, no results)",
     )
     inputs.add_argument(
         "--inputs-s3",
         metavar="URL",
         help="read each job's input file from this S3 endpoint (moto, MinIO, TOS) with the "
-        "AWS_* credentials of the environment, as --inputs-dir does from a folder",
+        "AWS_* credentials of the environment, and put its results there, as --inputs-dir "
+        "does in a folder",
     )
     add(
         "--refuse",

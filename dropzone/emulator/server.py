@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from dropzone.emulator.inputs import (
         InputReader,
     )
+    from dropzone.emulator.results import OutputWriter
 
 
 class _Server(ThreadingHTTPServer):
@@ -138,6 +139,7 @@ class Emulator:
         known_models: Collection[str] | None = None,
         on_create_received: Callable[[], None] | None = None,
         read_input: InputReader | None = None,
+        write_output: OutputWriter | None = None,
         max_tag_values: int | None = None,
         signature_validity_s: float = MAX_SKEW_S,
     ) -> None:
@@ -147,7 +149,9 @@ class Emulator:
 
         ``read_input`` reads a Create's input file (``dropzone.emulator.inputs``): jobs then
         count its request lines in ``RequestCounts`` and fail when it is missing. Without it
-        job objects have no ``RequestCounts``.
+        job objects have no ``RequestCounts``. ``write_output`` (with ``read_input``) puts
+        each completed job's ``<OutputDir><job id>/output/results.jsonl``, one answer per
+        request line, before the first answer that shows it Completed.
 
         ``max_tag_values``: refuse a List whose TagFilters name more values (400
         ``InvalidParameter.TagFilters.Values``), as a platform with such a limit would.
@@ -176,7 +180,7 @@ class Emulator:
             seed,
             clock or utc_now,
             region,
-            Hooks(on_create_received, read_input),
+            Hooks(on_create_received, read_input, write_output),
             signature_validity_s=signature_validity_s,
         )
         self._address = (host, port)

@@ -88,7 +88,8 @@ class Notifier:
             return True
         try:
             for target in route.targets:
-                target.deliver(notice)
+                if target.wants(notice.event):
+                    target.deliver(notice)
         except DeliveryFailed as exc:
             return self._failed(notice, route, str(exc))
         self._ledger.settle_notice(notice.id, "delivered", self._clock())

@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 
 from dropzone import runtime
 from dropzone.notify.notifier import Route
+from dropzone.notify.results import ResultsTarget
 from dropzone.notify.targets import CommandTarget, Target, WebhookTarget
 from dropzone.runtime import UsageError
 
@@ -23,31 +24,50 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import httpx
+    from mypy_boto3_s3 import S3Client
 
-    from dropzone.config import Settings
+    from dropzone.config import Settings, WatchRule
     from dropzone.config.notify import NotifySettings
 
 
+# How long a folder watch's results are tried for when the watch has no notify of its own.
+_RESULTS_GIVE_UP_S = 86400.0
+
+
+def fetches_results(rule: WatchRule) -> bool:
+    return rule.local_dir is not None and bool(rule.results_dir)
+
+
 def wanted(settings: Settings) -> dict[str, frozenset[str]]:
-    """The events each watch asked to hear of (what the ledger writes notices of)."""
-    return {
-        rule.name: frozenset(rule.notify.events)
-        for rule in settings.watches
-        if rule.notify is not None
-    }
+    """The events each watch asked to hear of (what the ledger writes notices of): its
+    notify's, and Completed for a folder watch that puts the results back."""
+    found: dict[str, frozenset[str]] = {}
+    for rule in settings.watches:
+        events = frozenset(rule.notify.events) if rule.notify is not None else frozenset()
+        if fetches_results(rule):
+            events |= {"Completed"}
+        if events:
+            found[rule.name] = events
+    return found
 
 
 def routes_for(
-    settings: Settings, client: httpx.Client, clock: Callable[[], datetime]
+    settings: Settings, client: httpx.Client, clock: Callable[[], datetime], s3: S3Client | None
 ) -> dict[str, Route]:
     routes: dict[str, Route] = {}
+    events = wanted(settings)
     for rule in settings.watches:
+        if rule.name not in events:
+            continue
+        targets: list[Target] = []
+        give_up_s = _RESULTS_GIVE_UP_S
         if rule.notify is not None:
             setting = f"watch {rule.name!r} notify.secret_file"
-            targets = _targets(rule.notify, setting, client, clock)
-            routes[rule.name] = Route(
-                frozenset(rule.notify.events), targets, rule.notify.give_up_after_s
-            )
+            targets.extend(_targets(rule.notify, setting, client, clock))
+            give_up_s = rule.notify.give_up_after_s
+        if fetches_results(rule) and s3 is not None:
+            targets.append(ResultsTarget(rule, s3))
+        routes[rule.name] = Route(events[rule.name], tuple(targets), give_up_s)
     return routes
 
 

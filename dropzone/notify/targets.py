@@ -39,12 +39,21 @@ class Target(Protocol):
         """The target as a log line may show it."""
         ...
 
+    def wants(self, event: str) -> bool:
+        """Whether it is told of this event (its route's are all that reach it)."""
+        ...
+
     def deliver(self, notice: Notice) -> None:
         """Deliver it, or raise :class:`DeliveryFailed`."""
         ...
 
 
-class WebhookTarget:
+class _EveryEvent:
+    def wants(self, event: str) -> bool:  # noqa: ARG002 - the route chose the events
+        return True
+
+
+class WebhookTarget(_EveryEvent):
     def __init__(
         self,
         url: str,
@@ -81,7 +90,7 @@ class WebhookTarget:
             raise DeliveryFailed(f"{self.name}: HTTP {answer.status_code}")
 
 
-class CommandTarget:
+class CommandTarget(_EveryEvent):
     def __init__(self, argv: Sequence[str], timeout_s: float) -> None:
         self._argv = tuple(argv)
         self._timeout_s = timeout_s

@@ -86,7 +86,7 @@ class FolderWatch:
         self._late: set[int] = set()
         self.watcher = FolderWatcher(
             rule.local_dir,
-            ignore=rule.ignore,
+            ignore=rule.folder_ignore,
             settle_s=rule.settle_s,
             # inotify sees little on FUSE and network mounts: a mounted folder is polled.
             polling=rule.local_mode == "mounted",
@@ -113,7 +113,7 @@ class FolderWatch:
         )
         if first_listing and self._first_start is not None:
             self._first_start.check(rule)  # raises FirstStartHeld
-        present = _present(rule.local_dir, rule.ignore)
+        present = _present(rule.local_dir, rule.folder_ignore)
         with self._lock:
             # Baseline is what was there at the first start, in the version seen then: a file
             # changed since is a new version (as a bucket poller would see a new ETag).

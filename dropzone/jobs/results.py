@@ -1,0 +1,76 @@
+"""A job's result files fetched from its output folder into a local one.
+
+Ark writes a job's files under ``<OutputDir><job id>/`` (``output/results.jsonl``,
+``error/errors.jsonl``). Each is downloaded to a temporary name beside its place and renamed
+into it once whole, so a reader of the folder never sees half a file, and a file already
+there with the object's size is not fetched again.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dropzone.sources.base import SourceError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    size: int
+    fresh: bool  # False: it was there already
+
+
+def job_folder(output_dir: str, job_id: str) -> str:
+    return f"{output_dir}{job_id}/"
+
+
+def fetch_results(s3: S3Client, bucket: str, folder: str, into: Path) -> list[Fetched]:
+    """Every object under ``folder`` into ``into``, by its path below ``folder``; a
+    :class:`SourceError` (saying which object) when the bucket cannot be read."""
+    fetched: list[Fetched] = []
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+        for page in pages:
+            for item in page.get("Contents", []):
+                key, size = item["Key"], item["Size"]
+                relative = key[len(folder) :]
+                if not relative or relative.endswith("/"):
+                    continue  # a folder marker
+                fetched.append(_fetch_one(s3, bucket, key, size, into / _safe(relative)))
+    except (BotoCoreError, ClientError) as exc:
+        raise SourceError(f"tos://{bucket}/{folder}: cannot fetch the results ({exc})") from exc
+    return fetched
+
+
+def _safe(relative: str) -> Path:
+    """A key's path below the folder, never climbing out of it."""
+    parts = [part for part in relative.split("/") if part not in {"", ".", ".."}]
+    return Path(*parts)
+
+
+def _fetch_one(s3: S3Client, bucket: str, key: str, size: int, path: Path) -> Fetched:
+    if path.is_file() and path.stat().st_size == size:
+        return Fetched(path, size, fresh=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            for chunk in iter(lambda: body.read(_CHUNK), b""):
+                out.write(chunk)
+        Path(partial).replace(path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return Fetched(path, size, fresh=True)

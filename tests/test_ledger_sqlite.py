@@ -342,3 +342,41 @@ def test_a_ledger_still_being_made_reads_as_none_yet(tmp_path: Path, made: str) 
         conn.close()
     with pytest.raises(LedgerMissing, match="no ledger in"):
         SqliteLedger.open(target, readonly=True)
+
+
+def test_a_version_5_ledger_keeps_its_notices_and_they_outlive_their_entries(
+    tmp_path: Path,
+) -> None:
+    """The outbox of schema 5 (a notice went with its entry) is carried over whole, and from
+    then on a forgotten entry's notice stays until it is delivered."""
+    target = tmp_path / "v5.sqlite3"
+    with SqliteLedger.open(target) as current:
+        current.announce({W: frozenset({"rejected"})})
+        add(current, "k")
+        (claimed,) = current.claim_due(1, at(1))
+        current.record_rejected(claimed.id, "denied", at(2))
+        (notice,) = current.notices_due(at(3))
+    conn = sqlite3.connect(target, isolation_level=None)
+    stamp = ledger_model.to_text(at(2))
+    # Back to schema 5 as it was: the table with its cascading foreign key.
+    conn.executescript(
+        "BEGIN; DROP TABLE notices;"
+        + ";".join(schema.MIGRATIONS[4])
+        + "; INSERT INTO notices (entry_id, watch, event, delivery_id, payload, happened_at,"
+        f" due_at) VALUES ({claimed.id}, '{W}', 'rejected', '{notice.delivery_id}', "
+        f"'{notice.body}', '{stamp}', '{stamp}'); PRAGMA user_version = 5;"
+        " COMMIT;"
+    )
+    conn.close()
+    with SqliteLedger.open(target) as opened:
+        assert [n.delivery_id for n in opened.notices_due(at(3))] == [notice.delivery_id]
+        assert opened.forget(None, ["k"]) == 1
+        (kept,) = opened.notices_due(at(3))
+        assert (kept.delivery_id, kept.body) == (notice.delivery_id, notice.body)
+        assert opened.settle_notice(kept.id, "delivered", at(4))
+        opened.announce({W: frozenset({"rejected"})})
+        add(opened, "k2")
+        (again,) = opened.claim_due(1, at(5))
+        opened.record_rejected(again.id, "denied", at(6))
+        assert [n.id > kept.id for n in opened.notices_due(at(7))] == [True]
+    assert sqlite3.connect(target).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

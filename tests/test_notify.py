@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -13,13 +14,18 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from dropzone import runtime
+from dropzone.ark.signer import Credentials
+from dropzone.config import load_settings
 from dropzone.config.notify import shown_url
+from dropzone.daemon.build import build_daemon
 from dropzone.ledger import RequestCounts, SqliteLedger, State
 from dropzone.ledger.notices import EVENTS, delivery_id, event_of
 from dropzone.notify.notifier import Notifier, Route
-from dropzone.notify.routes import signer_from
+from dropzone.notify.routes import routes_for, signer_from
+from dropzone.notify.service import NotifyService
 from dropzone.notify.targets import CommandTarget, WebhookTarget
-from dropzone.runtime import UsageError
+from dropzone.runtime import UsageError, utc_now
 from dropzone.testing import FakeClock
 from tests.harness import wait_for
 from tests.webhook_receiver import SECRET, receiving
@@ -63,7 +69,7 @@ def test_which_outcomes_are_events(tmp_path: Path) -> None:
 
 def test_a_delivery_id_names_one_outcome(tmp_path: Path) -> None:
     """The same outcome, the same ID (a phase seen twice); another version, event or (for an
-    upload's outcome) another move, another ID."""
+    upload's outcome) another claim, another ID."""
     clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     with SqliteLedger.open(tmp_path / "l") as ledger:
         entry = ledger.record_submitted(an_entry(ledger, "a.jsonl", clock).id, "bi", None, clock())
@@ -74,9 +80,13 @@ def test_a_delivery_id_names_one_outcome(tmp_path: Path) -> None:
     assert delivery_id(ended, "Completed") != delivery_id(ended, "Failed")
     assert delivery_id(ended, "Completed") != delivery_id(replace(ended, etag="e2"), "Completed")
     rejected = replace(entry, state=State.REJECTED)
-    assert delivery_id(rejected, "rejected") != delivery_id(
+    assert delivery_id(rejected, "rejected") == delivery_id(
         replace(rejected, updated_at=clock.advance(60)), "rejected"
-    )
+    ), "the same claim's outcome, written again"
+    assert entry.claim_token is not None
+    assert delivery_id(rejected, "rejected") != delivery_id(
+        replace(rejected, claim_token=entry.claim_token + 1), "rejected"
+    ), "a retry's claim is another outcome"
     assert delivery_id(ended, "Completed").startswith("dz_")
 
 
@@ -197,12 +207,31 @@ def test_a_notice_is_given_up_once_too_old(tmp_path: Path, receiver: Receiver) -
 def test_a_watch_that_no_longer_asks_is_skipped(tmp_path: Path) -> None:
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     tally = Tally()
-    routes: dict[str, Route] = {}
+    routes = {W: Route(frozenset({"Failed"}), (), 3600)}
     with SqliteLedger.open(tmp_path / "l") as ledger:
         ledger.announce({W: frozenset(EVENTS)})
         notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock, observer=tally)
         ledger.record_rejected(an_entry(ledger, "a.jsonl", clock).id, "denied", clock())
         assert notifier.deliver_due() == 1
+    assert tally.seen == [(W, "skipped")]
+
+
+def test_a_watch_this_node_does_not_know_is_left_to_a_node_that_does(tmp_path: Path) -> None:
+    """Replicas part way through a rolling update have different watches: the node holding
+    the role puts off a notice of a watch it has not got (another node may take the role),
+    and skips it only once it is a day old."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    tally = Tally()
+    routes: dict[str, Route] = {}
+    with SqliteLedger.open(tmp_path / "l") as ledger:
+        ledger.announce({W: frozenset(EVENTS)})
+        notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock, observer=tally)
+        ledger.record_rejected(an_entry(ledger, "a.jsonl", clock).id, "denied", clock())
+        assert notifier.deliver_due() == 0
+        assert ledger.notices_pending()[0] == 1
+        clock.advance(86400)
+        assert notifier.deliver_due() == 1
+        assert ledger.notices_pending() == (0, None)
     assert tally.seen == [(W, "skipped")]
 
 
@@ -235,6 +264,86 @@ def test_a_command_gets_the_notice_on_its_standard_input(tmp_path: Path) -> None
     assert (body["event"], body["job_id"]) == ("duplicate", "bi-x")
     row = ledger_error(tmp_path / "l", notice.id)
     assert row.startswith(f"command {sys.executable}: exit status 1: receiver down")
+
+
+def test_a_target_that_breaks_is_a_failed_try_and_holds_up_no_other_notice(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A URL that passes as one but that httpx cannot send to (an empty label) raises no
+    HTTPError: it is a failed try of its own notice, and the next notice is delivered."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    broken = WebhookTarget(
+        "http://a..b/hook/token", signer_from(SECRET, "s"), httpx.Client(), clock, timeout_s=5
+    )
+    with SqliteLedger.open(tmp_path / "l") as ledger, httpx.Client() as client:
+        ledger.announce({"first": frozenset(EVENTS), W: frozenset(EVENTS)})
+        routes = {
+            "first": Route(frozenset(EVENTS), (broken,), 3600),
+            W: Route(frozenset(EVENTS), (webhook(receiver, clock, client),), 3600),
+        }
+        notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock)
+        entry, _ = ledger.add_object("first", B, "a.jsonl", "e1", 10, State.PENDING, clock())
+        claimed = ledger.claim_one(entry.id, clock())
+        assert claimed is not None
+        ledger.record_rejected(claimed.id, "denied", clock())
+        ledger.record_rejected(an_entry(ledger, "b.jsonl", clock).id, "denied", clock())
+        assert notifier.deliver_due() == 1
+        (left,) = ledger.notices_due(clock.advance(3600))
+        assert (left.watch, left.tries) == ("first", 1)
+    assert [r.verified()["key"] for r in receiver.received()] == ["b.jsonl"]
+    error = ledger_error(tmp_path / "l", left.id)
+    assert error == "webhook http://a..b/...: UnicodeError"
+
+
+def test_each_target_hears_only_the_events_its_watch_asked_for(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A folder watch fetches its results on Completed; its webhook asked only for Failed,
+    so a Completed notice does not reach it, and a Failed one does."""
+    (tmp_path / "secret").write_text(SECRET, encoding="utf-8")
+    (tmp_path / "in").mkdir()
+    config = tmp_path / "dropzone.toml"
+    config.write_text(
+        "[[watch]]\n"
+        'name = "chat"\nbucket = "b"\nprefix = "in/"\nmodel = { name = "m", version = "1" }\n'
+        f"local_dir = {str(tmp_path / 'in')!r}\n"
+        "[watch.notify]\n"
+        f"url = {receiver.url!r}\nsecret_file = {str(tmp_path / 'secret')!r}\n"
+        'events = ["Failed"]\n',
+        encoding="utf-8",
+    )
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    with SqliteLedger.open(tmp_path / "l") as ledger, httpx.Client() as client:
+        routes = routes_for(load_settings(config, {}), client, clock, None)
+        assert routes[W].events == {"Completed", "Failed"}
+        ledger.announce({W: routes[W].events})
+        notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock)
+        for key, phase in [("a.jsonl", "Completed"), ("b.jsonl", "Failed")]:
+            done = ledger.record_submitted(
+                an_entry(ledger, key, clock).id, "bi-" + key, "o/", clock()
+            )
+            ledger.record_phase(done.id, phase, None, clock())
+        assert notifier.deliver_due() == 2
+    assert [r.verified()["event"] for r in receiver.received()] == ["Failed"]
+
+
+def test_a_command_that_leaves_a_child_running_is_delivered_when_it_exits(tmp_path: Path) -> None:
+    """A command that starts something in the background (which keeps its output open) is
+    done when the command exits 0, not when the background child lets go."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    script = (
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    )
+    target = CommandTarget([sys.executable, "-c", script], timeout_s=20)
+    with SqliteLedger.open(tmp_path / "l") as ledger:
+        ledger.announce({W: frozenset(EVENTS)})
+        routes = {W: Route(frozenset(EVENTS), (target,), 3600)}
+        notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock)
+        ledger.record_rejected(an_entry(ledger, "a.jsonl", clock).id, "denied", clock())
+        started = time.monotonic()
+        assert notifier.deliver_due() == 1, ledger_error(tmp_path / "l", 1)
+    assert time.monotonic() - started < 15, "waited for the background child"
 
 
 def notice_due(path: Path) -> bool:
@@ -301,6 +410,9 @@ def test_a_secret_that_cannot_be_used_stops_check_and_run_with_one_line(stage: S
         ({"url": "https://user:pw@h.example/x", "secret_file": "s"}, "no credentials in the URL"),
         ({"url": "file:///etc/passwd", "secret_file": "s"}, "must be an http:// or https://"),
         ({"command": ["x"], "give_up_after_s": 0}, "out of range"),
+        ({"url": "https://h.example:99999/x", "secret_file": "s"}, "port"),
+        ({"url": "https://a..b/x", "secret_file": "s"}, "host"),
+        ({"url": "https://\u2603.example/x", "secret_file": "s"}, "host"),
     ],
 )
 def test_a_notify_table_that_cannot_work_is_a_clear_config_error(
@@ -313,6 +425,14 @@ def test_a_notify_table_that_cannot_work_is_a_clear_config_error(
     assert says in done.stderr
     assert "pw@" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_url_given_in_place_of_the_notify_table_is_not_shown(stage: Stage) -> None:
+    stage.watch["notify"] = "https://hooks.example.com/T0/the-token"
+    done = stage.dropzone("check", "--offline")
+    assert done.returncode == 2, done.stderr
+    assert 'watch[0] (name "chat").notify' in done.stderr
+    assert "the-token" not in done.stdout + done.stderr
 
 
 def test_run_once_tells_of_its_outcomes_and_an_earlier_runs(stage: Stage) -> None:
@@ -337,3 +457,59 @@ def test_run_once_tells_of_its_outcomes_and_an_earlier_runs(stage: Stage) -> Non
     assert "line 1" in told["error"]
     for done in (first, second):
         assert "T0/token" not in done.stdout + done.stderr, "the URL's path (a token) was shown"
+
+
+def test_an_outcome_of_submit_is_told_of_by_the_next_run(stage: Stage) -> None:
+    """``dropzone submit`` records the outcome as the daemon does, and its notice with it;
+    the daemon (here run --once) delivers it."""
+    told = stage.tmp / "told.jsonl"
+    script = f"import sys; open({str(told)!r}, 'a').write(sys.stdin.read() + '\\n')"
+    stage.watch["validate"] = True
+    stage.watch["notify"] = {"command": [sys.executable, "-c", script]}
+    key = stage.put("bad.jsonl", b"not JSON\n")
+    submitted = stage.dropzone("submit", f"tos://{stage.bucket}/{key}")
+    assert submitted.returncode == 1, submitted.stderr
+    assert json.loads(submitted.stdout.splitlines()[-1])["state"] == "invalid"
+    assert not told.exists(), "submit is not the notifier"
+    ran = stage.dropzone("run", "--once")
+    assert ran.returncode == 0, ran.stderr
+    (notice,) = [json.loads(line) for line in told.read_text().splitlines()]
+    assert (notice["key"], notice["event"]) == (key, "invalid")
+
+
+def test_a_node_reloaded_without_notifications_lets_the_role_go(tmp_path: Path) -> None:
+    """The notify role stays with a live holder; one whose reload took its notify tables away
+    delivers nothing from then on, so it lets the role go for a node that does."""
+    config = tmp_path / "dropzone.toml"
+    body = (
+        f'[ledger]\npath = "{tmp_path / "ledger.sqlite3"}"\n[daemon]\nlisten = ""\n'
+        '[[watch]]\nname = "chat"\nbucket = "b"\nprefix = "in/"\n'
+        'model = { name = "m", version = "1" }\n'
+    )
+    config.write_text(body + '[watch.notify]\ncommand = ["true"]\n', encoding="utf-8")
+    settings = load_settings(config, {})
+    config.write_text(body, encoding="utf-8")
+    without = load_settings(config, {})
+    credentials = Credentials("AKLTnotifyrole", "notify-role-secret")
+    with SqliteLedger.open(settings.ledger.path) as ledger:
+        api = runtime.ark_client(settings, credentials)  # never called here
+        notices = NotifyService(settings, ledger=ledger, clock=utc_now)
+        daemon = build_daemon(
+            settings,
+            ledger=ledger,
+            api=api,
+            s3=runtime.s3_client(settings, credentials),
+            notices=notices,
+        )
+        try:
+            daemon.lease.renew()
+            ledger.heartbeat("other", "host-b", 60, utc_now())
+            daemon.notify()
+            assert ledger.roles() == {"notify": daemon.lease.node}
+            assert not ledger.hold_role("notify", "other", utc_now())
+            notices.replace(without)
+            daemon.notify()
+            assert ledger.hold_role("notify", "other", utc_now())
+        finally:
+            notices.close()
+            api.close()

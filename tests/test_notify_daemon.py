@@ -4,7 +4,11 @@ a notice sent again carries the same delivery ID."""
 
 from __future__ import annotations
 
+import select
 import signal
+import socket
+import sqlite3
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -100,3 +104,37 @@ def test_every_outcome_reaches_the_webhook_across_kills(tmp_path: Path, moto_end
     completed = [r.notice for r in receiver.delivered() if r.notice["event"] == "Completed"]
     assert all(n["job_id"] and n["output_dir"] for n in completed)
     assert all(n["request_counts"]["total"] == 2 for n in completed)  # jsonl()'s two lines
+
+
+def test_a_stop_in_the_middle_of_a_notify_round_waits_for_one_try_at_most(stage: Stage) -> None:
+    """run --once tells of its outcomes before it exits; a receiver that takes connections
+    and never answers holds each try for its time-out. A SIGTERM then ends the round after
+    the try under way, not after every notice (each left for the next run)."""
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)
+    try:
+        secret = stage.tmp / "webhook-secret"
+        secret.write_text(SECRET + "\n", encoding="utf-8")
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        stage.watch.update(
+            validate=True, notify={"url": url, "secret_file": str(secret), "timeout_s": 8}
+        )
+        for n in range(4):
+            stage.put(f"bad{n}.jsonl", b"this is not JSON\n")
+        running = stage.spawn("run", "--once")
+        wait_for(
+            lambda: bool(select.select([silent], [], [], 0)[0]),
+            timeout=60,
+            what="the first try to connect",
+        )
+        running.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        running.communicate(timeout=60)
+        took = time.monotonic() - stopped
+        assert took < 20, f"the round went on for {took:.0f} s after SIGTERM"
+    finally:
+        silent.close()
+    with sqlite3.connect(stage.ledger_path) as conn:
+        (pending,) = conn.execute(
+            "SELECT count(*) FROM notices WHERE settled_at IS NULL"
+        ).fetchone()
+    assert pending == 4

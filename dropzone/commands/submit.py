@@ -10,6 +10,7 @@ from dropzone.commands.options import parse_tos_url, watch_for
 from dropzone.commands.output import entry_record, print_json
 from dropzone.daemon.build import build_submitter
 from dropzone.ledger import State
+from dropzone.notify.routes import wanted
 from dropzone.runtime import UsageError
 from dropzone.sources.base import SourceError
 from dropzone.sources.tos import TosBucket
@@ -33,6 +34,9 @@ def submit(args: argparse.Namespace) -> int:
         print(f"tos://{bucket_name}/{key}: no such object", file=sys.stderr)
         return 1
     ledger = runtime.open_ledger(settings, create=True)
+    # Its outcome is told of as the daemon's are: the notice is written with it, and the
+    # daemon's notifier delivers it.
+    ledger.announce(wanted(settings))
     api = runtime.ark_client(settings, credentials)
     try:
         now = runtime.utc_now()

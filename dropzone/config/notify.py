@@ -45,6 +45,10 @@ class NotifySettings(Section):
                 "no credentials in the URL (the value is not shown); the body is signed with"
                 " secret_file"
             )
+        if not _has_port(value) and ":" in parts.netloc.rsplit("]", 1)[-1]:
+            raise ValueError("the port must be a number from 1 to 65535 (the value is not shown)")
+        if not _sendable_host(value, parts.hostname):
+            raise ValueError("the host is not a valid host name (the value is not shown)")
         return value
 
     @field_validator("command")
@@ -89,6 +93,19 @@ def _has_port(url: str) -> bool:
         return urlsplit(url).port is not None
     except ValueError:
         return False
+
+
+def _sendable_host(url: str, hostname: str) -> bool:
+    """Whether httpx can send to it: a host it refuses only when sending would otherwise be
+    a failed try every time, found only in the logs."""
+    import httpx  # noqa: PLC0415 - only a config with a webhook pays for the import
+
+    try:
+        httpx.URL(url)
+        hostname.encode("idna")
+    except (httpx.InvalidURL, UnicodeError):
+        return False
+    return True
 
 
 def results_root(results_dir: str) -> str:

@@ -183,6 +183,8 @@ def _message(error: ErrorDetails, *, from_file: bool) -> str:
         (holder is ArkSettings and loc[-1] in CREDENTIAL_SETTINGS)
         or (holder is LedgerSettings and loc[-1] in LEDGER_SECRETS)
         or (holder is NotifySettings and loc[-1] in NOTIFY_SECRETS)
+        # A webhook's URL given in place of its table: the URL may hold a token.
+        or model_at(loc) is NotifySettings
     ):
         return f"{message} {NOT_SHOWN}"
     # pydantic's own messages do not show the value; ours (value_error) say what they need to.

@@ -80,6 +80,7 @@ class Daemon:
         self._ops = ops
         self._tracker = tracker
         self._notices = notices
+        self._roles_held: set[str] = set()
         self._reload = reload
         self.first_starts_held = first_starts_held if first_starts_held is not None else {}
         self.stop_event = threading.Event()
@@ -128,10 +129,25 @@ class Daemon:
         """Whether this node holds a singleton role now (takes it when no live node does).
         Not knowing (the ledger cannot be reached) is not holding: the work waits a round."""
         try:
-            return self.ledger.hold_role(role, self.lease.node, self._clock())
+            held = self.ledger.hold_role(role, self.lease.node, self._clock())
         except LedgerError as exc:
             self._log.error("ledger.failed", error=str(exc), role=role)
             return False
+        if held:
+            self._roles_held.add(role)
+        return held
+
+    def let_go(self, role: str) -> None:
+        """This node no longer does the role's work (a reload took it away): another node
+        that does takes it now, not once this node's lease lapses."""
+        if role not in self._roles_held:
+            return
+        try:
+            self.ledger.release_role(role, self.lease.node)
+        except LedgerError as exc:
+            self._log.error("ledger.failed", error=str(exc), role=role)
+            return
+        self._roles_held.discard(role)
 
     # --- the pieces ------------------------------------------------------------------------
 
@@ -213,10 +229,13 @@ class Daemon:
 
     def notify(self) -> int:
         """Deliver the notices due now (one node does, by the role); how many were settled."""
-        if not self._notices.active() or not self.holds("notify"):
+        if not self._notices.active():
+            self.let_go("notify")
+            return 0
+        if not self.holds("notify"):
             return 0
         try:
-            return self._notices.deliver_due()
+            return self._notices.deliver_due(stopping=self.stop_event.is_set)
         except Exception:  # noqa: BLE001 - delivery is retried; the next round tries again
             self._log.exception("notify.failed")
             return 0

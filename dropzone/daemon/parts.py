@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from dropzone.ledger import State
     from dropzone.watches.bucket import BucketWatch, PollResult
@@ -75,7 +75,7 @@ class Notices(Protocol):
     """The outbox's delivery (``notify.NotifyService``)."""
 
     def active(self) -> bool: ...
-    def deliver_due(self) -> int: ...
+    def deliver_due(self, stopping: Callable[[], bool]) -> int: ...
     def close(self) -> None: ...
 
 
@@ -85,7 +85,7 @@ class NoNotices:
     def active(self) -> bool:
         return False
 
-    def deliver_due(self) -> int:
+    def deliver_due(self, stopping: Callable[[], bool]) -> int:  # noqa: ARG002
         return 0
 
     def close(self) -> None:

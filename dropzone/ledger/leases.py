@@ -39,6 +39,7 @@ _TAKE_ROLE = (
 _ROLE_HOLDER = "SELECT holder FROM roles WHERE name = ?"
 _ROLES = "SELECT name, holder FROM roles ORDER BY name"
 _LEAVE_ROLES = "DELETE FROM roles WHERE holder = ?"
+_RELEASE_ROLE = "DELETE FROM roles WHERE name = ? AND holder = ?"
 _LEAVE = "DELETE FROM nodes WHERE id = ?"
 # This node's own attempts that are due to be reconciled again, and the attempts of nodes that
 # are gone: no lease at all (they left, or claimed before nodes existed), or a lapsed one.
@@ -98,6 +99,11 @@ class Leases:
             tx.run(self._sql(_TAKE_ROLE), (role, node, to_text(now)))
             rows = tx.rows(_ROLE_HOLDER, (role,))
         return bool(rows) and rows[0]["holder"] == node
+
+    def release_role(self, role: str, node: str) -> None:
+        """``node`` no longer does the role's work: the next node that does takes it now."""
+        with self.write() as tx:
+            tx.run(_RELEASE_ROLE, (role, node))
 
     def nodes(self) -> list[NodeLease]:
         """Every node with a lease, lapsed ones included, by id."""

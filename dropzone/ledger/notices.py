@@ -50,10 +50,11 @@ def event_of(entry: Entry) -> str | None:
 def delivery_id(entry: Entry, event: str) -> str:
     """The same for every delivery of one notice, and different for each notice. A job ends
     once: its end is named by the entry, the job and the phase, so the tracker seeing it
-    again makes no second notice. An upload's outcome is a move of the entry's state, which
-    happens again only after a ``retry``: it is named by the moment of the move as well."""
-    when = None if event in JOB_EVENTS else to_text(entry.updated_at)
-    about = [entry.id, entry.watch, entry.key, entry.etag, event, entry.job_id, when]
+    again makes no second notice. An upload's outcome ends a claim, and happens again only
+    after a ``retry`` and a new claim: it is named by the claim's token as well (None for an
+    upload found unusable as it was detected, before any claim)."""
+    claim = None if event in JOB_EVENTS else entry.claim_token
+    about = [entry.id, entry.watch, entry.key, entry.etag, event, entry.job_id, claim]
     return f"dz_{uuid.uuid5(_NAMESPACE, json.dumps(about))}"
 
 

@@ -65,4 +65,6 @@ class OperatorWrites:
         in ``submitting`` (their Create call still has to be reconciled).
         """
         with self.write() as tx:
-            return tx.run(sql.PRUNE, (to_text(older_than), State.SUBMITTING))
+            pruned = tx.run(sql.PRUNE, (to_text(older_than), State.SUBMITTING))
+            tx.run(sql.PRUNE_NOTICES)
+            return pruned

@@ -124,7 +124,22 @@ _V3_NOTICES: Migration = (
     "CREATE INDEX notices_entry ON notices (entry_id)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_INITIAL, _V2_NODES, _V3_NOTICES)
+# A notice outlives its entry until it is settled (the SQLite schema's version 6).
+_V4_NOTICES_OUTLIVE_ENTRIES: Migration = (
+    "ALTER TABLE notices ALTER COLUMN entry_id DROP NOT NULL",
+    "ALTER TABLE notices DROP CONSTRAINT notices_entry_id_fkey",
+    """
+    ALTER TABLE notices ADD CONSTRAINT notices_entry_id_fkey
+        FOREIGN KEY (entry_id) REFERENCES entries (id) ON DELETE SET NULL
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1_INITIAL,
+    _V2_NODES,
+    _V3_NOTICES,
+    _V4_NOTICES_OUTLIVE_ENTRIES,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = (

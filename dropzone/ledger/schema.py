@@ -113,7 +113,7 @@ _V4_NODES: Migration = (
 
 # Notifications: an outbox written in the transaction of the outcome it tells of, so that a
 # crash loses neither, and delivered from there (dropzone.notify). delivery_id is the notice's
-# identity: the same outcome recorded twice is one notice. A notice goes with its entry.
+# identity: the same outcome recorded twice is one notice.
 _V5_NOTICES: Migration = (
     """
     CREATE TABLE notices (
@@ -135,12 +135,40 @@ _V5_NOTICES: Migration = (
     "CREATE INDEX notices_entry ON notices (entry_id)",
 )
 
+# A notice outlives its entry until it is settled: forgetting an entry (to submit its key
+# again) does not take back what its outcome told. SQLite cannot change a foreign key in
+# place, so the table is made again with entry_id set to NULL when the entry goes.
+_V6_NOTICES_OUTLIVE_ENTRIES: Migration = (
+    """
+    CREATE TABLE notices_v6 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry_id INTEGER REFERENCES entries (id) ON DELETE SET NULL,
+        watch TEXT NOT NULL,
+        event TEXT NOT NULL,
+        delivery_id TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        happened_at TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        due_at TEXT NOT NULL,
+        settled_at TEXT,
+        outcome TEXT CHECK (outcome IN ('delivered', 'gave_up', 'skipped')),
+        error TEXT
+    )
+    """,
+    "INSERT INTO notices_v6 SELECT * FROM notices",
+    "DROP TABLE notices",
+    "ALTER TABLE notices_v6 RENAME TO notices",
+    "CREATE INDEX notices_due ON notices (due_at) WHERE settled_at IS NULL",
+    "CREATE INDEX notices_entry ON notices (entry_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     _V1_INITIAL,
     _V2_TRANSIENT_FAILURES,
     _V3_AWAITS_JOB,
     _V4_NODES,
     _V5_NOTICES,
+    _V6_NOTICES_OUTLIVE_ENTRIES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -264,3 +264,5 @@ FORGET = "DELETE FROM entries WHERE key = ? AND (? IS NULL OR watch = ?) AND sta
 # An entry whose Create call's outcome is unknown is kept whatever its age: it still has to be
 # reconciled, and forgetting it could let the same input run twice.
 PRUNE = "DELETE FROM entries WHERE gone_since IS NOT NULL AND gone_since < ? AND state != ?"
+# A notice outlives its entry until it is settled; then a prune takes it.
+PRUNE_NOTICES = "DELETE FROM notices WHERE entry_id IS NULL AND settled_at IS NOT NULL"

@@ -110,13 +110,17 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         sets: tuple[object, ...],
         now: datetime,
         fence: int | None = None,
+        *,
+        outcome: bool = False,
     ) -> Entry:
         """Run a state-guarded write in a transaction of its own; with ``fence``, only while
-        the entry's claim is still that token's. An outcome a watch asked to hear of is
-        written to the outbox in the same transaction."""
+        the entry's claim is still that token's. ``outcome``: the write ends the upload, and
+        a watch that asked to hear of that hears of it, by a notice in the same transaction
+        (only this write tells: later writes of the entry leave the outcome as it was)."""
         with self.write() as tx:
             entry = _guarded(tx, write, entry_id, sets, now, fence)
-            self.tell(tx, entry, now)
+            if outcome:
+                self.tell(tx, entry, now)
             return entry
 
     # --- scope -------------------------------------------------------------------------
@@ -361,7 +365,7 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         """``awaits_job``: the entry is another version than the input of the job the guard
         named, and goes back to pending once that job ends (:meth:`end_wait`)."""
         sets = (existing_job_id, output_dir, input_tag, int(awaits_job))
-        return self._apply(sql.DUPLICATE, entry_id, sets, now, fence)
+        return self._apply(sql.DUPLICATE, entry_id, sets, now, fence, outcome=True)
 
     def end_wait(self, entry_id: int, job_id: str, phase: str, now: datetime) -> Entry | None:
         """A duplicate awaiting ``job_id``, which ended in ``phase``: back to pending, due now.
@@ -378,12 +382,12 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
     def record_rejected(
         self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
     ) -> Entry:
-        return self._apply(sql.REJECTED, entry_id, (reason,), now, fence)
+        return self._apply(sql.REJECTED, entry_id, (reason,), now, fence, outcome=True)
 
     def record_invalid(
         self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
     ) -> Entry:
-        return self._apply(sql.INVALID, entry_id, (reason,), now, fence)
+        return self._apply(sql.INVALID, entry_id, (reason,), now, fence, outcome=True)
 
     def schedule_retry(
         self,
@@ -449,7 +453,10 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
                     raise LedgerFailed(f"entry {entry_id} has no job whose phase could change")
                 raise EntryNotFound(entry_id)
             entry = entry_of(rows[0])
-            self.tell(tx, entry, now)
+            if entry.state is State.SUBMITTED:
+                # A job of its own ending; a duplicate follows the job it names, but was told
+                # of as it was recorded.
+                self.tell(tx, entry, now)
         return entry
 
 

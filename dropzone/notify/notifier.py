@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from dropzone.notify.targets import Target
 
 NOTICE_BACKOFF = RetryPolicy(base_s=1.0, cap_s=600.0)
+# How long a notice is tried for when nothing says otherwise (a watch's give_up_after_s).
+DEFAULT_GIVE_UP_S = 86400.0
+UNKNOWN_WATCH_GIVE_UP_S = DEFAULT_GIVE_UP_S
 
 
 @dataclass(frozen=True)
@@ -68,10 +71,15 @@ class Notifier:
         self._jitter = jitter
         self._log = get_logger()
 
-    def deliver_due(self, limit: int = 100) -> int:
-        """One round: every notice due now, tried once; returns how many were settled."""
+    def deliver_due(self, limit: int = 100, stopping: Callable[[], bool] = lambda: False) -> int:
+        """One round: every notice due now, tried once; returns how many were settled.
+
+        ``stopping``: asked before each notice, so that a stop waits for the try under way
+        (at most a target's time-out) and leaves the rest due for the next round."""
         settled = 0
         for notice in self._ledger.notices_due(self._clock(), limit):
+            if stopping():
+                break
             try:
                 settled += self._deliver(notice)
             except LedgerError as exc:
@@ -81,17 +89,21 @@ class Notifier:
 
     def _deliver(self, notice: Notice) -> bool:
         route = self._routes().get(notice.watch)
-        if route is None or notice.event not in route.events:
+        if route is None:
+            return self._not_ours(notice)
+        if notice.event not in route.events:
             # The watch no longer asks for it (a reload): nobody to tell.
-            self._ledger.settle_notice(notice.id, "skipped", self._clock())
-            self._observer.notified(notice.watch, "skipped")
-            return True
-        try:
-            for target in route.targets:
-                if target.wants(notice.event):
-                    target.deliver(notice)
-        except DeliveryFailed as exc:
-            return self._failed(notice, route, str(exc))
+            return self._skip(notice)
+        for target in route.targets:
+            if not target.wants(notice.event):
+                continue
+            try:
+                target.deliver(notice)
+            except DeliveryFailed as exc:
+                return self._failed(notice, route, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one notice's fault must not stop the rest
+                # Only the kind: the message may hold the URL, and the URL a token.
+                return self._failed(notice, route, f"{target.name}: {type(exc).__name__}")
         self._ledger.settle_notice(notice.id, "delivered", self._clock())
         self._observer.notified(notice.watch, "delivered")
         self._log.info(
@@ -102,6 +114,30 @@ class Notifier:
             tries=notice.tries + 1,
         )
         return True
+
+    def _skip(self, notice: Notice) -> bool:
+        self._ledger.settle_notice(notice.id, "skipped", self._clock())
+        self._observer.notified(notice.watch, "skipped")
+        return True
+
+    def _not_ours(self, notice: Notice) -> bool:
+        """A watch this node's config has not got: replicas part way through a rolling
+        update differ, and the node that has it may hold the role next. Put off, not a
+        failed try; skipped once as old as a notice is tried for by default."""
+        now = self._clock()
+        if (now - notice.happened_at).total_seconds() >= UNKNOWN_WATCH_GIVE_UP_S:
+            self._log.warning(
+                "notice.skipped",
+                watch=notice.watch,
+                notice=notice.event,
+                delivery_id=notice.delivery_id,
+                reason="no watch of that name in the configuration",
+            )
+            return self._skip(notice)
+        delay_s = backoff_delay(notice.tries + 1, NOTICE_BACKOFF, self._jitter())
+        due = now + timedelta(seconds=delay_s)
+        self._ledger.defer_notice(notice.id, due, f"watch {notice.watch!r} is not configured here")
+        return False
 
     def _failed(self, notice: Notice, route: Route, reason: str) -> bool:
         now = self._clock()

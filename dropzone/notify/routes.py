@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from standardwebhooks import Webhook
 
 from dropzone import runtime
-from dropzone.notify.notifier import Route
+from dropzone.notify.notifier import DEFAULT_GIVE_UP_S, Route
 from dropzone.notify.results import ResultsTarget
 from dropzone.notify.targets import CommandTarget, Target, WebhookTarget
 from dropzone.runtime import UsageError
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
 
     from dropzone.config import Settings, WatchRule
     from dropzone.config.notify import NotifySettings
-
-
-# How long a folder watch's results are tried for when the watch has no notify of its own.
-_RESULTS_GIVE_UP_S = 86400.0
 
 
 def fetches_results(rule: WatchRule) -> bool:
@@ -60,7 +56,7 @@ def routes_for(
         if rule.name not in events:
             continue
         targets: list[Target] = []
-        give_up_s = _RESULTS_GIVE_UP_S
+        give_up_s = DEFAULT_GIVE_UP_S
         if rule.notify is not None:
             setting = f"watch {rule.name!r} notify.secret_file"
             targets.extend(_targets(rule.notify, setting, client, clock))
@@ -77,9 +73,11 @@ def _targets(
     targets: list[Target] = []
     if notify.url is not None and notify.secret_file is not None:
         signer = signer_from(runtime.read_secret(notify.secret_file, setting), setting)
-        targets.append(WebhookTarget(notify.url, signer, client, clock, notify.timeout_s))
+        targets.append(
+            WebhookTarget(notify.url, signer, client, clock, notify.timeout_s, notify.events)
+        )
     if notify.command is not None:
-        targets.append(CommandTarget(notify.command, notify.timeout_s))
+        targets.append(CommandTarget(notify.command, notify.timeout_s, notify.events))
     return tuple(targets)
 
 

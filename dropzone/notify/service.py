@@ -71,8 +71,8 @@ class NotifyService:
             self._routes = fresh
         self._ledger.announce(wanted(settings))
 
-    def deliver_due(self) -> int:
-        return self._notifier.deliver_due()
+    def deliver_due(self, stopping: Callable[[], bool]) -> int:
+        return self._notifier.deliver_due(stopping=stopping)
 
     def close(self) -> None:
         self._client.close()

@@ -9,16 +9,20 @@ same JSON on its standard input and the delivery ID in ``DROPZONE_DELIVERY_ID``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import tempfile
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 from dropzone.config.notify import shown_url
+from dropzone.ledger.notices import EVENTS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from datetime import datetime
 
     from standardwebhooks import Webhook as Signer
@@ -48,12 +52,17 @@ class Target(Protocol):
         ...
 
 
-class _EveryEvent:
-    def wants(self, event: str) -> bool:  # noqa: ARG002 - the route chose the events
-        return True
+class _Asked:
+    """A target of a watch's notify table hears the events that table names, and no other
+    (a folder watch's results fetch wants Completed, which the table may not)."""
+
+    _events: frozenset[str] = frozenset(EVENTS)
+
+    def wants(self, event: str) -> bool:
+        return event in self._events
 
 
-class WebhookTarget(_EveryEvent):
+class WebhookTarget(_Asked):
     def __init__(
         self,
         url: str,
@@ -61,7 +70,9 @@ class WebhookTarget(_EveryEvent):
         client: httpx.Client,
         clock: Callable[[], datetime],
         timeout_s: float,
+        events: Iterable[str] = EVENTS,
     ) -> None:
+        self._events = frozenset(events)
         self._url = url
         self._signer = signer
         self._client = client
@@ -90,8 +101,11 @@ class WebhookTarget(_EveryEvent):
             raise DeliveryFailed(f"{self.name}: HTTP {answer.status_code}")
 
 
-class CommandTarget(_EveryEvent):
-    def __init__(self, argv: Sequence[str], timeout_s: float) -> None:
+class CommandTarget(_Asked):
+    def __init__(
+        self, argv: Sequence[str], timeout_s: float, events: Iterable[str] = EVENTS
+    ) -> None:
+        self._events = frozenset(events)
         self._argv = tuple(argv)
         self._timeout_s = timeout_s
         self.name = f"command {self._argv[0]}"
@@ -102,22 +116,36 @@ class CommandTarget(_EveryEvent):
             "DROPZONE_DELIVERY_ID": notice.delivery_id,
             "DROPZONE_EVENT": notice.event,
         }
-        try:
-            done = subprocess.run(  # noqa: S603 - the operator's own command, no shell
-                self._argv,
-                input=notice.body.encode("utf-8"),
-                capture_output=True,
-                timeout=self._timeout_s,
-                env=env,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise DeliveryFailed(
-                f"{self.name}: still running after {self._timeout_s:g} s"
-            ) from None
-        except OSError as exc:
-            raise DeliveryFailed(f"{self.name}: cannot run it ({exc.strerror})") from None
-        if done.returncode != 0:
-            said = done.stderr.decode("utf-8", "replace").strip()[-_STDERR_CHARS:]
-            tail = f": {said}" if said else ""
-            raise DeliveryFailed(f"{self.name}: exit status {done.returncode}{tail}")
+        # Its output goes to a file, not a pipe: a child it leaves running in the background
+        # would hold a pipe open, and the try would wait for that child, not the command.
+        # A session of its own, so that a time-out stops what it started too.
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                command = subprocess.Popen(  # noqa: S603 - the operator's own command, no shell
+                    self._argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise DeliveryFailed(f"{self.name}: cannot run it ({exc.strerror})") from None
+            try:
+                command.communicate(notice.body.encode("utf-8"), timeout=self._timeout_s)
+            except subprocess.TimeoutExpired:
+                _stop_all(command)
+                raise DeliveryFailed(
+                    f"{self.name}: still running after {self._timeout_s:g} s"
+                ) from None
+            if command.returncode != 0:
+                stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 4 * _STDERR_CHARS))
+                said = stderr.read().decode("utf-8", "replace").strip()[-_STDERR_CHARS:]
+                tail = f": {said}" if said else ""
+                raise DeliveryFailed(f"{self.name}: exit status {command.returncode}{tail}")
+
+
+def _stop_all(command: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(command.pid, signal.SIGKILL)
+    command.wait()

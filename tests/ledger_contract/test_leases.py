@@ -38,6 +38,19 @@ def test_a_role_stays_with_its_live_holder_and_passes_when_it_lapses(ledger: Led
     assert ledger.hold_role("track", "n1", at(6)) is True
 
 
+def test_a_role_given_up_by_its_holder_passes_at_once(ledger: Ledger) -> None:
+    """A node that no longer does a role's work (a reload took it away) lets it go, so that
+    a node that does takes it without waiting for the holder's lease to lapse."""
+    ledger.heartbeat("n1", "a", TTL, at(0))
+    ledger.heartbeat("n2", "b", TTL, at(0))
+    assert ledger.hold_role("notify", "n1", at(1)) is True
+    ledger.release_role("notify", "n2")  # not its role: nothing changes
+    assert ledger.hold_role("notify", "n2", at(2)) is False
+    ledger.release_role("notify", "n1")
+    assert ledger.roles() == {}
+    assert ledger.hold_role("notify", "n2", at(3)) is True
+
+
 def test_a_role_of_a_node_without_a_lease_is_free(ledger: Ledger) -> None:
     assert ledger.hold_role("prune", "n1", at(0)) is True  # n1 never heartbeat: no live holder
     ledger.heartbeat("n2", "b", TTL, at(0))

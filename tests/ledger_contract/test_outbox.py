@@ -111,12 +111,23 @@ def test_a_notice_is_settled_once_and_a_failed_try_is_put_off(ledger: Ledger) ->
     assert ledger.settle_notice(a.id, "gave_up", at(63), error="HTTP 503 for 1 day")
     assert ledger.notices_due(at(10_000)) == []
     assert ledger.notices_pending() == (0, None)
-    # A notice goes with its entry.
-    ledger.record_rejected(submitting(ledger, "in/c.jsonl").id, "no", at(64))
-    assert ledger.notices_pending()[0] == 1
-    ledger.forget(None, ["in/c.jsonl"])
-    assert ledger.notices_pending() == (0, None)
     assert ledger.get(first.id).state is State.REJECTED
+
+
+def test_a_notice_outlives_its_entry_until_it_is_settled(ledger: Ledger) -> None:
+    """Forgetting an entry (to submit its key again) does not take back what its outcome
+    told: the notice is still delivered. Pruning drops a notice only once it is settled and
+    its entry is gone."""
+    every_event(ledger)
+    ledger.record_rejected(submitting(ledger, "in/c.jsonl").id, "no", at(2))
+    ledger.record_rejected(submitting(ledger, "in/d.jsonl").id, "no", at(2))
+    assert ledger.forget(None, ["in/c.jsonl", "in/d.jsonl"]) == 2
+    c, d = ledger.notices_due(at(3))
+    assert json.loads(c.body)["key"] == "in/c.jsonl"
+    assert ledger.settle_notice(c.id, "delivered", at(4))
+    ledger.prune(at(5))
+    assert [n.id for n in ledger.notices_due(at(6))] == [d.id]
+    assert ledger.notices_pending() == (1, at(2))
 
 
 def test_notices_outlive_the_handle(store: Store) -> None:
@@ -132,3 +143,16 @@ def test_notices_outlive_the_handle(store: Store) -> None:
         assert second.settle_notice(notice.id, "delivered", at(4))
     with store.open() as third:
         assert third.notices_due(at(5)) == []
+
+
+def test_a_duplicate_is_told_of_once_however_often_its_job_is_seen(ledger: Ledger) -> None:
+    """The tracker follows the job a duplicate names (its phase is shown beside it): each phase
+    it sees is a write of the entry, but the duplicate is one outcome, so one notice."""
+    every_event(ledger)
+    entry = submitting(ledger)
+    ledger.record_duplicate(entry.id, "bi-named", "out/a/", at(2))
+    for second, phase in enumerate(["Queued", "Running", "Running", "Completed"], start=3):
+        ledger.record_phase(entry.id, phase, RequestCounts(4, second - 3, 0), at(second))
+    (notice,) = ledger.notices_due(at(10))
+    assert notice.event == "duplicate"
+    assert json.loads(notice.body)["job_id"] == "bi-named"

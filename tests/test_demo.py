@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 @pytest.mark.slow
 def test_demo_reaches_completed_with_one_job(tmp_path: Path) -> None:
-    """Detected, submitted, dropped again -> the existing job, phases up to Completed."""
+    """Detected, submitted, dropped again -> the existing job, phases up to Completed, the
+    results back beside the file."""
     done = subprocess.run(
         [sys.executable, "-m", "dropzone", "demo", "--quick", "--dir", str(tmp_path)],
         capture_output=True,
@@ -37,6 +39,12 @@ def test_demo_reaches_completed_with_one_job(tmp_path: Path) -> None:
     [duplicate] = [line for line in lines if "] duplicate" in line]
     assert duplicate.endswith(f"existing job {job_id}")
     assert (tmp_path / "dropzone.log").read_text(encoding="utf-8").count('"job.duplicate"') == 1
+    # The results come back beside the dropped file, one answer per request.
+    assert story[-2:] == ["results", "the"], story  # then: the emulator holds 1 job
+    back = tmp_path / "inbox" / "results" / "chat-sample" / "output" / "results.jsonl"
+    answers = [json.loads(line) for line in back.read_text(encoding="utf-8").splitlines()]
+    assert [a["custom_id"] for a in answers] == [f"request-{n}" for n in range(1, 6)]
+    assert (tmp_path / "tos" / BUCKET / "output" / "chat-sample" / job_id).is_dir()
 
 
 def test_the_demo_emulator_reads_inputs_from_the_inbox(tmp_path: Path) -> None:

@@ -23,7 +23,10 @@ from dropzone.config import load_settings
 from dropzone.daemon.build import build_daemon
 from dropzone.emulator import Emulator
 from dropzone.emulator.inputs import InputReader, folder_reader
+from dropzone.emulator.results import folder_writer
+from dropzone.jobs.results import FolderResults
 from dropzone.ledger import SqliteLedger, State
+from dropzone.notify.service import NotifyService
 from dropzone.sources.tos import make_s3_client
 
 if TYPE_CHECKING:
@@ -39,6 +42,8 @@ RUN_S = 6.0
 SAMPLE = "chat-sample.jsonl"
 BUCKET = "demo-bucket"
 PREFIX = "dataset/"
+# The folder standing in for the bucket's output side: the emulator writes results there.
+STORE = "tos"
 QUESTIONS = [
     "What is batch inference?",
     "Name three uses of a vector database.",
@@ -182,10 +187,28 @@ def _story(narrator: Narrator, inbox: Path) -> bool:
         first = _first(entries)
         return first is not None and first.phase == "Completed"
 
-    return _wait(narrator, completed, QUEUE_S + RUN_S + 20)
+    if not _wait(narrator, completed, QUEUE_S + RUN_S + 20):
+        return False
+    return _results_back(narrator, inbox)
 
 
-def _build(root: Path, ark: Emulator) -> tuple[Daemon, SqliteLedger, ArkClient]:
+def _results_back(narrator: Narrator, inbox: Path) -> bool:
+    """The job's result file, fetched beside the dropped one."""
+    folder = inbox / "results" / Path(SAMPLE).stem
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = sorted(folder.rglob("results.jsonl")) if folder.is_dir() else []
+        if found:
+            answers = len(found[0].read_bytes().splitlines())
+            shown = found[0].relative_to(inbox)
+            narrator.say(f"results    {SAMPLE} -> {shown} ({answers} answers), beside the file")
+            return True
+        time.sleep(0.2)
+    narrator.say("the results did not come back within 20 s: see dropzone.log")
+    return False
+
+
+def _build(root: Path, ark: Emulator) -> tuple[Daemon, SqliteLedger, ArkClient, NotifyService]:
     config = root / "dropzone.toml"
     config.write_text(config_text(root, root / "inbox", ark.url), encoding="utf-8")
     settings = load_settings(config, {})
@@ -202,7 +225,12 @@ def _build(root: Path, ark: Emulator) -> tuple[Daemon, SqliteLedger, ArkClient]:
         addressing_style="path",
         credentials=None,
     )
-    return build_daemon(settings, ledger=ledger, api=api, s3=s3), ledger, api
+    # The results come back as from TOS, read from the folder the emulator writes them to.
+    notices = NotifyService(
+        settings, ledger=ledger, clock=runtime.utc_now, results=FolderResults(root / STORE)
+    )
+    daemon = build_daemon(settings, ledger=ledger, api=api, s3=s3, notices=notices)
+    return daemon, ledger, api, notices
 
 
 def inbox_reader(inbox: Path) -> InputReader:
@@ -239,14 +267,16 @@ def demo(args: argparse.Namespace) -> int:
         queue_s=QUEUE_S,
         run_s=RUN_S,
         read_input=inbox_reader(inbox),
+        write_output=folder_writer(root / STORE),
     ) as ark:
         print(
             f"dropzone demo: the local Ark emulator (a stand-in, no cloud) listens on {ark.url};\n"
-            f"the daemon watches {inbox} (its log: {root / 'dropzone.log'})",
+            f"the daemon watches {inbox} (its log: {root / 'dropzone.log'});\n"
+            f"results are written to {root / STORE}, standing in for the bucket",
             file=out,
             flush=True,
         )
-        daemon, ledger, api = _build(root, ark)
+        daemon, ledger, api, notices = _build(root, ark)
         runner = threading.Thread(target=daemon.run, name="daemon", daemon=True)
         runner.start()
         narrator = Narrator(ledger, out, started)
@@ -262,6 +292,7 @@ def demo(args: argparse.Namespace) -> int:
             daemon.stop()
             runner.join(timeout=10)
             api.close()
+            notices.close()
             ledger.close()
             log_file.close()
     print("demo stopped.", file=out, flush=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from dropzone import runtime
 from dropzone.commands.options import single_watch
-from dropzone.jobs.results import fetch_results, job_folder
+from dropzone.jobs.results import S3Results, fetch_results, job_folder
 from dropzone.runtime import UsageError
 from dropzone.sources.base import SourceError
 
@@ -35,7 +35,7 @@ def results(args: argparse.Namespace) -> int:
     s3 = runtime.s3_client(settings, runtime.credentials_for(settings))
     folder = job_folder(entry.output_dir, entry.job_id)
     try:
-        fetched = fetch_results(s3, rule.bucket, folder, into)
+        fetched = fetch_results(S3Results(s3), rule.bucket, folder, into)
     except SourceError as exc:
         print(f"dropzone results: {exc}", file=sys.stderr)
         return 1

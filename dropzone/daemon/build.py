@@ -22,6 +22,7 @@ from dropzone.daemon.wakeup import Wakeup
 from dropzone.jobs.policy import RetryPolicy
 from dropzone.jobs.prior import PriorJobs
 from dropzone.jobs.reachability import Reachability
+from dropzone.jobs.results import S3Results
 from dropzone.jobs.submitter import Submitter
 from dropzone.jobs.tracker import Tracker
 from dropzone.jobs.watch import Watch
@@ -91,7 +92,9 @@ def build(
     try:
         api = runtime.ark_client(settings, credentials, observer=observer)
         s3 = runtime.s3_client(settings, credentials)
-        notices = NotifyService(settings, ledger=ledger, clock=utc_now, observer=metrics, s3=s3)
+        notices = NotifyService(
+            settings, ledger=ledger, clock=utc_now, observer=metrics, results=S3Results(s3)
+        )
         lease = node_lease(settings, ledger, api)
         held: dict[str, str] = {}
         ops = _daemon_ops(settings, env, ledger, metrics) if observed else None

@@ -20,19 +20,18 @@ from dropzone.notify.targets import DeliveryFailed
 from dropzone.sources.base import SourceError
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
     from dropzone.config import WatchRule
+    from dropzone.jobs.results import ResultStore
     from dropzone.ledger.notices import Notice
 
 
 class ResultsTarget:
     name = "results"
 
-    def __init__(self, rule: WatchRule, s3: S3Client) -> None:
+    def __init__(self, rule: WatchRule, store: ResultStore) -> None:
         assert rule.local_dir is not None
         self._rule = rule
-        self._s3 = s3
+        self._store = store
 
     def wants(self, event: str) -> bool:
         return event == "Completed"
@@ -47,7 +46,7 @@ class ResultsTarget:
         into = rule.local_dir / rule.results_dir.format(**fields)
         folder = job_folder(str(told["output_dir"]), str(told["job_id"]))
         try:
-            fetched = fetch_results(self._s3, str(told["bucket"]), folder, into)
+            fetched = fetch_results(self._store, str(told["bucket"]), folder, into)
         except (SourceError, OSError) as exc:
             raise DeliveryFailed(f"results of {key}: {exc}") from None
         if not fetched:

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import httpx
-    from mypy_boto3_s3 import S3Client
 
     from dropzone.config import Settings, WatchRule
     from dropzone.config.notify import NotifySettings
+    from dropzone.jobs.results import ResultStore
 
 
 def fetches_results(rule: WatchRule) -> bool:
@@ -48,7 +48,10 @@ def wanted(settings: Settings) -> dict[str, frozenset[str]]:
 
 
 def routes_for(
-    settings: Settings, client: httpx.Client, clock: Callable[[], datetime], s3: S3Client | None
+    settings: Settings,
+    client: httpx.Client,
+    clock: Callable[[], datetime],
+    results: ResultStore | None,
 ) -> dict[str, Route]:
     routes: dict[str, Route] = {}
     events = wanted(settings)
@@ -61,8 +64,8 @@ def routes_for(
             setting = f"watch {rule.name!r} notify.secret_file"
             targets.extend(_targets(rule.notify, setting, client, clock))
             give_up_s = rule.notify.give_up_after_s
-        if fetches_results(rule) and s3 is not None:
-            targets.append(ResultsTarget(rule, s3))
+        if fetches_results(rule) and results is not None:
+            targets.append(ResultsTarget(rule, results))
         routes[rule.name] = Route(events[rule.name], tuple(targets), give_up_s)
     return routes
 

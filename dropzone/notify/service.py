@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from mypy_boto3_s3 import S3Client
-
     from dropzone.config import Settings
+    from dropzone.jobs.results import ResultStore
     from dropzone.ledger import Ledger
     from dropzone.notify.notifier import NoticeObserver, Route
 
@@ -32,18 +31,18 @@ class NotifyService:
         ledger: Ledger,
         clock: Callable[[], datetime],
         observer: NoticeObserver | None = None,
-        s3: S3Client | None = None,
+        results: ResultStore | None = None,
     ) -> None:
         """Reads each webhook's secret now: a :class:`UsageError` if one cannot be used.
-        ``s3``: where a folder watch's results are fetched from (None: they are not)."""
+        ``results``: where a folder watch's results are fetched from (None: they are not)."""
         # No redirects: a notice goes where the config says, signed for that receiver only.
         self._client = httpx.Client(follow_redirects=False)
         self._clock = clock
         self._ledger = ledger
-        self._s3 = s3
+        self._results = results
         self._lock = threading.Lock()
         try:
-            self._routes = routes_for(settings, self._client, clock, s3)
+            self._routes = routes_for(settings, self._client, clock, results)
         except BaseException:
             self._client.close()
             raise
@@ -61,7 +60,7 @@ class NotifyService:
     def replace(self, settings: Settings) -> None:
         """A reload: the new routes, or the old ones kept when a secret cannot be read."""
         try:
-            fresh = routes_for(settings, self._client, self._clock, self._s3)
+            fresh = routes_for(settings, self._client, self._clock, self._results)
         except UsageError as exc:
             get_logger().error(
                 "config.reload_refused", error=str(exc), note="the previous notify settings stay"

@@ -33,6 +33,7 @@ def test_the_demo_runs_in_the_image_on_a_read_only_root(podman: Podman, image: s
         timeout=300,
     )  # fmt: skip
     assert "the emulator holds 1 job for 2 drops of the same file" in done.stdout, done.stdout
+    assert "-> results/chat-sample/output/results.jsonl (5 answers)" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
 

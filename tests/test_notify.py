@@ -216,6 +216,28 @@ def test_a_watch_that_no_longer_asks_is_skipped(tmp_path: Path) -> None:
     assert tally.seen == [(W, "skipped")]
 
 
+def test_a_watch_reloaded_without_its_notify_table_has_its_notices_skipped(
+    tmp_path: Path,
+) -> None:
+    """Still configured, asking for nothing: a notice written before the reload is skipped
+    at once, not put off as one of a watch this node has not got."""
+    config = tmp_path / "dropzone.toml"
+    config.write_text(
+        '[[watch]]\nname = "chat"\nbucket = "b"\nprefix = "in/"\n'
+        'model = { name = "m", version = "1" }\n',
+        encoding="utf-8",
+    )
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    tally = Tally()
+    with SqliteLedger.open(tmp_path / "l") as ledger, httpx.Client() as client:
+        routes = routes_for(load_settings(config, {}), client, clock, None)
+        ledger.announce({W: frozenset(EVENTS)})  # as before the reload
+        ledger.record_rejected(an_entry(ledger, "a.jsonl", clock).id, "denied", clock())
+        notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock, observer=tally)
+        assert notifier.deliver_due() == 1
+    assert tally.seen == [(W, "skipped")]
+
+
 def test_a_watch_this_node_does_not_know_is_left_to_a_node_that_does(tmp_path: Path) -> None:
     """Replicas part way through a rolling update have different watches: the node holding
     the role puts off a notice of a watch it has not got (another node may take the role),
@@ -411,6 +433,7 @@ def test_a_secret_that_cannot_be_used_stops_check_and_run_with_one_line(stage: S
         ({"url": "file:///etc/passwd", "secret_file": "s"}, "must be an http:// or https://"),
         ({"command": ["x"], "give_up_after_s": 0}, "out of range"),
         ({"url": "https://h.example:99999/x", "secret_file": "s"}, "port"),
+        ({"url": "https://h.example:0/x", "secret_file": "s"}, "port"),
         ({"url": "https://a..b/x", "secret_file": "s"}, "host"),
         ({"url": "https://\u2603.example/x", "secret_file": "s"}, "host"),
     ],

@@ -14,6 +14,7 @@ from dropzone.emulator import Emulator
 from dropzone.emulator.inputs import s3_reader
 from dropzone.emulator.jobs import Guard, JobBook, Timing
 from dropzone.emulator.results import results_body, s3_writer
+from dropzone.jobs.results import FolderResults, fetch_results
 from tests.harness import ACCESS_KEY, SECRET_KEY, Stage, jsonl, new_bucket, s3_client, wait_for
 from tests.test_local_daemon import Daemon
 
@@ -180,3 +181,21 @@ def test_a_results_dir_that_cannot_work_is_a_clear_config_error(
     assert 'watch[0] (name "chat").results_dir' in done.stderr
     assert says in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_folder_standing_in_for_the_bucket_is_read_inside_it_only(tmp_path: Path) -> None:
+    """The demo's results store: a job folder under ``root/bucket``, and nothing climbing
+    out of it (an output folder with ``..`` in it fetches nothing)."""
+    root = tmp_path / "tos"
+    job = root / "b" / "out" / "bi-1" / "output"
+    job.mkdir(parents=True)
+    (job / "results.jsonl").write_bytes(b'{"a": 1}\n')
+    (job / ".results.jsonl.part").write_bytes(b"half")  # being written: not listed
+    (tmp_path / "secret.txt").write_text("not the bucket's", encoding="utf-8")
+    store = FolderResults(root)
+    fetched = fetch_results(store, "b", "out/bi-1/", tmp_path / "into")
+    assert [(f.path.relative_to(tmp_path / "into").as_posix(), f.size) for f in fetched] == [
+        ("output/results.jsonl", 9)
+    ]
+    assert fetch_results(store, "b", "../../", tmp_path / "escape") == []
+    assert not (tmp_path / "escape").exists()

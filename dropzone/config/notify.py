@@ -45,7 +45,7 @@ class NotifySettings(Section):
                 "no credentials in the URL (the value is not shown); the body is signed with"
                 " secret_file"
             )
-        if not _has_port(value) and ":" in parts.netloc.rsplit("]", 1)[-1]:
+        if (not _has_port(value) and ":" in parts.netloc.rsplit("]", 1)[-1]) or parts.port == 0:
             raise ValueError("the port must be a number from 1 to 65535 (the value is not shown)")
         if not _sendable_host(value, parts.hostname):
             raise ValueError("the host is not a valid host name (the value is not shown)")

@@ -72,16 +72,20 @@ class FolderResults:
         self._root = root
 
     def listing(self, bucket: str, folder: str) -> Iterator[tuple[str, int]]:
-        base = self._root / bucket
-        top = base / folder
-        if not top.is_dir():
-            return
+        base = (self._root / bucket).resolve()
+        top = (base / folder).resolve()
+        if not top.is_relative_to(base) or not top.is_dir():
+            return  # a folder climbing out of the bucket holds nothing of it
         for path in sorted(top.rglob("*")):
             if path.is_file() and not path.name.startswith("."):  # not one being written
                 yield path.relative_to(base).as_posix(), path.stat().st_size
 
     def copy_to(self, bucket: str, key: str, out: BinaryIO) -> None:
-        with (self._root / bucket / key).open("rb") as source:
+        base = (self._root / bucket).resolve()
+        path = (base / key).resolve()
+        if not path.is_relative_to(base):
+            raise SourceError(f"tos://{bucket}/{key}: not in the bucket")
+        with path.open("rb") as source:
             shutil.copyfileobj(source, out, _CHUNK)
 
 

@@ -155,6 +155,11 @@ _V6_NOTICES_OUTLIVE_ENTRIES: Migration = (
         error TEXT
     )
     """,
+    # The id counter carried over too: a notice's id is never used again, even one deleted.
+    """
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'notices_v6', seq FROM sqlite_sequence WHERE name = 'notices'
+    """,
     "INSERT INTO notices_v6 SELECT * FROM notices",
     "DROP TABLE notices",
     "ALTER TABLE notices_v6 RENAME TO notices",

@@ -57,6 +57,8 @@ def routes_for(
     events = wanted(settings)
     for rule in settings.watches:
         if rule.name not in events:
+            # Known here, asking for nothing: its notices (from before a reload) are skipped.
+            routes[rule.name] = Route(frozenset(), (), DEFAULT_GIVE_UP_S)
             continue
         targets: list[Target] = []
         give_up_s = DEFAULT_GIVE_UP_S

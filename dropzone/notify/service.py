@@ -55,7 +55,7 @@ class NotifyService:
 
     def active(self) -> bool:
         """Whether any watch asks to be told of anything (else the role is not even taken)."""
-        return bool(self.routes())
+        return any(route.events for route in self.routes().values())
 
     def replace(self, settings: Settings) -> None:
         """A reload: the new routes, or the old ones kept when a secret cannot be read."""

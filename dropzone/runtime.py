@@ -12,19 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dropzone.ark.client import ArkClient
 from dropzone.config import ConfigError, config_path, load_credentials, load_settings
 from dropzone.errors import ConfigurationError
 from dropzone.ledger import LedgerError, LedgerMissing, SqliteLedger
 from dropzone.log import register_secrets, use_setting
-from dropzone.sources.tos import make_s3_client
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mypy_boto3_s3 import S3Client
 
-    from dropzone.ark.client import CallObserver
+    from dropzone.ark.client import ArkClient, CallObserver
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
     from dropzone.ledger import Ledger
@@ -76,6 +74,10 @@ def credentials_for(settings: Settings, env: Mapping[str, str] | None = None) ->
 
 
 def s3_client(settings: Settings, credentials: Credentials | None) -> S3Client:
+    # Imported here, as the client below: boto3 and httpx are most of a command's start-up,
+    # and status or check --offline use neither.
+    from dropzone.sources.tos import make_s3_client  # noqa: PLC0415
+
     return make_s3_client(
         endpoint=settings.tos.endpoint,
         region=settings.tos.region,
@@ -89,6 +91,8 @@ def s3_client(settings: Settings, credentials: Credentials | None) -> S3Client:
 def ark_client(
     settings: Settings, credentials: Credentials, observer: CallObserver | None = None
 ) -> ArkClient:
+    from dropzone.ark.client import ArkClient  # noqa: PLC0415 - see s3_client
+
     return ArkClient(
         endpoint=settings.ark.endpoint,
         region=settings.ark.region,

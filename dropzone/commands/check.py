@@ -12,14 +12,16 @@ from dropzone.commands.preview import Verdict, WatchPreview, watch_previews
 from dropzone.config.text import config_text
 from dropzone.runtime import UsageError
 from dropzone.sources.base import SourceError
-from dropzone.sources.tos import TosBucket
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator
 
+    from mypy_boto3_s3 import S3Client
+
     from dropzone.ark.signer import Credentials
     from dropzone.config import Settings
+    from dropzone.sources.tos import TosBucket
 
 
 def _credential_findings(settings: Settings) -> tuple[Credentials | None, probes.Finding]:
@@ -51,7 +53,9 @@ def _remote_findings(settings: Settings, credentials: Credentials) -> Iterator[p
     for rule in settings.watches:
         # A mounted folder is the bucket itself: the daemon never reaches it over S3.
         if rule.local_dir is None or rule.local_mode != "mounted":
-            yield from probes.bucket_findings(rule, TosBucket(s3, rule.bucket), settings.tos.region)
+            yield from probes.bucket_findings(
+                rule, _tos_bucket(s3, rule.bucket), settings.tos.region
+            )
 
 
 def _findings(settings: Settings, *, offline: bool) -> Iterator[probes.Finding]:
@@ -112,3 +116,11 @@ def _trial_listing(preview: WatchPreview) -> str:
         " (would be recorded as baseline on first start)" if new and preview.baselines else ""
     )
     return f"{objects} objects, {matching} match, {new} new{baseline}"
+
+
+def _tos_bucket(s3: S3Client, name: str) -> TosBucket:
+    # Imported when a bucket is read: boto3 is a third of the start-up of a command that
+    # reads none (check --offline).
+    from dropzone.sources.tos import TosBucket  # noqa: PLC0415
+
+    return TosBucket(s3, name)

@@ -168,15 +168,16 @@ def feed_secret_findings(settings: Settings) -> Iterator[Finding]:
 def notify_findings(settings: Settings) -> Iterator[Finding]:
     """Each watch's notification targets as the daemon makes them at its start: the webhook's
     secret read and usable, the command's program found. Nothing is sent."""
-    from dropzone.config.notify import shown_url  # noqa: PLC0415 - only where a watch notifies
-    from dropzone.notify.routes import signer_from  # noqa: PLC0415
-
     for rule in settings.watches:
         notify = rule.notify
         if notify is None:
             continue
         subject = f"watch {rule.name!r} notify"
         if notify.url is not None and notify.secret_file is not None:
+            # Only where a watch has a webhook: the routes import httpx.
+            from dropzone.config.notify import shown_url  # noqa: PLC0415
+            from dropzone.notify.routes import signer_from  # noqa: PLC0415
+
             setting = f"watch {rule.name!r} notify.secret_file"
             try:
                 signer_from(runtime.read_secret(notify.secret_file, setting), setting)

@@ -43,8 +43,8 @@ from dropzone.config.fields import (
     default_output_prefix,
 )
 from dropzone.config.notify import NotifySettings, check_results_dir, results_root, shown_url
+from dropzone.ignore import DEFAULT_IGNORE
 from dropzone.levels import DEFAULT_LEVEL, LogLevel
-from dropzone.sources.local.files import DEFAULT_IGNORE
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails, InitErrorDetails

@@ -17,8 +17,8 @@ to import.
 
 from __future__ import annotations
 
+from dropzone.ignore import DEFAULT_IGNORE
 from dropzone.sources.local.files import (
-    DEFAULT_IGNORE,
     LocalFile,
     is_ignored,
     key_for,

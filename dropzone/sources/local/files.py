@@ -16,10 +16,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
+from dropzone.ignore import DEFAULT_IGNORE
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Sequence
-
-DEFAULT_IGNORE: tuple[str, ...] = (".*", "*.tmp", "*.part", "*~", "*.crdownload", "*.swp")
 
 
 @dataclass(frozen=True)

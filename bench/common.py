@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -110,6 +111,19 @@ def header(title: str, arguments: Mapping[str, object]) -> None:
     sys.stdout.flush()
 
 
+@contextlib.contextmanager
+def cpu_burners(count: int) -> Iterator[None]:
+    """``count`` processes spinning a Python loop while the block runs: a busy machine, made
+    by the benchmark itself so that the load is known."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
 def quiet_logs() -> None:
     """dropzone's production logging (JSON lines), written to /dev/null: the rendering cost
     stays in the measurement, the lines stay out of the report. Third-party loggers too."""
@@ -164,13 +178,24 @@ class MotoS3:
     backend (about 50 times faster than one PUT each) and listed over HTTP like any others.
     """
 
-    def __init__(self, buckets: Mapping[str, int]) -> None:
+    def __init__(
+        self, buckets: Mapping[str, int], prefixed: Mapping[str, int] | None = None
+    ) -> None:
+        """``buckets``: name -> objects under :data:`PREFIX`; ``prefixed``: prefix -> objects
+        under that prefix, put into each of the buckets besides."""
         self._buckets = dict(buckets)
+        self._prefixed = dict(prefixed or {})
         self._child: subprocess.Popen[str] | None = None
         self.endpoint = ""
 
     def __enter__(self) -> Self:
-        spec = ",".join(f"{name}={count}" for name, count in self._buckets.items())
+        spec = json.dumps(
+            [
+                [name, prefix, count]
+                for name, objects in self._buckets.items()
+                for prefix, count in {PREFIX: objects, **self._prefixed}.items()
+            ]
+        )
         child = subprocess.Popen(
             [sys.executable, __file__, "moto", spec],
             stdin=subprocess.PIPE,
@@ -210,10 +235,12 @@ def _serve_moto(spec: str) -> None:
     endpoint = f"http://{host}:{port}"
     client = s3_client(endpoint)
     backend = s3_backends[MOTO_ACCOUNT]["aws"]
-    for item in filter(None, spec.split(",")):
-        name, _, count = item.partition("=")
-        client.create_bucket(Bucket=name)
-        for key in object_keys(int(count or 0)):
+    made: set[str] = set()
+    for name, prefix, count in json.loads(spec):
+        if name not in made:
+            client.create_bucket(Bucket=name)
+            made.add(name)
+        for key in object_keys(count, prefix):
             backend.put_object(name, key, BODY)
     print(endpoint, flush=True)
     sys.stdin.read()

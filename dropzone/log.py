@@ -11,6 +11,7 @@ session token (structlog's console renderer shows them by default when ``rich`` 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import logging
@@ -40,6 +41,27 @@ _registered: set[str] = set()
 _registered_lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class _Secrets:
+    """The registered values, as one pattern: every log line is scrubbed, so the pattern is
+    built once per registration rather than the values sorted and searched one by one for
+    every field of every line (two thirds of a line's cost, profiled)."""
+
+    values: frozenset[str] = frozenset()
+    # Longest first: a secret's encoded spelling may contain its raw one.
+    pattern: re.Pattern[str] | None = None
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> _Secrets:
+        ordered = sorted(set(values), key=len, reverse=True)
+        if not ordered:
+            return cls()
+        return cls(frozenset(ordered), re.compile("|".join(map(re.escape, ordered))))
+
+
+_current = [_Secrets()]
+
+
 def _spellings(value: str) -> set[str]:
     # A token also travels URL-encoded (a query string, a form), and shows so in errors.
     return {
@@ -57,22 +79,24 @@ def register_secrets(values: Iterable[str | None]) -> None:
         for value in values:
             if value and len(value) >= _MIN_SECRET_CHARS:
                 _registered.update(_spellings(value))
+        _current[0] = _Secrets.of(_registered)
 
 
-def _secrets() -> frozenset[str]:
-    with _registered_lock:
-        return frozenset(_registered)
+def _secrets() -> _Secrets:
+    return _current[0]
 
 
-def _masked(text: str, secrets: frozenset[str]) -> str:
-    # Longest first: a secret's encoded spelling may contain its raw one.
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+def _masked(text: str, secrets: _Secrets) -> str:
+    return text if secrets.pattern is None else secrets.pattern.sub(MASK, text)
 
 
-def _scrub(value: object, secrets: frozenset[str]) -> object:
+@functools.lru_cache(maxsize=4096)
+def _names_a_secret(field: str) -> bool:
+    lowered = field.lower()
+    return any(part in lowered for part in _SECRET_FIELD_PARTS)
+
+
+def _scrub(value: object, secrets: _Secrets) -> object:
     if isinstance(value, str):
         return _masked(value, secrets)
     if isinstance(value, dict):
@@ -93,9 +117,9 @@ def redact(
     """structlog processor: mask secret-named fields and registered secret values."""
     secrets = _secrets()
     for name in list(event_dict):
-        if any(part in name.lower() for part in _SECRET_FIELD_PARTS):
+        if _names_a_secret(name):
             event_dict[name] = MASK
-        elif secrets:
+        elif secrets.pattern is not None:
             event_dict[name] = _scrub(event_dict[name], secrets)
     return event_dict
 
@@ -202,6 +226,7 @@ def reset() -> None:
     structlog.contextvars.clear_contextvars()
     with _registered_lock:
         _registered.clear()
+        _current[0] = _Secrets()
 
 
 def get_logger(**context: object) -> structlog.typing.FilteringBoundLogger:

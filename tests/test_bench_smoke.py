@@ -114,3 +114,12 @@ def test_startup_reports_each_command_with_its_cpu() -> None:
         row = rf"^dropzone {re.escape(command)}{figures}\s+0\.[35]\s+(PASS|FAIL)$"
         assert re.search(row, out, re.MULTILINE), out
     assert "load after:" in out
+
+
+def test_job_cost_reports_cpu_wall_and_first_create_ratios() -> None:
+    out = run_bench("job_cost.py", "--jobs", "20", "--repeats", "1", "--busy", "1")
+    assert re.search(r"^20 bare loop\s+\d", out, re.MULTILINE), out
+    assert re.search(r"^20 dropzone run --once\s+\d", out, re.MULTILINE), out
+    ratios = r"^20 ratios\s+throughput \d+\.\d+x .*(PASS|FAIL)\s+CPU \d+\.\d+x .*(PASS|FAIL)"
+    assert re.search(ratios, out, re.MULTILINE), out
+    assert "load after:" in out

@@ -80,9 +80,13 @@ from datetime import UTC, datetime
 from dropzone.ledger import SqliteLedger, State
 ledger = SqliteLedger.open(sys.argv[1])
 now = datetime(2024, 1, 1, tzinfo=UTC)
+done, _ = ledger.add_object("chat", "bucket", "done", "e", 1, State.PENDING, now)
+done = ledger.claim_due(1, now)[0]
 entry, _ = ledger.add_object("chat", "bucket", "k", "e", 1, State.PENDING, now)
+# An outcome commits without a sync of its own; the claim after it syncs both.
+ledger.record_submitted(done.id, "bi-1", "out/", now, fence=done.claim_token)
 ledger.claim_due(1, now)
-print(entry.id, flush=True)
+print(entry.id, done.id, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -166,8 +170,8 @@ def test_a_ledger_file_removed_or_replaced_is_told(path: Path, how: str) -> None
 
 
 def test_commit_survives_sigkill(path: Path) -> None:
-    """A process killed right after a claim returns: the claim is there on reopen, and the
-    kernel has released the dead process's lock."""
+    """A process killed right after a claim returns: the claim and the outcome before it are
+    there on reopen, and the kernel has released the dead process's lock."""
     child = subprocess.run(
         [sys.executable, "-c", _KILLED_AFTER_COMMIT, str(path)],
         capture_output=True,
@@ -176,9 +180,47 @@ def test_commit_survives_sigkill(path: Path) -> None:
         timeout=30,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
+    claimed_id, done_id = map(int, child.stdout.split())
     with SqliteLedger.open(path) as reopened:
-        entry = reopened.get(int(child.stdout))
+        entry = reopened.get(claimed_id)
         assert (entry.state, entry.attempts) == (State.SUBMITTING, 1)
+        done = reopened.get(done_id)
+        assert (done.state, done.job_id) == (State.SUBMITTED, "bi-1")
+
+
+def test_a_claim_is_synced_at_its_commit_and_an_outcome_rides_on_the_next(
+    ledger: SqliteLedger,
+) -> None:
+    """The claim must be on disk before its Create goes out (synchronous = FULL at its
+    commit); the outcome of an attempt need not (NORMAL: a power cut that took it leaves the
+    entry in submitting, reconciled by its tag), and the next FULL commit syncs the log with
+    it. SQLite's own trace of the statements the connection ran says which was which."""
+    first, second = add(ledger, "in/a"), add(ledger, "in/b")
+    ran: list[str] = []
+    ledger._conn.set_trace_callback(ran.append)
+    try:
+        claimed = ledger.claim_due(1, at(1))[0]
+        ledger.record_submitted(claimed.id, "bi-1", "out/", at(2), fence=claimed.claim_token)
+        again = ledger.claim_due(1, at(3))[0]
+        ledger.schedule_retry(
+            again.id, at(60), "429", at(4), transient=False, fence=again.claim_token
+        )
+        ledger.claim_due(1, at(5))  # nothing due: still a durable commit (the token moves)
+    finally:
+        ledger._conn.set_trace_callback(None)
+    assert {claimed.id, again.id} == {first.id, second.id}
+    levels = [s for s in ran if s.startswith(("PRAGMA synchronous", "COMMIT"))]
+    assert levels == [
+        "COMMIT",  # the first claim, under FULL as opened
+        "PRAGMA synchronous = NORMAL",
+        "COMMIT",  # its outcome
+        "PRAGMA synchronous = FULL",
+        "COMMIT",  # the next claim
+        "PRAGMA synchronous = NORMAL",
+        "COMMIT",  # a retry scheduled
+        "PRAGMA synchronous = FULL",
+        "COMMIT",  # a claim that found nothing
+    ]
 
 
 def test_missing_directories_are_created(tmp_path: Path) -> None:

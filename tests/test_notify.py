@@ -230,7 +230,7 @@ def test_a_watch_reloaded_without_its_notify_table_has_its_notices_skipped(
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     tally = Tally()
     with SqliteLedger.open(tmp_path / "l") as ledger, httpx.Client() as client:
-        routes = routes_for(load_settings(config, {}), client, clock, None)
+        routes = routes_for(load_settings(config, {}), lambda: client, clock, None)
         ledger.announce({W: frozenset(EVENTS)})  # as before the reload
         ledger.record_rejected(an_entry(ledger, "a.jsonl", clock).id, "denied", clock())
         notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock, observer=tally)
@@ -336,7 +336,7 @@ def test_each_target_hears_only_the_events_its_watch_asked_for(
     )
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
     with SqliteLedger.open(tmp_path / "l") as ledger, httpx.Client() as client:
-        routes = routes_for(load_settings(config, {}), client, clock, None)
+        routes = routes_for(load_settings(config, {}), lambda: client, clock, None)
         assert routes[W].events == {"Completed", "Failed"}
         ledger.announce({W: routes[W].events})
         notifier = Notifier(ledger=ledger, routes=lambda: routes, clock=clock)

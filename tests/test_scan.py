@@ -10,7 +10,8 @@ from botocore.utils import parse_timestamp
 
 from dropzone.config import WatchRule
 from dropzone.ledger import SqliteLedger, State
-from dropzone.sources.tos import TosBucket, fast_timestamp
+from dropzone.sources.s3_parsing import fast_timestamp
+from dropzone.sources.tos import TosBucket
 from dropzone.watches.bucket import BucketWatch
 from tests.harness import jsonl, new_bucket, s3_client
 

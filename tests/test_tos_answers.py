@@ -137,3 +137,55 @@ def test_the_required_botocore_takes_the_options_dropzone_passes() -> None:
     ]
     assert "botocore>=1.36" in dependencies
     assert "boto3>=1.36" in dependencies
+
+
+_LISTING = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<Name>b</Name><Prefix>in/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
+    b"<IsTruncated>false</IsTruncated><Contents><Key>in/a.jsonl</Key>"
+    b"<LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag>"
+    b"<Size>1</Size></Contents></ListBucketResult>"
+)
+_FIRST_ANSWERS = {
+    "error": (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+        b"<Message>We encountered an internal error.</Message></Error>"
+    ),
+    "cut short": _LISTING[: len(_LISTING) // 2],
+}
+
+
+class _FlakyStore(BaseHTTPRequestHandler):
+    """Answers a listing's first request with status 200 and ``first`` (an S3 error in the
+    body, or a page cut short), then with the page: what S3 sends under load."""
+
+    first: ClassVar[bytes] = b""
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        body = self.first if not self.requests else _LISTING
+        self.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("first", sorted(_FIRST_ANSWERS))
+def test_a_page_answered_200_with_an_error_or_cut_short_is_asked_again(first: str) -> None:
+    """botocore's check for these reads a whole page's XML before parsing it again; dropzone's
+    client reads a page's first and last bytes instead, and must still retry both."""
+
+    class Store(_FlakyStore):
+        requests: ClassVar[list[str]] = []
+
+    Store.first = _FIRST_ANSWERS[first]
+    with serving(Store) as url:
+        [page] = list(_bucket(url).pages("in/"))
+    assert [obj.key for obj in page.objects] == ["in/a.jsonl"]
+    assert len(Store.requests) == 2

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from dropzone import plan, runtime
 from dropzone.commands.output import print_json
-from dropzone.commands.preview import Verdict, WatchPreview, watch_previews
 from dropzone.daemon.build import build
 from dropzone.sources.base import SourceError
 
 if TYPE_CHECKING:
     import argparse
 
+    from dropzone.commands.preview import WatchPreview
     from dropzone.config import Settings, WatchRule
 
 
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
 def dry_run(settings: Settings) -> int:
     """Print what one scan would do; write nothing, call nothing but the listing."""
+    from dropzone.commands.preview import watch_previews  # noqa: PLC0415 - --dry-run's alone
+
     with watch_previews(settings) as preview:
         for rule in settings.watches:
             try:
@@ -55,6 +57,8 @@ def dry_run(settings: Settings) -> int:
 
 
 def _dry_run_watch(rule: WatchRule, preview: WatchPreview) -> int:
+    from dropzone.commands.preview import Verdict  # noqa: PLC0415
+
     planned = 0
     for seen in preview.items:
         if not seen.verdict.is_new:

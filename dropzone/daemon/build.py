@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dropzone import runtime
-from dropzone.daemon.feeds import Feeds, start_feeds
 from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.loop import Daemon, DaemonOptions
 from dropzone.daemon.parts import NO_NOTICES, NO_OPS, NO_TRACKING, WatchSet
@@ -45,7 +44,6 @@ from dropzone.runtime import UsageError, utc_now
 from dropzone.sources.tos import TosBucket
 from dropzone.watches.bucket import BucketWatch
 from dropzone.watches.first_start import FirstStart, ledger_knows
-from dropzone.watches.folder import FolderWatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -54,8 +52,10 @@ if TYPE_CHECKING:
 
     from dropzone.ark.client import ArkClient
     from dropzone.config import Settings
+    from dropzone.daemon.feeds import Feeds
     from dropzone.jobs.watch import Preflight
     from dropzone.ledger import Ledger
+    from dropzone.watches.folder import FolderWatch
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,9 @@ def build(
             notices=notices,
         )
         if ops is not None:
+            # Imported here: run --once has no feeds, and their modules cost it start-up time.
+            from dropzone.daemon.feeds import start_feeds  # noqa: PLC0415
+
             ops.metrics.track_node(lease)
             feeds = start_feeds(settings, daemon, s3, metrics)
             server = _serve_ops(settings, ops, ledger, reachability, held, lease, feeds)
@@ -347,6 +350,9 @@ class _WatchMaker:
             if same is not None and same.rule == rule:
                 folders.append(kept.pop(rule.name))
                 continue
+            # Imported for the first folder watch: watchdog is of no use to bucket watches.
+            from dropzone.watches.folder import FolderWatch  # noqa: PLC0415
+
             folder = FolderWatch(
                 rule=rule,
                 ledger=self.ledger,

@@ -180,6 +180,19 @@ class SubmitWork:
         # held by a busy worker) would otherwise make the loops spin on the ledger's lock.
         return max(_MIN_WAIT_S, min(IDLE_WAIT_S, (due - self._clock()).total_seconds()))
 
+    def seconds_to_look_again(self) -> float:
+        """How long ``run --once`` waits before it looks at the ledger again: until the next
+        entry comes due; while some are due now, a second at most, for the workers are on
+        them and say when they go idle (looking every 50 ms re-read the ledger under its lock
+        twenty times a second while they worked)."""
+        due = self.ledger.next_due_at()
+        if due is None:
+            return IDLE_WAIT_S
+        left = (due - self._clock()).total_seconds()
+        if left <= 0:
+            return IDLE_WAIT_S
+        return max(_MIN_WAIT_S, min(IDLE_WAIT_S, left))
+
     def unsettled(self) -> int:
         counts = self.ledger.counts()
         unsettled = (State.WAITING, State.PENDING, State.SUBMITTING)

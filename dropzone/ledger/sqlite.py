@@ -4,7 +4,10 @@ One connection behind a ``threading.Lock`` serves every thread: SQLite admits on
 time anyway, and one connection keeps transactions and error handling simple. Writes are
 ``BEGIN IMMEDIATE ... COMMIT`` (the write lock is taken up front, so a transaction never fails
 halfway to upgrade from reading to writing); with ``synchronous = FULL`` a commit is on disk
-when the call returns. Other processes (``dropzone status``) read through WAL meanwhile.
+when the call returns. A write that need not be (``durable=False``: an attempt's outcome)
+commits under ``NORMAL``, and reaches the disk with the next FULL commit, which syncs the
+write-ahead log and so every commit before it. Other processes (``dropzone status``) read
+through WAL meanwhile.
 
 What a ledger does is :class:`~dropzone.ledger.store.LedgerStore`'s; this module supplies its
 primitives (transactions that run the portable statements) and what only a file can say:
@@ -215,6 +218,7 @@ class SqliteLedger(LedgerStore):
         self._conn = conn
         self._file_lock = file_lock
         self._lock = threading.Lock()
+        self._durable = True  # the connection's synchronous setting: FULL (from _prepare)
         self.path = path
         self._identities = _identities(path, file_lock)
 
@@ -304,10 +308,11 @@ class SqliteLedger(LedgerStore):
     # --- the store's primitives ---------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[_Tx]:
+    def write(self, *, durable: bool = True) -> Iterator[_Tx]:
         with self._lock:
             conn = self._conn
             try:
+                self._sync(durable=durable)
                 conn.execute("BEGIN IMMEDIATE")
                 yield _Tx(conn)
                 conn.execute("COMMIT")
@@ -317,6 +322,14 @@ class SqliteLedger(LedgerStore):
             except BaseException:
                 self._rollback()
                 raise
+
+    def _sync(self, *, durable: bool) -> None:
+        """FULL syncs the log at the commit; NORMAL leaves the commit in the log unsynced
+        (safe from a crash of this process, not from a power cut) until the next FULL commit
+        syncs the log, and every frame before it, or a checkpoint does."""
+        if durable != self._durable:
+            self._conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:

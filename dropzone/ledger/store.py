@@ -59,8 +59,11 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         """The store as messages name it (the file, the server and database)."""
 
     @abstractmethod
-    def write(self) -> AbstractContextManager[Tx]:
-        """One write transaction, committed (durably) when the block ends without error."""
+    def write(self, *, durable: bool = True) -> AbstractContextManager[Tx]:
+        """One write transaction, committed when the block ends without error: on disk when
+        the call returns, or, with ``durable=False``, at the latest with the next durable
+        commit (a store whose commits cost this process nothing to wait for may keep every
+        one durable)."""
 
     # How an INSERT keeps the ids it is given (``ledger copy``); after it, what makes the next
     # new id follow them. SQLite takes given ids as they are.
@@ -112,12 +115,19 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         fence: int | None = None,
         *,
         outcome: bool = False,
+        ends_attempt: bool = False,
     ) -> Entry:
         """Run a state-guarded write in a transaction of its own; with ``fence``, only while
         the entry's claim is still that token's. ``outcome``: the write ends the upload, and
         a watch that asked to hear of that hears of it, by a notice in the same transaction
-        (only this write tells: later writes of the entry leave the outcome as it was)."""
-        with self.write() as tx:
+        (only this write tells: later writes of the entry leave the outcome as it was).
+
+        ``ends_attempt``: what an attempt ended in (a job made, a duplicate, a refusal, a
+        retry). Its commit need not wait for the disk: a power cut that loses it leaves the
+        entry in ``submitting`` under its durable claim, which is reconciled by its tag as
+        after a crash between the Create and its outcome, and the worker's next claim (a
+        durable commit, made at once) takes it to disk. One fsync a job instead of two."""
+        with self.write(durable=not ends_attempt) as tx:
             entry = _guarded(tx, write, entry_id, sets, now, fence)
             if outcome:
                 self.tell(tx, entry, now)
@@ -349,7 +359,8 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         input_tag: str | None = None,
         fence: int | None = None,
     ) -> Entry:
-        return self._apply(sql.SUBMITTED, entry_id, (job_id, output_dir, input_tag), now, fence)
+        values = (job_id, output_dir, input_tag)
+        return self._apply(sql.SUBMITTED, entry_id, values, now, fence, ends_attempt=True)
 
     def record_duplicate(
         self,
@@ -365,7 +376,9 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         """``awaits_job``: the entry is another version than the input of the job the guard
         named, and goes back to pending once that job ends (:meth:`end_wait`)."""
         sets = (existing_job_id, output_dir, input_tag, int(awaits_job))
-        return self._apply(sql.DUPLICATE, entry_id, sets, now, fence, outcome=True)
+        return self._apply(
+            sql.DUPLICATE, entry_id, sets, now, fence, outcome=True, ends_attempt=True
+        )
 
     def end_wait(self, entry_id: int, job_id: str, phase: str, now: datetime) -> Entry | None:
         """A duplicate awaiting ``job_id``, which ended in ``phase``: back to pending, due now.
@@ -382,12 +395,16 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
     def record_rejected(
         self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
     ) -> Entry:
-        return self._apply(sql.REJECTED, entry_id, (reason,), now, fence, outcome=True)
+        return self._apply(
+            sql.REJECTED, entry_id, (reason,), now, fence, outcome=True, ends_attempt=True
+        )
 
     def record_invalid(
         self, entry_id: int, reason: str, now: datetime, *, fence: int | None = None
     ) -> Entry:
-        return self._apply(sql.INVALID, entry_id, (reason,), now, fence, outcome=True)
+        return self._apply(
+            sql.INVALID, entry_id, (reason,), now, fence, outcome=True, ends_attempt=True
+        )
 
     def schedule_retry(
         self,
@@ -405,7 +422,7 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         failure; a throttled or unauthorised attempt does not.
         """
         sets = (to_text(next_attempt_at), reason, int(transient))
-        return self._apply(sql.RETRY_LATER, entry_id, sets, now, fence)
+        return self._apply(sql.RETRY_LATER, entry_id, sets, now, fence, ends_attempt=True)
 
     def release(self, entry_id: int, now: datetime, *, fence: int | None = None) -> Entry:
         """Back to pending, due now: no call was made, or reconciliation found no job."""

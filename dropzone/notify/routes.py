@@ -11,8 +11,6 @@ import base64
 import binascii
 from typing import TYPE_CHECKING
 
-from standardwebhooks import Webhook
-
 from dropzone import runtime
 from dropzone.notify.notifier import DEFAULT_GIVE_UP_S, Route
 from dropzone.notify.results import ResultsTarget
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import httpx
+    from standardwebhooks import Webhook
 
     from dropzone.config import Settings, WatchRule
     from dropzone.config.notify import NotifySettings
@@ -49,7 +48,7 @@ def wanted(settings: Settings) -> dict[str, frozenset[str]]:
 
 def routes_for(
     settings: Settings,
-    client: httpx.Client,
+    client: Callable[[], httpx.Client],
     clock: Callable[[], datetime],
     results: ResultStore | None,
 ) -> dict[str, Route]:
@@ -73,13 +72,16 @@ def routes_for(
 
 
 def _targets(
-    notify: NotifySettings, setting: str, client: httpx.Client, clock: Callable[[], datetime]
+    notify: NotifySettings,
+    setting: str,
+    client: Callable[[], httpx.Client],
+    clock: Callable[[], datetime],
 ) -> tuple[Target, ...]:
     targets: list[Target] = []
     if notify.url is not None and notify.secret_file is not None:
         signer = signer_from(runtime.read_secret(notify.secret_file, setting), setting)
         targets.append(
-            WebhookTarget(notify.url, signer, client, clock, notify.timeout_s, notify.events)
+            WebhookTarget(notify.url, signer, client(), clock, notify.timeout_s, notify.events)
         )
     if notify.command is not None:
         targets.append(CommandTarget(notify.command, notify.timeout_s, notify.events))
@@ -93,6 +95,9 @@ _MIN_KEY_BYTES = 16
 def signer_from(secret: str, setting: str) -> Webhook:
     """The secret as Standard Webhooks libraries take it: ``whsec_`` and the key in base64,
     checked strictly (the library itself would sign with whatever a lax decode left)."""
+    # Imported here: only a watch with a webhook needs it, and it adds 20 ms to a start.
+    from standardwebhooks import Webhook  # noqa: PLC0415
+
     key = b""
     if secret.startswith(_PREFIX):
         try:

@@ -35,16 +35,15 @@ class NotifyService:
     ) -> None:
         """Reads each webhook's secret now: a :class:`UsageError` if one cannot be used.
         ``results``: where a folder watch's results are fetched from (None: they are not)."""
-        # No redirects: a notice goes where the config says, signed for that receiver only.
-        self._client = httpx.Client(follow_redirects=False)
+        self._client: httpx.Client | None = None  # made for the first webhook
         self._clock = clock
         self._ledger = ledger
         self._results = results
         self._lock = threading.Lock()
         try:
-            self._routes = routes_for(settings, self._client, clock, results)
+            self._routes = routes_for(settings, self._http, clock, results)
         except BaseException:
-            self._client.close()
+            self.close()
             raise
         ledger.announce(wanted(settings))
         self._notifier = Notifier(ledger=ledger, routes=self.routes, clock=clock, observer=observer)
@@ -60,7 +59,7 @@ class NotifyService:
     def replace(self, settings: Settings) -> None:
         """A reload: the new routes, or the old ones kept when a secret cannot be read."""
         try:
-            fresh = routes_for(settings, self._client, self._clock, self._results)
+            fresh = routes_for(settings, self._http, self._clock, self._results)
         except UsageError as exc:
             get_logger().error(
                 "config.reload_refused", error=str(exc), note="the previous notify settings stay"
@@ -73,5 +72,16 @@ class NotifyService:
     def deliver_due(self, stopping: Callable[[], bool]) -> int:
         return self._notifier.deliver_due(stopping=stopping)
 
+    def _http(self) -> httpx.Client:
+        """The client every webhook shares, made when the first one is: a client costs a
+        TLS context (its CA certificates read), which a daemon without webhooks never needs."""
+        with self._lock:
+            if self._client is None:
+                # No redirects: a notice goes where the config says, signed for that receiver.
+                self._client = httpx.Client(follow_redirects=False)
+            return self._client
+
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            if self._client is not None:
+                self._client.close()

@@ -17,7 +17,6 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserFactory
-from botocore.utils import parse_timestamp
 
 from dropzone.sources.base import (
     ListingPage,
@@ -25,6 +24,7 @@ from dropzone.sources.base import (
     SourceError,
     StoredObject,
 )
+from dropzone.sources.s3_parsing import fast_timestamp, parse_pages_once
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -62,20 +62,6 @@ def refuses_the_object(exc: ClientError) -> bool:
     return 400 <= status < 500 and status not in _NOT_THE_OBJECTS and code not in _PERMANENT_CODES
 
 
-def fast_timestamp(value: str) -> datetime:
-    """botocore's timestamp parsing, with ISO 8601 taken by ``datetime.fromisoformat``.
-
-    A listing dates every object in ISO 8601, and botocore parses each with dateutil: over half
-    the client's time in a listing of 20,000 objects (profiled). Anything else (a HEAD's RFC 1123
-    Last-Modified, epoch numbers, an ISO time without an offset) goes to botocore as before.
-    """
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return parse_timestamp(value)
-    return parsed if parsed.tzinfo is not None else parse_timestamp(value)
-
-
 def make_s3_client(
     *,
     endpoint: str,
@@ -109,7 +95,9 @@ def make_s3_client(
     parsers.set_parser_defaults(timestamp_parser=fast_timestamp)
     core.register_component("response_parser_factory", parsers)
     session = boto3.session.Session(botocore_session=core)
-    return session.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
+    client = session.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
+    parse_pages_once(client)
+    return client
 
 
 def translate(exc: Exception, what: str) -> SourceError:

@@ -43,12 +43,15 @@ def test_poll_overhead_reports_both_parts() -> None:
         "dropzone poll, median",
         "median of paired ratios",
         "dropzone's own work (pages listed beforehand)",
+        "CPU (this thread), medians",
         "diff rate",
     ):
         assert figure in out
     for server in ("moto", "synthetic"):
         verdict = rf"poll overhead \({server}\)\s+\d+\.\d+x \(goal <= 1\.10x\): (PASS|FAIL)"
         assert re.search(verdict, out)
+    cpu = r"CPU, paired, like for like\s+\d+\.\d+x \(goal <= 1\.10x\): (PASS|FAIL)"
+    assert len(re.findall(cpu, out)) == 2  # one a server
     assert re.search(r"ledger diff\s+(PASS|FAIL)", out)
     assert "2,500 entries" in out
 

@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import botocore.session
 import httpx
 import tomli_w
+from botocore.parsers import ResponseParserFactory
 
 from dropzone import log
 from dropzone.ark.signer import Credentials
@@ -156,9 +158,17 @@ def s3_client(endpoint: str) -> S3Client:
     )
 
 
-def bare_s3_client(endpoint: str) -> S3Client:
-    """A plain boto3 client with its defaults: the baseline a hand-written lister would use."""
-    client: S3Client = boto3.client(
+def bare_s3_client(
+    endpoint: str, timestamp_parser: Callable[[str], dt.datetime] | None = None
+) -> S3Client:
+    """A plain boto3 client with its defaults: the baseline a hand-written lister would use;
+    with ``timestamp_parser``, that one change (the like-for-like baseline)."""
+    core = botocore.session.get_session()
+    if timestamp_parser is not None:
+        parsers = ResponseParserFactory()
+        parsers.set_parser_defaults(timestamp_parser=timestamp_parser)
+        core.register_component("response_parser_factory", parsers)
+    client: S3Client = boto3.session.Session(botocore_session=core).client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",

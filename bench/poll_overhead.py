@@ -44,13 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-import botocore.session
-from botocore.parsers import ResponseParserFactory
 from common import (
-    ACCESS_KEY,
     PREFIX,
-    SECRET_KEY,
     MotoS3,
     SyntheticListing,
     bare_s3_client,
@@ -92,23 +87,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def like_for_like_client(endpoint: str) -> S3Client:
-    """Plain boto3 with one change, the ISO 8601 timestamp parser dropzone's client uses:
-    the issue's like-for-like baseline (botocore's own check of each page kept)."""
-    core = botocore.session.get_session()
-    parsers = ResponseParserFactory()
-    parsers.set_parser_defaults(timestamp_parser=fast_timestamp)
-    core.register_component("response_parser_factory", parsers)
-    client: S3Client = boto3.session.Session(botocore_session=core).client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
-    return client
-
-
 def bare_listing(client: S3Client, bucket: str) -> tuple[float, float, int]:
     """(wall s, CPU s of this thread, objects): the listing runs on the calling thread, so
     its CPU is the thread's, whatever a server in this process spends meanwhile."""
@@ -147,7 +125,7 @@ def poll_overhead(kind: str, objects: int, repeats: int, folder: Path) -> None:
         # like-for-like figure, the same with dropzone's timestamp parser (no dateutil).
         clients = {
             "bare": bare_s3_client(server.endpoint),
-            "tuned": like_for_like_client(server.endpoint),
+            "tuned": bare_s3_client(server.endpoint, fast_timestamp),
         }
         bucket = TosBucket(s3_client(server.endpoint), BUCKET)
         rule = watch_rule(bucket=BUCKET, on_start="skip-existing")

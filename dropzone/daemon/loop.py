@@ -394,7 +394,8 @@ class Daemon:
             if self.work.unsettled() == 0:
                 break
             until_deadline = max(0.0, deadline - time.monotonic())
-            self.work.idle.wait(mark, min(self.work.seconds_to_look_again(), until_deadline))
+            look_again = self.work.seconds_to_next_due(while_due=IDLE_WAIT_S)
+            self.work.idle.wait(mark, min(look_again, until_deadline))
         left = self.work.unsettled()
         # The outcomes of this run are written, and their notices with them; one round tells
         # of them (and tries again those an earlier run could not deliver).

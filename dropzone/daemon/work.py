@@ -172,25 +172,19 @@ class SubmitWork:
             worker.start()
         return workers
 
-    def seconds_to_next_due(self) -> float:
-        due = self.ledger.next_due_at()
-        if due is None:
-            return IDLE_WAIT_S
-        # A floor, not zero: an entry due but not claimable (a watch at max_active_jobs, or
-        # held by a busy worker) would otherwise make the loops spin on the ledger's lock.
-        return max(_MIN_WAIT_S, min(IDLE_WAIT_S, (due - self._clock()).total_seconds()))
-
-    def seconds_to_look_again(self) -> float:
-        """How long ``run --once`` waits before it looks at the ledger again: until the next
-        entry comes due; while some are due now, a second at most, for the workers are on
-        them and say when they go idle (looking every 50 ms re-read the ledger under its lock
-        twenty times a second while they worked)."""
+    def seconds_to_next_due(self, *, while_due: float = _MIN_WAIT_S) -> float:
+        """Until the next pending entry comes due, at most a second; ``while_due``: the wait
+        while some are due now. A floor, not zero, for the workers: an entry due but not
+        claimable (a watch at max_active_jobs, or held by a busy worker) would otherwise make
+        them spin on the ledger's lock. ``run --once`` waits a second then, for the workers
+        are on those entries and say when they go idle (it looked every 50 ms, re-reading the
+        ledger under its lock twenty times a second while they worked)."""
         due = self.ledger.next_due_at()
         if due is None:
             return IDLE_WAIT_S
         left = (due - self._clock()).total_seconds()
         if left <= 0:
-            return IDLE_WAIT_S
+            return while_due
         return max(_MIN_WAIT_S, min(IDLE_WAIT_S, left))
 
     def unsettled(self) -> int:

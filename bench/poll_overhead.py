@@ -28,10 +28,12 @@ on it, and the synthetic server's threads are not counted); the CPU verdict is t
 like-for-like ratio (issue 17: 1.10x or less).
 dropzone's own work is timed apart: a poll over pages listed beforehand (no network at all).
 
-Part 2. In-process ledger diff: ``record_page`` over ``--diff-keys / 1000`` pages of 1,000
-already-known keys on a real ledger file (goal: 200,000 keys/s or more). The ledger is built by
-the same calls (a first listing inserting every key as ``baseline``), whose rate is shown too.
-Only the ``Page(...)`` and ``record_page`` calls are timed; making the keys is not.
+Part 2. In-process ledger, ``--diff-keys`` keys on a real ledger file, 1,000 keys a page:
+the first listing (``record_page`` inserting every key as ``baseline``; goal: 100,000 keys/s
+or more), then the steady-state diff (``record_page`` over pages of known keys; goal: 400,000
+keys/s or more at 1,000,000 keys). Only the ``Page(...)`` and ``record_page`` calls are timed;
+making the keys is not. Each rate is also given per CPU second of the calling thread, which a
+busy machine does not distort as it does wall time; the verdicts use wall time.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ SERVERS = {
     "synthetic": "a minimal S3 listing endpoint over computed objects (this process): "
     "a fast server, so dropzone's share of the time is at its largest",
 }
-DIFF_GOAL = 200_000.0
+DIFF_GOAL = 400_000.0
+FIRST_LISTING_GOAL = 100_000.0
 
 
 def utc_now() -> datetime:
@@ -229,39 +232,42 @@ def _page_items(start: int, size: int) -> list[Listed]:
     ]
 
 
-def _record_all(ledger: SqliteLedger, keys: int, page_size: int, state: State) -> tuple[float, int]:
-    """``record_page`` over every page; returns the seconds inside the calls and the count
-    of entries they recorded."""
-    spent = 0.0
+def _record_all(
+    ledger: SqliteLedger, keys: int, page_size: int, state: State
+) -> tuple[float, float, int]:
+    """``record_page`` over every page; returns the seconds inside the calls, their CPU
+    seconds and the count of versions they recorded."""
+    spent = cpu = 0.0
     recorded = 0
     after: str | None = None
     for start in range(0, keys, page_size):
         listed = _page_items(start, min(page_size, keys - start))
         last = start + len(listed) >= keys
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         page = Page(listed, after=after, through=None if last else listed[-1].key)
         created = ledger.record_page(
             "chat", "bench-diff", page, new_state=state, on_change="resubmit", now=utc_now()
         )
         spent += time.perf_counter() - began
-        recorded += len(created)
+        cpu += time.thread_time() - began_cpu
+        recorded += created.count
         after = listed[-1].key
-    return spent, recorded
+    return spent, cpu, recorded
 
 
 def ledger_diff(keys: int, page_size: int, folder: Path) -> None:
     path = folder / "diff.sqlite3"
     with SqliteLedger.open(path) as ledger:
         ledger.begin_watch("chat", "bench-diff", PREFIX, utc_now())
-        insert_s, inserted = _record_all(ledger, keys, page_size, State.BASELINE)
+        insert_s, insert_cpu_s, inserted = _record_all(ledger, keys, page_size, State.BASELINE)
         if inserted != keys:
             raise RuntimeError(f"the first listing recorded {inserted} entries, not {keys}")
         ledger.mark_baseline_done("chat")
-        known_s, recorded = _record_all(ledger, keys, page_size, State.PENDING)
+        known_s, known_cpu_s, recorded = _record_all(ledger, keys, page_size, State.PENDING)
         if recorded:
             raise RuntimeError(f"a listing of known keys recorded {recorded} entries")
     size_mib = path.stat().st_size / 1024**2
-    rate = keys / known_s
+    rate, insert_rate = keys / known_s, keys / insert_s
     print()
     print(
         table(
@@ -270,13 +276,30 @@ def ledger_diff(keys: int, page_size: int, folder: Path) -> None:
                 ("ledger file", f"{size_mib:.0f} MiB, {keys:,} entries"),
                 (
                     "first listing (inserts)",
-                    f"{insert_s:.2f} s  ({keys / insert_s:,.0f} keys/s)",
+                    f"{insert_s:.2f} s, {insert_cpu_s:.2f} s CPU",
                 ),
                 (
-                    "known keys (record_page)",
-                    f"{known_s:.2f} s  ({known_s / (keys / page_size) * 1000:.2f} ms a page)",
+                    "first listing rate",
+                    (
+                        f"{insert_rate:,.0f} keys/s, {keys / insert_cpu_s:,.0f} keys/CPU s"
+                        f"  (goal >= {FIRST_LISTING_GOAL:,.0f})"
+                    ),
                 ),
-                ("diff rate", f"{rate:,.0f} keys/s  (goal >= {DIFF_GOAL:,.0f})"),
+                ("first listing", verdict(insert_rate >= FIRST_LISTING_GOAL)),
+                (
+                    "known keys (record_page)",
+                    (
+                        f"{known_s:.2f} s, {known_cpu_s:.2f} s CPU"
+                        f"  ({known_s / (keys / page_size) * 1000:.2f} ms a page)"
+                    ),
+                ),
+                (
+                    "diff rate",
+                    (
+                        f"{rate:,.0f} keys/s, {keys / known_cpu_s:,.0f} keys/CPU s"
+                        f"  (goal >= {DIFF_GOAL:,.0f})"
+                    ),
+                ),
                 ("ledger diff", verdict(rate >= DIFF_GOAL)),
             ]
         )

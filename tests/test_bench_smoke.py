@@ -53,6 +53,8 @@ def test_poll_overhead_reports_both_parts() -> None:
     cpu = r"CPU, paired, like for like\s+\d+\.\d+x \(goal <= 1\.10x\): (PASS|FAIL)"
     assert len(re.findall(cpu, out)) == 2  # one a server
     assert re.search(r"ledger diff\s+(PASS|FAIL)", out)
+    assert re.search(r"first listing\s+(PASS|FAIL)", out)
+    assert re.search(r"first listing rate\s+[\d,]+ keys/s, [\d,]+ keys/CPU s", out)
     assert "2,500 entries" in out
 
 

@@ -56,10 +56,12 @@ class Page:
     def __post_init__(self) -> None:
         # A key outside the range would be compared with rows that were never fetched and
         # recorded as new: refuse the call instead.
-        outside = [item.key for item in self.listed if not self.covers(item.key)]
-        if outside:
+        # (The least and greatest key decide it: a first listing pages a whole bucket.)
+        keys = [item.key for item in self.listed]
+        if keys and not (self.covers(min(keys)) and self.covers(max(keys))):
+            outside = next(key for key in keys if not self.covers(key))
             raise ValueError(
-                f"listed key {outside[0]!r} lies outside the page's range "
+                f"listed key {outside!r} lies outside the page's range "
                 f"({self.after!r}, {self.through!r}]"
             )
 
@@ -92,18 +94,10 @@ def diff_page(listed: Iterable[Listed], known: Iterable[Known]) -> PageDiff:
 
     An ineligible object is still present: its row (if any) is neither gone nor new.
     """
-    # Nearly every key has one version: index the first row of each key, and keep the rare
-    # further versions aside, so the common case is one dict lookup and one comparison.
-    # Rows are read by position: the ledger passes its database rows as plain tuples.
     rows = list(known)
-    first: dict[str, Known] = {}
-    versions: dict[str, list[Known]] = {}
-    for row in rows:
-        key = row[1]
-        if key in first:
-            versions.setdefault(key, [first[key]]).append(row)
-        else:
-            first[key] = row
+    if not rows:  # a first listing's page: everything eligible is new
+        return PageDiff(new=tuple(item for item in listed if item.eligible))
+    first, versions = _by_key(rows)
     new: list[Listed] = []
     new_versions: list[Listed] = []
     back: list[int] = []
@@ -125,3 +119,20 @@ def diff_page(listed: Iterable[Listed], known: Iterable[Known]) -> PageDiff:
             back.append(match[0])
     gone = tuple(row[0] for row in rows if not row[3] and row[0] not in present)
     return PageDiff(tuple(new), tuple(new_versions), gone, tuple(back))
+
+
+def _by_key(rows: Sequence[Known]) -> tuple[dict[str, Known], dict[str, list[Known]]]:
+    """The first row of each key, and the rows of the keys with more than one version.
+
+    Nearly every key has one version, so the common case is one dict lookup and one
+    comparison. Rows are read by position: the ledger passes its database rows as plain
+    tuples."""
+    first: dict[str, Known] = {}
+    versions: dict[str, list[Known]] = {}
+    for row in rows:
+        key = row[1]
+        if key in first:
+            versions.setdefault(key, [first[key]]).append(row)
+        else:
+            first[key] = row
+    return first, versions

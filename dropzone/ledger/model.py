@@ -204,6 +204,21 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What merging a listing page recorded: ``entries``, the versions to be told of one by
+    one (pending, or noted), by key; ``baseline``, how many plain baseline versions went in
+    besides, counted rather than built (a first listing inserts the whole bucket, and an
+    entry built for each would cost it as much again)."""
+
+    entries: list[Entry]
+    baseline: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.entries) + self.baseline
+
+
+@dataclass(frozen=True)
 class Stranded:
     """A ``submitting`` entry no live node holds, to be taken over and reconciled.
     ``owner_may_live``: its node's lease lapsed but was never given up, so the node may be

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Entry,
         NodeLease,
         OnChange,
+        Recorded,
         RequestCounts,
         ScopeStatus,
         State,
@@ -49,7 +50,7 @@ class LedgerWrites(Protocol):
         new_state: State,
         on_change: OnChange,
         now: datetime,
-    ) -> list[Entry]: ...
+    ) -> Recorded: ...
     def record_object(
         self,
         watch: str,

@@ -168,6 +168,13 @@ INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (watch, bucket, key, etag) DO NOTHING RETURNING id"
 )
+# A first listing's plain baseline, batched: no id read back, its state written in (the
+# statement runs once a version, and every value bound costs).
+INSERT_BASELINE = (
+    "INSERT INTO entries (watch, bucket, key, etag, size, state, first_seen_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, 'baseline', ?, ?)"
+    " ON CONFLICT (watch, bucket, key, etag) DO NOTHING"
+)
 SELECT_IDENTITY = "SELECT * FROM entries WHERE watch = ? AND bucket = ? AND key = ? AND etag = ?"
 SELECT_ID = "SELECT * FROM entries WHERE id = ?"
 SELECT_STATE = "SELECT state, claim_token, claimed_by FROM entries WHERE id = ?"

@@ -27,6 +27,7 @@ from dropzone.ledger.model import (
     InvalidTransition,
     LedgerFailed,
     OnChange,
+    Recorded,
     RequestCounts,
     ScopeStatus,
     State,
@@ -172,16 +173,19 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         new_state: State,
         on_change: OnChange,
         now: datetime,
-    ) -> list[Entry]:
-        """Merge one listing page into the ledger; returns the entries it recorded, by key.
+    ) -> Recorded:
+        """Merge one listing page into the ledger, in one transaction.
 
         New keys go in as ``new_state`` (PENDING, or BASELINE during a first listing). New
         versions of known keys go in as PENDING with ``on_change="resubmit"``, and as BASELINE
         with ``on_change="ignore"`` (noted in ``error``) or during a first listing. An
-        unchanged page costs one indexed range read and no write.
+        unchanged page costs one indexed range read and no write; a first listing's plain
+        baseline versions go in by one batched insert, counted in ``Recorded.baseline``.
         """
         listed, range_read = page.listed, partial(_known, watch=watch, bucket=bucket, page=page)
-        return self._merge((watch, bucket), listed, range_read, new_state, on_change, now)
+        return self._merge(
+            (watch, bucket), listed, range_read, new_state, on_change, now, count_baseline=True
+        )
 
     def record_object(
         self,
@@ -201,7 +205,8 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
             rows: list[Known] = tx.tuples(sql.KNOWN_KEY, (watch, bucket, found.key))
             return rows
 
-        return self._merge((watch, bucket), [found], key_read, new_state, on_change, now)
+        recorded = self._merge((watch, bucket), [found], key_read, new_state, on_change, now)
+        return recorded.entries
 
     def _merge(
         self,
@@ -211,7 +216,9 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         new_state: State,
         on_change: OnChange,
         now: datetime,
-    ) -> list[Entry]:
+        *,
+        count_baseline: bool = False,
+    ) -> Recorded:
         if new_state not in {State.PENDING, State.BASELINE}:
             raise ValueError(f"new objects start as pending or baseline, not {new_state}")
         ignored = new_state is State.BASELINE or on_change == "ignore"
@@ -221,13 +228,24 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         with self.write() as tx:
             diff = diff_page(listed, read_known(tx))
             if not diff:
-                return []
-            tx.run_many(sql.MARK_GONE, [(stamp, entry_id) for entry_id in diff.gone])
-            tx.run_many(sql.MARK_BACK, [(entry_id,) for entry_id in diff.back])
-            new = [(item, new_state, None) for item in diff.new]
-            versions = [(item, version_state, version_note) for item in diff.new_versions]
-            created = _insert(tx, scope, [*new, *versions], now)
-        return sorted(created, key=lambda entry: entry.key)
+                return Recorded([])
+            if diff.gone:
+                tx.run_many(sql.MARK_GONE, [(stamp, entry_id) for entry_id in diff.gone])
+            if diff.back:
+                tx.run_many(sql.MARK_BACK, [(entry_id,) for entry_id in diff.back])
+            quiet: list[Listed] = []  # plain baseline, counted rather than built
+            told: list[tuple[Listed, State, str | None]] = []
+            for items, state, note in (
+                (diff.new, new_state, None),
+                (diff.new_versions, version_state, version_note),
+            ):
+                if count_baseline and state is State.BASELINE and note is None:
+                    quiet.extend(items)
+                else:
+                    told.extend((item, state, note) for item in items)
+            baseline = _insert_baseline(tx, scope, quiet, stamp) if quiet else 0
+            created = _insert(tx, scope, told, now)
+        return Recorded(sorted(created, key=lambda entry: entry.key), baseline)
 
     def add_object(
         self, watch: str, bucket: str, key: str, etag: str, size: int, state: State, now: datetime
@@ -536,3 +554,11 @@ def _insert(
         for (entry_id,) in tx.tuples(sql.INSERT, values):
             created.append(new_entry(entry_id, scope, item, state, note, moment))
     return created
+
+
+def _insert_baseline(tx: Tx, scope: tuple[str, str], items: Sequence[Listed], stamp: str) -> int:
+    """Insert baseline versions by one batched statement, without reading their ids back;
+    returns how many went in (a version already known is skipped)."""
+    watch, bucket = scope
+    rows = [(watch, bucket, item.key, item.etag, item.size, stamp, stamp) for item in items]
+    return tx.run_many(sql.INSERT_BASELINE, rows)

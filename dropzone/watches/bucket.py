@@ -109,8 +109,8 @@ class BucketWatch:
             )
             objects += len(page.objects)
             matching += len(listed)
-            new += len(recorded)
-            self._report(recorded)
+            new += recorded.count
+            self._report(recorded.entries)
             after = page.last_key if page.last_key is not None else after
         if first_listing:
             self._ledger.mark_baseline_done(self.rule.name)
@@ -132,9 +132,8 @@ class BucketWatch:
         return result
 
     def _report(self, recorded: list[Entry]) -> None:
+        # A plain baseline is only counted (one summary line for it, not one per object).
         for entry in recorded:
-            if entry.state is State.BASELINE and entry.error is None:
-                continue  # one summary line for the baseline, not one per object
             self._log.info(
                 "object.detected",
                 key=entry.key,

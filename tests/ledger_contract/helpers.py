@@ -51,6 +51,8 @@ def record(
     resubmit: bool = True,
     now: datetime = T0,
 ) -> list[Entry]:
+    """The entries a page recorded and returned to be told of (a plain baseline is counted
+    instead: see ``Recorded``)."""
     return ledger.record_page(
         W,
         B,
@@ -58,7 +60,7 @@ def record(
         new_state=new_state,
         on_change="resubmit" if resubmit else "ignore",
         now=now,
-    )
+    ).entries
 
 
 def states(ledger: Ledger) -> dict[tuple[str, str], State]:

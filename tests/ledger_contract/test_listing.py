@@ -102,9 +102,48 @@ def test_new_version_under_both_on_change_modes(
 def test_new_version_during_a_first_listing_is_baseline(ledger: Ledger) -> None:
     """While a watch's first listing is (re)running, everything that exists is baseline."""
     record(ledger, page(["k"]), new_state=State.BASELINE)
-    (version,) = record(ledger, Page([Listed("k", "e2", 1)]), new_state=State.BASELINE, now=at(1))
-    assert version.state is State.BASELINE
-    assert version.error is None
+    recorded = ledger.record_page(
+        W, B, Page([Listed("k", "e2", 1)]), new_state=State.BASELINE, on_change="resubmit",
+        now=at(1),
+    )  # fmt: skip
+    assert (recorded.entries, recorded.baseline) == ([], 1)
+    version = ledger.find(W, B, "k")[1]
+    assert (version.etag, version.state, version.error) == ("e2", State.BASELINE, None)
+
+
+def test_a_first_listing_counts_its_baseline_and_returns_only_what_is_told(
+    ledger: Ledger,
+) -> None:
+    """A first listing inserts a whole bucket: its plain baseline versions are counted, not
+    returned one by one (building an entry for each would cost the first listing what the
+    insert costs). A version it notes (``on_change=ignore``) is returned to be told of, and
+    every version is in the ledger as a read returns it."""
+    record(ledger, page(["b"]), now=at(0))
+    listed = Page([Listed("a", "e1", 10), Listed("b", "e2", 20), Listed("c", "e1", 30)])
+    recorded = ledger.record_page(
+        W, B, listed, new_state=State.BASELINE, on_change="ignore", now=at(1)
+    )
+    assert [(e.key, e.etag, e.state, e.error) for e in recorded.entries] == [
+        ("b", "e2", State.BASELINE, "on_change=ignore")
+    ]
+    assert recorded.baseline == 2
+    assert recorded.entries[0] == ledger.get(recorded.entries[0].id)
+    found = {(e.key, e.etag): e for e in ledger.entries()}
+    assert set(found) == {("a", "e1"), ("b", "e1"), ("b", "e2"), ("c", "e1")}
+    for key, size in (("a", 10), ("c", 30)):
+        entry = found[key, "e1"]
+        assert (entry.state, entry.size, entry.error, entry.gone_since) == (
+            State.BASELINE,
+            size,
+            None,
+            None,
+        )
+        assert entry.first_seen_at == entry.updated_at == at(1)
+    assert found["a", "e1"].id < found["c", "e1"].id, "ids follow the listing's order"
+    again = ledger.record_page(
+        W, B, listed, new_state=State.BASELINE, on_change="ignore", now=at(2)
+    )
+    assert (again.entries, again.baseline) == ([], 0), "a known version is not counted again"
 
 
 def test_record_page_accepts_only_starting_states(ledger: Ledger) -> None:

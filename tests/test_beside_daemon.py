@@ -107,6 +107,21 @@ def test_forget_and_submit_beside_the_daemon(stage: Stage, daemon: subprocess.Po
     assert f"another dropzone (pid {daemon.pid}) is using" in second.stderr
 
 
+def test_a_slow_submit_beside_the_daemon_keeps_its_claim(
+    stage: Stage, daemon: subprocess.Popen[str]
+) -> None:
+    """The daemon reconciles, every second, the claims of nodes that are gone. A submit
+    whose Create takes seconds holds a node lease, so its claim is not one of those: it is
+    not taken over mid-send (it was, as a claim of no node), and it records its own job."""
+    stage.emulator.set_faults(latency_ms=2500)
+    key = stage.put("slow.jsonl")
+    done = stage.dropzone("submit", f"tos://{stage.bucket}/{key}")
+    assert "taken over" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert _state_of(stage, key) == "submitted"
+    assert stage.create_calls()[f"{stage.bucket}/{key}"] == 1
+
+
 def test_forget_keeps_an_entry_whose_create_may_be_in_flight(stage: Stage) -> None:
     """An entry in submitting is not forgotten (it could be submitted twice): exit 1, named."""
     key = stage.put("busy.jsonl")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from dropzone import runtime
 from dropzone.commands.options import parse_tos_url, watch_for
 from dropzone.commands.output import entry_record, print_json
 from dropzone.daemon.build import build_submitter
+from dropzone.daemon.lease import LeaseKeeper
 from dropzone.ledger import State
 from dropzone.notify.routes import wanted
 from dropzone.runtime import UsageError
@@ -38,6 +40,12 @@ def submit(args: argparse.Namespace) -> int:
     # daemon's notifier delivers it.
     ledger.announce(wanted(settings))
     api = runtime.ark_client(settings, credentials)
+    # A node of the ledger while it submits, as a daemon is: a claim of no live node is a
+    # crashed one's to the daemons beside it, which took this one over while it was sending.
+    lease = LeaseKeeper(ledger=ledger, ttl_s=settings.ledger.lease_ttl_s, clock=runtime.utc_now)
+    lease.renew()
+    leased = threading.Event()
+    lease.keep(leased)
     try:
         now = runtime.utc_now()
         entry, created = ledger.add_object(
@@ -47,7 +55,7 @@ def submit(args: argparse.Namespace) -> int:
             print_json(entry_record(entry))
             print("already in the ledger; use `dropzone retry` or `forget` first", file=sys.stderr)
             return 1
-        claimed = ledger.claim_one(entry.id, now)
+        claimed = ledger.claim_one(entry.id, now, node=lease.node)
         if claimed is None:
             print("the entry is being submitted by a running daemon", file=sys.stderr)
             return 1
@@ -56,6 +64,8 @@ def submit(args: argparse.Namespace) -> int:
         recorded = ledger.get(entry.id)
         print_json(entry_record(recorded))
     finally:
+        leased.set()
+        lease.leave()  # an attempt left in submitting is the daemons' to reconcile at once
         api.close()
         ledger.close()
     if final in {State.PENDING, State.SUBMITTING}:

@@ -16,7 +16,10 @@ from dropzone.watches.bucket import BucketWatch
 from tests.harness import jsonl, new_bucket, s3_client
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
+
+    from dropzone.sources.base import ListingPage
 
 
 @pytest.fixture
@@ -61,6 +64,48 @@ def test_a_paged_poll_records_every_object_once(bucket: TosBucket, tmp_path: Pat
         third = poller.poll()
         assert (third.matching, third.new) == (7, 0)
         assert ledger.counts()[State.BASELINE] == 5
+
+
+def test_workers_hear_of_each_page_that_recorded_files_to_submit(
+    bucket: TosBucket, tmp_path: Path
+) -> None:
+    """A page with new files wakes the workers at once (they submit them while the next page
+    is listed); a baseline page, or one with nothing new, does not."""
+    rule = WatchRule.model_validate(
+        {
+            "name": "w",
+            "bucket": bucket.bucket,
+            "prefix": "in/",
+            "model": {"name": "m-1"},
+            "min_age_s": 0,
+        }
+    )
+    _put(bucket, *(f"in/{n}.jsonl" for n in range(4)))
+    pages_seen: list[int] = []
+
+    def pages(prefix: str) -> Iterator[ListingPage]:
+        for page in bucket.pages(prefix, page_size=2):
+            pages_seen.append(len(page.objects))
+            yield page
+
+    woken: list[int] = []
+    with SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger:
+        poller = BucketWatch(
+            rule,
+            pages,
+            ledger,
+            lambda: datetime.now(UTC),
+            on_new=lambda: woken.append(len(pages_seen)),
+        )
+        assert poller.poll().baseline == 4
+        assert woken == [], "a first listing's baseline is nothing to submit"
+        _put(bucket, "in/0a.jsonl", "in/9.jsonl")  # one on the first page, one on the last
+        pages_seen.clear()
+        assert poller.poll().new == 2
+        assert pages_seen == [2, 2, 2]
+        assert woken == [1, 3], "woken after the first page and after the last"
+        poller.poll()
+        assert woken == [1, 3]
 
 
 @pytest.mark.parametrize(

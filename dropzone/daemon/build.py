@@ -372,6 +372,7 @@ class _WatchMaker:
                 self.ledger,
                 utc_now,
                 self.first_start,
+                on_new=self.wake.notify,
             )
             for rule in settings.watches
             if rule.local_dir is None

@@ -94,6 +94,7 @@ class Daemon:
             stop_event=self.stop_event,
             wake=wake if wake is not None else Wakeup(),
             node=self.lease.node,
+            claim_ahead=options.concurrency,
         )
         self.last_poll: dict[str, PollResult] = {}
         self._listed_at: dict[str, float] = {}  # when each watch was last listed (monotonic)
@@ -383,9 +384,10 @@ class Daemon:
             # since the last run is pending (and submitted) in this one.
             self.track()
         folders_ok = self.start_folders()
+        # Started before the listing: they submit a page's files while the next is listed.
+        workers = self.work.start_workers(self.options.concurrency)
         polled = self.poll_all() and folders_ok
         deadline = time.monotonic() + self.options.once_max_wait_s
-        workers = self.work.start_workers(self.options.concurrency)
         while not self.stop_event.is_set() and time.monotonic() < deadline:
             self.work.reconcile_stranded()
             for folder in self.folders:
@@ -414,6 +416,7 @@ class Daemon:
         deadline = time.monotonic() + self.options.drain_timeout_s
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
+        self.work.release_claimed()
         abandoned = self.work.in_flight
         if abandoned:
             self._log.warning(

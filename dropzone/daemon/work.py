@@ -1,15 +1,18 @@
 """The submit side of a daemon: claims, workers, the in-flight set and stranded entries.
 
-Every worker claims one due entry from the ledger at a time and submits it; nothing is handed
-between threads except through the ledger, so a crash anywhere leaves a state the next start
-knows how to finish. An entry whose outcome could not be written (a full disk) is settled by
-its tag later, as a restart would.
+A worker with nothing in hand takes the next entry this node has claimed, and when there is
+none, claims up to ``claim_ahead`` due entries in one transaction (one durable commit for as
+many Creates, where a claim each cost a synced commit each: the largest CPU cost a job had
+beyond the bare call). Claims are committed before any of their Creates is sent, so a crash
+anywhere leaves a state the next start knows how to finish: a claim never sent is reconciled
+by its tag like any other. A drain gives back the claims no worker took. An entry whose
+outcome could not be written (a full disk) is settled by its tag later, as a restart would.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,8 +63,11 @@ class SubmitWork:
         stop_event: threading.Event,
         wake: Wakeup,
         node: str,
+        claim_ahead: int = 1,
     ) -> None:
-        """``node``: this process's id in the ledger, stamped on its claims."""
+        """``node``: this process's id in the ledger, stamped on its claims. ``claim_ahead``:
+        how many due entries one claim takes at most (the daemon's worker count: the claims
+        taken ahead wait for about one Create's time)."""
         self.ledger = ledger
         self.node = node
         self.submitter = submitter
@@ -75,6 +81,9 @@ class SubmitWork:
         self._in_flight: set[int] = set()
         self._unrecorded: set[int] = set()
         self._in_flight_lock = threading.Lock()
+        self._claim_ahead = max(1, claim_ahead)
+        self._claimed: deque[Entry] = deque()  # claimed here, held, no worker's yet
+        self._claimed_lock = threading.Lock()
         self._log = get_logger()
 
     @property
@@ -122,11 +131,11 @@ class SubmitWork:
         return count
 
     def submit_one(self) -> bool:
-        """Claim one due entry and submit it; False when nothing was due."""
-        entry = self._claim()
+        """Submit the next entry claimed here, claiming when there is none; False when
+        nothing was due."""
+        entry = self._next_claimed()
         if entry is None:
             return False
-        self._hold(entry.id)
         try:
             self._outcome(entry.watch, self.submitter.submit(entry))
         except ClaimLost as exc:
@@ -138,6 +147,26 @@ class SubmitWork:
         finally:
             self._release(entry.id)
         return True
+
+    def release_claimed(self) -> int:
+        """Give back the claims no worker took (at a drain): pending again, no Create sent
+        for them. One that cannot be given back stays ``submitting`` under this node's claim,
+        and is reconciled by its tag (a later start, or another node)."""
+        with self._claimed_lock:
+            waiting = list(self._claimed)
+            self._claimed.clear()
+        released = 0
+        for entry in waiting:
+            try:
+                self.ledger.release(entry.id, self._clock(), fence=entry.claim_token)
+                released += 1
+            except ClaimLost as exc:
+                self._claim_lost(exc)
+            except LedgerError as exc:
+                self._log.error("ledger.failed", error=str(exc), entry_id=entry.id)
+            finally:
+                self._release(entry.id)
+        return released
 
     def reconcile_unrecorded(self) -> None:
         """Settle the entries whose outcome could not be written, by their tag as a restart
@@ -225,23 +254,30 @@ class SubmitWork:
         self.tally.add(state)
         self._ops.outcome(watch, state)
 
-    def _claim(self) -> Entry | None:
+    def _next_claimed(self) -> Entry | None:
+        with self._claimed_lock:
+            if not self._claimed and not self._stop_event.is_set():
+                for entry in self._claim(self._claim_ahead):
+                    self._hold(entry.id)  # held from its claim: nothing here reconciles it
+                    self._claimed.append(entry)
+            return self._claimed.popleft() if self._claimed else None
+
+    def _claim(self, limit: int) -> list[Entry]:
         now = self._clock()
         watches = self._watches()
         if not watches.caps:
-            claimed = self.ledger.claim_due(1, now, node=self.node)
-            return claimed[0] if claimed else None
+            return self.ledger.claim_due(limit, now, node=self.node)
         # With a cost guard, claim per watch: a capped watch's active jobs and attempts in
-        # flight (on every node) are counted and its free slot claimed in one transaction.
+        # flight (on every node) are counted and its free slots claimed in one transaction.
         for name in watches.names:
             cap = watches.caps.get(name)
             if cap is None:
-                claimed = self.ledger.claim_due(1, now, watch=name, node=self.node)
+                claimed = self.ledger.claim_due(limit, now, watch=name, node=self.node)
             else:
-                claimed = self.ledger.claim_capped(name, cap, 1, now, node=self.node)
+                claimed = self.ledger.claim_capped(name, cap, limit, now, node=self.node)
             if claimed:
-                return claimed[0]
-        return None
+                return claimed
+        return []
 
     def _idle_wait_s(self) -> float:
         """How long an idle worker waits for a wake-up. With a cost guard, the entries due may

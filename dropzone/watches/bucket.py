@@ -66,10 +66,14 @@ class BucketWatch:
         ledger: Ledger,
         clock: Callable[[], datetime],
         first_start: FirstStart | None = None,
+        on_new: Callable[[], None] | None = None,
     ) -> None:
-        """``first_start``: asked before a first listing baselines what is there."""
+        """``first_start``: asked before a first listing baselines what is there. ``on_new``:
+        called once a page has recorded entries to submit (the workers start on them while
+        the listing goes on)."""
         self.rule = rule
         self._first_start = first_start
+        self._on_new = on_new
         self._pages = pages
         self._ledger = ledger
         self._clock = clock
@@ -111,6 +115,10 @@ class BucketWatch:
             matching += len(listed)
             new += recorded.count
             self._report(recorded.entries)
+            if self._on_new is not None and any(
+                entry.state is State.PENDING for entry in recorded.entries
+            ):
+                self._on_new()
             after = page.last_key if page.last_key is not None else after
         if first_listing:
             self._ledger.mark_baseline_done(self.rule.name)

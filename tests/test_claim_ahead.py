@@ -1,0 +1,138 @@
+"""Workers claim ahead: one claim transaction takes as many due entries as there are workers.
+
+In-process over real connections (moto's S3, the emulator on loopback, an on-disk ledger):
+claims are fewer than entries, every entry still gets exactly one Create, and a drain gives
+back, as pending and unsent, the claims no worker took.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+
+from dropzone.config import WatchRule
+from dropzone.daemon import Daemon, DaemonOptions
+from dropzone.daemon.parts import WatchSet
+from dropzone.emulator import Emulator
+from dropzone.jobs.submitter import Submitter
+from dropzone.jobs.watch import Watch
+from dropzone.ledger import SqliteLedger, State
+from dropzone.sources.tos import TosBucket
+from tests.emulator_fixtures import client_of
+from tests.harness import jsonl, new_bucket, s3_client
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from dropzone.ark.client import ArkClient
+
+AK = "AKLTclaimahead"
+SK = "claim-ahead-secret"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class World:
+    def __init__(self, tmp_path: Path, moto_endpoint: str, ark: Emulator) -> None:
+        self.s3 = s3_client(moto_endpoint)
+        self.bucket = new_bucket(self.s3, "claim-ahead")
+        self.ark = ark
+        self.ledger = SqliteLedger.open(tmp_path / "ledger.sqlite3")
+        self.rule = WatchRule.model_validate(
+            {"name": "w", "bucket": self.bucket, "prefix": "in/", "model": {"name": "m-1"}}
+        )
+        self.api: ArkClient = client_of(ark.url, AK, SK, timeout_s=10)
+
+    def upload(self, files: int) -> None:
+        for i in range(files):
+            key = f"in/f{i}.jsonl"
+            put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=jsonl(2, str(i)))
+            self.ledger.add_object(
+                "w", self.bucket, key, put["ETag"].strip('"'), 10, State.PENDING, now()
+            )
+
+    def daemon(self, concurrency: int) -> Daemon:
+        submitter = Submitter(
+            ledger=self.ledger,
+            api=self.api,
+            watches={"w": Watch(self.rule, TosBucket(self.s3, self.bucket).head)},
+            clock=now,
+        )
+        return Daemon(
+            ledger=self.ledger,
+            watches=WatchSet(),
+            submitter=submitter,
+            options=DaemonOptions(concurrency=concurrency, poll_interval_s=3600),
+            clock=now,
+        )
+
+    def creates(self) -> int:
+        return sum(self.ark.state()["create_calls"].values())
+
+    def close(self) -> None:
+        self.api.close()
+        self.ledger.close()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def world(tmp_path: Path, moto_endpoint: str) -> Iterator[World]:
+    with Emulator(AK, SK, queue_s=3600, run_s=3600, seed=3) as ark:
+        made = World(tmp_path, moto_endpoint, ark)
+        try:
+            yield made
+        finally:
+            made.close()
+
+
+def test_workers_claim_several_entries_a_transaction_and_send_one_create_each(
+    world: World,
+) -> None:
+    world.upload(12)
+    daemon = world.daemon(concurrency=4)
+    workers = daemon.work.start_workers(4)
+    try:
+        wait_for(lambda: world.ledger.counts()[State.SUBMITTED] == 12, "12 submitted")
+    finally:
+        daemon.stop()
+        for worker in workers:
+            worker.join(30)
+    entries = list(world.ledger.entries())
+    tokens = {entry.claim_token for entry in entries}
+    assert len(tokens) <= 12 - 3, f"the first claim took 4 entries at once: {tokens}"
+    assert world.creates() == 12
+    assert all(calls == 1 for calls in world.ark.state()["create_calls"].values())
+
+
+def test_a_drain_gives_back_the_claims_no_worker_took(world: World) -> None:
+    """Stopped with entries claimed ahead and not yet taken by a worker: the drain makes them
+    pending again, unsent, rather than leaving them in ``submitting`` for a reconcile."""
+    world.upload(3)
+    daemon = world.daemon(concurrency=3)
+    assert daemon.submit_one(), "one claim of three entries, the first submitted"
+    counts = world.ledger.counts()
+    assert (counts[State.SUBMITTED], counts[State.SUBMITTING]) == (1, 2)
+    assert daemon.work.in_flight == 2, "the two claimed ahead are held by this node"
+    daemon.stop()
+    assert daemon.run() == 0, "its workers see the stop at once; then the drain"
+    counts = world.ledger.counts()
+    assert (counts[State.SUBMITTED], counts[State.PENDING], counts[State.SUBMITTING]) == (
+        1,
+        2,
+        0,
+    )
+    assert world.creates() == 1, "nothing was sent for the claims given back"
+    assert daemon.work.in_flight == 0

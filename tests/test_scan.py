@@ -28,14 +28,8 @@ def bucket(moto_endpoint: str) -> TosBucket:
     return TosBucket(s3, new_bucket(s3, "scan"))
 
 
-def _put(bucket: TosBucket, *keys: str) -> None:
-    for key in keys:
-        bucket.s3.put_object(Bucket=bucket.bucket, Key=key, Body=jsonl())
-
-
-def test_a_paged_poll_records_every_object_once(bucket: TosBucket, tmp_path: Path) -> None:
-    """Pages of 2 keys: a baseline, then only the new objects, then nothing."""
-    rule = WatchRule.model_validate(
+def _rule(bucket: TosBucket) -> WatchRule:
+    return WatchRule.model_validate(
         {
             "name": "w",
             "bucket": bucket.bucket,
@@ -44,6 +38,16 @@ def test_a_paged_poll_records_every_object_once(bucket: TosBucket, tmp_path: Pat
             "min_age_s": 0,
         }
     )
+
+
+def _put(bucket: TosBucket, *keys: str) -> None:
+    for key in keys:
+        bucket.s3.put_object(Bucket=bucket.bucket, Key=key, Body=jsonl())
+
+
+def test_a_paged_poll_records_every_object_once(bucket: TosBucket, tmp_path: Path) -> None:
+    """Pages of 2 keys: a baseline, then only the new objects, then nothing."""
+    rule = _rule(bucket)
     _put(bucket, *(f"in/{n}.jsonl" for n in range(5)), "in/skip.txt", "output/x.jsonl")
     with SqliteLedger.open(tmp_path / "ledger.sqlite3") as ledger:
         poller = BucketWatch(
@@ -71,15 +75,7 @@ def test_workers_hear_of_each_page_that_recorded_files_to_submit(
 ) -> None:
     """A page with new files wakes the workers at once (they submit them while the next page
     is listed); a baseline page, or one with nothing new, does not."""
-    rule = WatchRule.model_validate(
-        {
-            "name": "w",
-            "bucket": bucket.bucket,
-            "prefix": "in/",
-            "model": {"name": "m-1"},
-            "min_age_s": 0,
-        }
-    )
+    rule = _rule(bucket)
     _put(bucket, *(f"in/{n}.jsonl" for n in range(4)))
     pages_seen: list[int] = []
 

@@ -4,7 +4,10 @@ to exit (wall) and by the CPU the child used (user + system, from wait4), the co
 in turn so that a change of load hits them all alike. The bars are issue 17's: --help and
 --version <= 0.3 s, status and check --offline <= 0.5 s (the median wall time).
 
-    python bench/startup.py [--rounds 9]
+    python bench/startup.py [--rounds 9] [--busy 0]
+
+``--busy N`` starts N CPU burners (common.cpu_burners) for the whole measurement: the bars hold
+on a busy machine too, where a cron-driven ``status`` competes with other work.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import child_env, header, load, median, table, verdict, write_config
+from common import (
+    child_env,
+    cpu_burners,
+    header,
+    load,
+    median,
+    table,
+    verdict,
+    write_config,
+)
 
 BARS_S = {"--help": 0.3, "--version": 0.3, "status": 0.5, "check --offline": 0.5}
 
@@ -43,9 +55,13 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9, help="runs of each command")
+    parser.add_argument("--busy", type=int, default=0, help="CPU burners to run alongside")
     args = parser.parse_args()
-    header("start-up of a command (issue 17)", {"rounds": args.rounds})
-    with tempfile.TemporaryDirectory(prefix="dropzone-startup-") as scratch:
+    header("start-up of a command (issue 17)", {"rounds": args.rounds, "busy": args.busy})
+    with (
+        tempfile.TemporaryDirectory(prefix="dropzone-startup-") as scratch,
+        cpu_burners(args.busy),
+    ):
         folder = Path(scratch)
         config = write_config(
             folder / "dropzone.toml",

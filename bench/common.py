@@ -13,6 +13,7 @@ its command line in a child process) against real loopback servers, the way the 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import hashlib
@@ -106,11 +107,18 @@ def load() -> str:
 
 
 def header(title: str, arguments: Mapping[str, object]) -> None:
+    """The run's title, machine, sizes and load; the load again when the script ends (its
+    figures hold for the load between the two)."""
     print(f"== {title}")
     print(f"machine: {machine()}")
     print(f"load:    {load()}")
     print("sizes:   " + ", ".join(f"{name}={value}" for name, value in arguments.items()))
     sys.stdout.flush()
+    atexit.register(_load_after)
+
+
+def _load_after() -> None:
+    print(f"load after: {load()}", flush=True)
 
 
 @contextlib.contextmanager

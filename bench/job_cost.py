@@ -46,7 +46,6 @@ from common import (
     child_env,
     cpu_burners,
     header,
-    load,
     median,
     table,
     verdict,
@@ -235,7 +234,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
             rows += report(jobs, runs)
     print(table(rows))
-    print(f"load after: {load()}")
     return 0
 
 

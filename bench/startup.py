@@ -24,7 +24,6 @@ from common import (
     child_env,
     cpu_burners,
     header,
-    load,
     median,
     table,
     verdict,
@@ -101,7 +100,6 @@ def main() -> int:
             )
         )
     print(table(rows))
-    print(f"load after: {load()}")
     return 0
 
 

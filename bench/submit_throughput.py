@@ -287,54 +287,78 @@ LABELS = {
 
 def measure(
     variant: str, args: argparse.Namespace, moto: MotoS3, folder: Path
-) -> tuple[float, float | None]:
-    """Seconds for one run of ``variant`` on a fresh emulator (and ledger), and for the
-    daemon, how long ``run_once`` took to return after its last submission."""
+) -> tuple[float, float, float | None]:
+    """Seconds for one run of ``variant`` on a fresh emulator (and ledger), the CPU seconds
+    this process spent on it (the emulator and moto are other processes, unless
+    ``--emulator inprocess``), and for the daemon, how long ``run_once`` took to return
+    after its last submission."""
     lag: float | None = None
     with start_emulator(latency_ms=args.latency_ms, in_process=args.emulator == "inprocess") as ark:
         if variant == "bare":
+            cpu_started = time.process_time()
             elapsed = bare_run(ark.url, args.jobs, args.concurrency)
         elif variant == "bare-head":
-            elapsed = bare_run(ark.url, args.jobs, args.concurrency, s3_client(moto.endpoint))
+            head_s3 = s3_client(moto.endpoint)
+            cpu_started = time.process_time()
+            elapsed = bare_run(ark.url, args.jobs, args.concurrency, head_s3)
         else:
             settings = settings_for(folder, ark.url, moto.endpoint, UNCAPPED, args.concurrency)
             settings.ledger.path.unlink(missing_ok=True)
             stage = Stage(settings, s3_client(moto.endpoint), args.jobs, Metrics(["chat"]).api_call)
+            cpu_started = time.process_time()
             try:
                 if variant == "dz-workers":
                     elapsed = run_workers(stage, args.concurrency)
                 else:
                     elapsed = run_daemon(stage, lookup=variant == "dz-bucket")
                     lag = stage.run_once_s - elapsed
+                cpu_s = time.process_time() - cpu_started
                 if stage.submitted() != args.jobs:
                     raise RuntimeError(f"{variant}: {stage.submitted()} submitted of {args.jobs}")
             finally:
                 stage.close()
+        if variant.startswith("bare"):
+            cpu_s = time.process_time() - cpu_started
         calls = sum(ark.state()["create_calls"].values())
     if calls != args.jobs:
         raise RuntimeError(f"{variant}: the emulator received {calls} Creates, not {args.jobs}")
-    return elapsed, lag
+    return elapsed, cpu_s, lag
 
 
 def throughput(args: argparse.Namespace, moto: MotoS3, folder: Path) -> None:
     seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     lags: list[float] = []
     for repeat in range(args.repeats):
         order = VARIANTS if repeat % 2 == 0 else tuple(reversed(VARIANTS))
         for variant in order:
-            elapsed, lag = measure(variant, args, moto, folder)
+            elapsed, cpu_s, lag = measure(variant, args, moto, folder)
             seconds[variant].append(elapsed)
+            cpu[variant].append(cpu_s)
             if lag is not None:
                 lags.append(lag)
-            print(f"  run {repeat + 1} {variant:12} {args.jobs / seconds[variant][-1]:7.1f} jobs/s")
+            print(
+                f"  run {repeat + 1} {variant:12} {args.jobs / seconds[variant][-1]:7.1f} jobs/s"
+                f"  CPU {1000 * cpu_s / args.jobs:.2f} ms a job"
+            )
             sys.stdout.flush()
     rates = {variant: args.jobs / median(values) for variant, values in seconds.items()}
+    cpu_per_job = {variant: median(values) / args.jobs for variant, values in cpu.items()}
     bare = rates["bare"]
-    rows: list[tuple[str, ...]] = [("path", "median rate", "runs (jobs/s)", "vs bare")]
+    rows: list[tuple[str, ...]] = [
+        ("path", "median rate", "runs (jobs/s)", "vs bare", "CPU a job", "CPU vs bare")
+    ]
     for variant in VARIANTS:
         runs = " ".join(f"{args.jobs / s:.0f}" for s in seconds[variant])
         rows.append(
-            (LABELS[variant], f"{rates[variant]:.1f} jobs/s", runs, f"{rates[variant] / bare:.3f}x")
+            (
+                LABELS[variant],
+                f"{rates[variant]:.1f} jobs/s",
+                runs,
+                f"{rates[variant] / bare:.3f}x",
+                f"{1000 * cpu_per_job[variant]:.2f} ms",
+                f"{cpu_per_job[variant] / cpu_per_job['bare']:.3f}x",
+            )
         )
     ideal = args.concurrency / (args.latency_ms / 1000)
     print()

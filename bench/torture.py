@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import boto3
 import httpx
 import tomli_w
+from common import header
 
 from dropzone.emulator import STATE_PATH, Emulator
 from dropzone.plan import INPUT_TAG_KEY, input_tag
@@ -850,6 +851,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    header("crash torture", {"files": args.files, "kills": args.kills, "seed": args.seed})
     options = Options(
         files=args.files,
         kills=args.kills,

@@ -61,6 +61,8 @@ from torture import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import header
+
 from dropzone.emulator import Emulator
 from tests.postgres_server import PostgresServer
 
@@ -362,6 +364,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    header("crash torture with replicas", {"files": args.files, "replicas": args.replicas})
     options = Options(
         files=args.files,
         events=args.events,

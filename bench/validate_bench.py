@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import header
+
 from dropzone.preflight.jsonl import validate_path
 from dropzone.preflight.lines import CHUNK_BYTES
 
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1024, help="file size in MiB (default 1024)")
     args = parser.parse_args(argv)
+    header("preflight validation against a bare read", {"mb": args.mb})
     with tempfile.TemporaryDirectory(prefix="dropzone-bench-") as folder:
         path = Path(folder) / "requests.jsonl"
         lines = _write(path, args.mb * 1024**2)

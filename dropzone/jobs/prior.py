@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
     from dropzone.ark.models import Job
-    from dropzone.ledger import Entry
+    from dropzone.ledger import Entry, Version
 
 MAX_BATCH = 100
 # How long "no job carries this tag" stands: long enough for the workers to reach the batch's
@@ -48,8 +48,8 @@ class TagLookupApi(Protocol):
     ) -> dict[str, list[Job]]: ...
 
 
-def tag_of(entry: Entry) -> str:
-    return plan.input_tag(entry.bucket, entry.key, entry.etag)
+def tag_of(version: Entry | Version) -> str:
+    return plan.input_tag(version.bucket, version.key, version.etag)
 
 
 def created_order(job: Job) -> str:
@@ -93,7 +93,7 @@ class PriorJobs:
         self,
         *,
         api: TagLookupApi,
-        upcoming: Callable[[int, datetime], list[Entry]],
+        upcoming: Callable[[int, datetime], list[Version]],
         clock: Callable[[], datetime],
     ) -> None:
         """``upcoming``: the oldest entries being submitted or due (``Ledger.upcoming``)."""
@@ -213,7 +213,7 @@ class PriorJobs:
         self,
         asked: _Asked | None,
         project: str,
-        due: list[Entry],
+        due: list[Version],
         project_of: Callable[[str], str | None],
         window: int,
     ) -> list[_Asked]:

@@ -58,6 +58,7 @@ from dropzone.ledger.model import (
     ScopeStatus,
     State,
     Stranded,
+    Version,
     check_transition,
 )
 from dropzone.ledger.protocol import Ledger, LedgerReads, LedgerWrites
@@ -92,6 +93,7 @@ __all__ = [
     "SqliteLedger",
     "State",
     "Stranded",
+    "Version",
     "check_transition",
     "diff_page",
     "probe_ledger",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from dropzone.errors import ConfigurationError, DropzoneError, OperationalError
 
@@ -201,6 +201,16 @@ class Entry:
     awaits_job: bool
     claim_token: int | None = None
     claimed_by: str | None = None
+
+
+class Version(NamedTuple):
+    """One version of one object in a watch: what a look-up of its job by tag needs (read
+    as a plain row, where an :class:`Entry` costs a parse of every column)."""
+
+    watch: str
+    bucket: str
+    key: str
+    etag: str
 
 
 @dataclass(frozen=True)

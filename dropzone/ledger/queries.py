@@ -14,6 +14,7 @@ from dropzone.ledger.model import (
     Entry,
     EntryNotFound,
     State,
+    Version,
     from_optional_text,
     from_text,
     to_text,
@@ -90,11 +91,12 @@ class Queries:
         rows = self._fetch(sql.OLDEST_UNSUBMITTED, (watch, *model.UNSUBMITTED))
         return from_optional_text(rows[0]["oldest"])
 
-    def upcoming(self, limit: int, now: datetime) -> list[Entry]:
-        """What the workers are submitting or about to: entries in ``submitting`` and pending
+    def upcoming(self, limit: int, now: datetime) -> list[Version]:
+        """What the workers are submitting or about to: versions in ``submitting`` and pending
         ones due at ``now``, oldest first (the order claims take)."""
         values = (State.PENDING, to_text(now), State.SUBMITTING, limit)
-        return list(map(entry_of, self._fetch(sql.UPCOMING, values)))
+        with self.read() as tx:
+            return [Version(*row) for row in tx.tuples(sql.UPCOMING, values)]
 
     def next_due_at(self) -> datetime | None:
         """When the next pending entry is due (a past time if one is due already)."""

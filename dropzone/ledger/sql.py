@@ -251,7 +251,8 @@ OLDEST_UNSUBMITTED = (
     "SELECT min(first_seen_at) AS oldest FROM entries WHERE watch = ? AND state IN (?, ?, ?)"
 )
 UPCOMING = (
-    "SELECT * FROM entries WHERE (state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+    "SELECT watch, bucket, key, etag FROM entries"
+    " WHERE (state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
     " OR state = ? ORDER BY first_seen_at, id LIMIT ?"
 )
 # NULLs first: a pending entry due now answers with the (past) time it became pending. Spelled

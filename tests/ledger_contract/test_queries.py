@@ -142,3 +142,26 @@ def test_prune_drops_only_long_gone_entries(ledger: Ledger) -> None:
     assert sorted(e.key for e in ledger.entries()) == ["inflight", "present", "recent"]
     assert ledger.prune(at(10_000)) == 1
     assert sorted(e.key for e in ledger.entries()) == ["inflight", "present"]
+
+
+def test_upcoming_is_what_is_being_submitted_and_due_oldest_first(ledger: Ledger) -> None:
+    """What a look-up of jobs by tag asks about next: versions in submitting and pending ones
+    due, in claim order; not one due later, nor one settled, nor baseline."""
+    ledger.add_object(W, B, "a", "e1", 1, State.PENDING, at(1))
+    ledger.add_object(W, B, "b", "e2", 1, State.PENDING, at(2))
+    later = ledger.add_object(W, B, "c", "e3", 1, State.PENDING, at(3))[0]
+    ledger.add_object(W, B, "d", "e4", 1, State.BASELINE, at(4))
+    done = ledger.add_object(W, B, "e", "e5", 1, State.PENDING, at(5))[0]
+    claimed = ledger.claim_one(later.id, at(6))
+    assert claimed is not None
+    ledger.schedule_retry(
+        later.id, at(600), "later", at(7), transient=True, fence=claimed.claim_token
+    )
+    claimed = ledger.claim_one(done.id, at(8))
+    assert claimed is not None
+    ledger.record_submitted(done.id, "job-1", "out/", at(9), fence=claimed.claim_token)
+    first = ledger.claim_due(1, at(10))[0]
+    assert first.key == "a"
+    assert ledger.upcoming(10, at(11)) == [(W, B, "a", "e1"), (W, B, "b", "e2")]
+    assert [version.key for version in ledger.upcoming(1, at(11))] == ["a"]
+    assert [version.key for version in ledger.upcoming(10, at(601))] == ["a", "b", "c"]

@@ -81,7 +81,8 @@ def test_status_and_check_offline_import_neither_boto3_nor_httpx(tmp_path: Path)
 
 def test_run_once_of_a_bucket_watch_imports_no_part_it_has_no_use_for(tmp_path: Path) -> None:
     """No folder watch (watchdog), no webhook (Standard Webhooks), no event feed (Kafka, the
-    feeds' modules), no --dry-run (the preview)."""
+    feeds' modules), no --dry-run (the preview), no /metrics, heartbeat or systemd (the ops
+    server's modules), no validation (the preflight's)."""
     modules, done = _imported(tmp_path, "run", "--once", "--log-format", "json")
     assert "daemon.started" in done.stdout + done.stderr, done.stderr[-2000:]
     assert "dropzone.daemon.build" in modules
@@ -92,5 +93,9 @@ def test_run_once_of_a_bucket_watch_imports_no_part_it_has_no_use_for(tmp_path: 
         "dropzone.daemon.feeds",
         "dropzone.watches.folder",
         "dropzone.commands.preview",
+        "dropzone.ops.http",
+        "dropzone.ops.health",
+        "dropzone.ops.systemd",
+        "dropzone.preflight",
     }
     assert unused & modules == set()

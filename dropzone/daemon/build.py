@@ -28,18 +28,7 @@ from dropzone.jobs.watch import Watch
 from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
 from dropzone.notify.service import NotifyService
-from dropzone.ops import (
-    Heartbeat,
-    ListenError,
-    Metrics,
-    OpsServer,
-    SystemdNotifier,
-    health_probe,
-    watchdog_interval_s,
-)
-from dropzone.ops.events import DaemonOps, ledger_writable
-from dropzone.ops.health import ArkStatus, readiness_probe
-from dropzone.preflight.readers import BucketPreflight, FolderPreflight
+from dropzone.ops.metrics import Metrics
 from dropzone.runtime import UsageError, utc_now
 from dropzone.sources.tos import TosBucket
 from dropzone.watches.bucket import BucketWatch
@@ -51,10 +40,12 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from dropzone.ark.client import ArkClient
-    from dropzone.config import Settings
+    from dropzone.config import Settings, WatchRule
     from dropzone.daemon.feeds import Feeds
     from dropzone.jobs.watch import Preflight
     from dropzone.ledger import Ledger
+    from dropzone.ops.events import DaemonOps
+    from dropzone.ops.http import OpsServer
     from dropzone.watches.folder import FolderWatch
 
 
@@ -146,6 +137,12 @@ def node_lease(settings: Settings, ledger: Ledger, api: ArkClient) -> LeaseKeepe
 def _daemon_ops(
     settings: Settings, env: Mapping[str, str], ledger: Ledger, metrics: Metrics
 ) -> DaemonOps:
+    # Imported here, as _serve_ops's: run --once has none of these, and their modules (the
+    # HTTP server's among them) cost it start-up time.
+    from dropzone.ops.events import DaemonOps  # noqa: PLC0415
+    from dropzone.ops.health import Heartbeat  # noqa: PLC0415
+    from dropzone.ops.systemd import SystemdNotifier, watchdog_interval_s  # noqa: PLC0415
+
     heartbeat = Heartbeat(
         watchdog_interval_s=watchdog_interval_s(env),
         watches=[rule.name for rule in settings.watches],
@@ -169,6 +166,9 @@ def _serve_ops(
     feeds: Feeds,
 ) -> OpsServer | None:
     """The outage gauge and holds in metrics; /metrics and /healthz if ``listen`` is set."""
+    from dropzone.ops.health import ArkStatus, health_probe, readiness_probe  # noqa: PLC0415
+    from dropzone.ops.http import ListenError, OpsServer  # noqa: PLC0415
+
     metrics = ops.metrics
 
     def seconds_down() -> float:
@@ -224,6 +224,8 @@ def _ledger_checks(
 
         if isinstance(ledger, PostgresLedger):
             return (lambda: True), (lambda: lease.fresh() and ledger.reachable())
+    from dropzone.ops.events import ledger_writable  # noqa: PLC0415
+
     writable = ledger_writable(settings.ledger.path, ledger.displaced)
     return writable, (lambda: writable() and lease.fresh())
 
@@ -311,6 +313,18 @@ def build_submitter(
     )
 
 
+def _preflight(rule: WatchRule, bucket: TosBucket) -> Preflight | None:
+    """The watch's file check, for a watch that validates (a reload makes it anew)."""
+    if not rule.preflight:
+        return None
+    # Imported here: the validator's modules cost every run of a watch without it.
+    from dropzone.preflight.readers import BucketPreflight, FolderPreflight  # noqa: PLC0415
+
+    if rule.local_dir is None:
+        return BucketPreflight(bucket)
+    return FolderPreflight(rule.local_dir, rule.prefix)
+
+
 def _submit_watches(settings: Settings, s3: S3Client) -> dict[str, Watch]:
     """Each watch as the submitter sees it; bucket watches look objects up by HEAD first."""
     watches: dict[str, Watch] = {}
@@ -320,12 +334,7 @@ def _submit_watches(settings: Settings, s3: S3Client) -> dict[str, Watch]:
         # A mounted file is the object: its watcher already saw it complete, and HEAD through
         # S3 may not even be reachable (the demo has no S3 at all).
         lookup = None if mounted else bucket.head
-        preflight: Preflight = (
-            BucketPreflight(bucket)
-            if rule.local_dir is None
-            else FolderPreflight(rule.local_dir, rule.prefix)
-        )
-        watches[rule.name] = Watch(rule, lookup, preflight)
+        watches[rule.name] = Watch(rule, lookup, _preflight(rule, bucket))
     return watches
 
 

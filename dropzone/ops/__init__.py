@@ -25,23 +25,59 @@ Wiring, in the daemon's terms::
         notifier.stopping()
 """
 
-from dropzone.ops.health import (
-    STALE_AFTER_INTERVALS,
-    HealthBody,
-    Heartbeat,
-    WatchHealth,
-    health_probe,
-    health_report,
-)
-from dropzone.ops.http import ListenError, OpsServer
-from dropzone.ops.metrics import (
-    SUBMISSION_OUTCOMES,
-    Metrics,
-    SubmissionOutcome,
-    observe_ledger,
-    submission_outcome,
-)
-from dropzone.ops.systemd import SystemdNotifier, notify_address, watchdog_interval_s
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dropzone.ops.health import (
+        STALE_AFTER_INTERVALS,
+        HealthBody,
+        Heartbeat,
+        WatchHealth,
+        health_probe,
+        health_report,
+    )
+    from dropzone.ops.http import ListenError, OpsServer
+    from dropzone.ops.metrics import (
+        SUBMISSION_OUTCOMES,
+        Metrics,
+        SubmissionOutcome,
+        observe_ledger,
+        submission_outcome,
+    )
+    from dropzone.ops.systemd import SystemdNotifier, notify_address, watchdog_interval_s
+
+# Imported when first asked for: `run --once` counts its calls in Metrics but serves no
+# /metrics, pings no systemd and keeps no heartbeat, and should not pay for their modules
+# (the HTTP server's among them) at start (issue 17).
+_LAZY = {
+    "STALE_AFTER_INTERVALS": "dropzone.ops.health",
+    "HealthBody": "dropzone.ops.health",
+    "Heartbeat": "dropzone.ops.health",
+    "WatchHealth": "dropzone.ops.health",
+    "health_probe": "dropzone.ops.health",
+    "health_report": "dropzone.ops.health",
+    "ListenError": "dropzone.ops.http",
+    "OpsServer": "dropzone.ops.http",
+    "SUBMISSION_OUTCOMES": "dropzone.ops.metrics",
+    "Metrics": "dropzone.ops.metrics",
+    "SubmissionOutcome": "dropzone.ops.metrics",
+    "observe_ledger": "dropzone.ops.metrics",
+    "submission_outcome": "dropzone.ops.metrics",
+    "SystemdNotifier": "dropzone.ops.systemd",
+    "notify_address": "dropzone.ops.systemd",
+    "watchdog_interval_s": "dropzone.ops.systemd",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "STALE_AFTER_INTERVALS",

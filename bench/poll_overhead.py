@@ -33,7 +33,8 @@ the first listing (``record_page`` inserting every key as ``baseline``; goal: 10
 or more), then the steady-state diff (``record_page`` over pages of known keys; goal: 400,000
 keys/s or more at 1,000,000 keys). Only the ``Page(...)`` and ``record_page`` calls are timed;
 making the keys is not. Each rate is also given per CPU second of the calling thread, which a
-busy machine does not distort as it does wall time; the verdicts use wall time.
+busy machine does not distort as it does wall time; the verdicts use wall time. ``--busy N``
+starts N CPU burners for the whole run: the busy machine the figures must hold on too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from common import (
     MotoS3,
     SyntheticListing,
     bare_s3_client,
+    cpu_burners,
     header,
     median,
     quiet_logs,
@@ -317,10 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-poll", action="store_true", help="only the ledger diff")
     parser.add_argument("--skip-diff", action="store_true", help="only the poll")
+    parser.add_argument("--busy", type=int, default=0, help="CPU burners to run alongside")
     args = parser.parse_args(argv)
     header("poll overhead", vars(args))
     quiet_logs()
-    with tempfile.TemporaryDirectory(prefix="dropzone-bench-", dir=tmp_root()) as tmp:
+    with (
+        cpu_burners(args.busy),
+        tempfile.TemporaryDirectory(prefix="dropzone-bench-", dir=tmp_root()) as tmp,
+    ):
         for kind in [] if args.skip_poll else args.servers.split(","):
             poll_overhead(kind, args.objects, args.repeats, Path(tmp))
         if not args.skip_diff:

@@ -1,7 +1,7 @@
 """What a job costs: ``dropzone run --once`` against a bare concurrent loop, whole processes.
 
     python bench/job_cost.py [--jobs 500,2000] [--concurrency 8] [--latency-ms 20]
-                             [--repeats 3] [--busy 0]
+                             [--repeats 3] [--busy 0] [--installed VENV]
 
 Each side is a whole process started fresh, timed from spawn to exit, and charged the CPU it
 used (user + system, from ``wait4``), which a busy machine distorts far less than wall time:
@@ -24,6 +24,11 @@ the whole process's wall time) >= 0.95x the bare loop's at each size; its spawn-
 within 0.3 s of the bare loop's. Ratios are medians of the paired runs (each dropzone run
 against the bare run beside it), the order alternating. ``--busy N`` starts N CPU burners (a
 Python busy loop each) for the whole measurement: the machine the figures must hold on too.
+
+Both sides run as installed code runs: dropzone's modules compiled to bytecode first (a
+development checkout under PYTHONDONTWRITEBYTECODE compiled them at every start), or, with
+``--installed VENV``, in a virtual environment holding dropzone as ``pip install .`` installs it,
+without the dev extras (``common.product_python``).
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ from common import (
     PREFIX,
     SECRET_KEY,
     MotoS3,
+    add_installed_option,
     child_env,
     cpu_burners,
     header,
     median,
+    product_python,
     table,
     verdict,
     write_config,
@@ -111,7 +118,7 @@ def one_run(
     ) as emulator:
         if side == "bare":
             argv = [
-                sys.executable,
+                str(args.python),
                 str(Path(__file__).with_name("bare_loop.py")),
                 s3_endpoint,
                 emulator.url,
@@ -144,7 +151,7 @@ def one_run(
                 },
             )
             argv = [
-                str(Path(sys.executable).with_name("dropzone")),
+                str(args.python.with_name("dropzone")),
                 "run",
                 "--once",
                 "--log-format",
@@ -206,7 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--busy", type=int, default=0, help="CPU burners to run alongside")
+    add_installed_option(parser)
     args = parser.parse_args(argv)
+    args.python = product_python(args.installed)
     sizes = [int(size) for size in args.jobs.split(",")]
     header("what a job costs, whole processes (issue 17)", vars(args))
     rows: list[tuple[str, ...]] = [

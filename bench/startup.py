@@ -4,7 +4,7 @@ to exit (wall) and by the CPU the child used (user + system, from wait4), the co
 in turn so that a change of load hits them all alike. The bars are issue 17's: --help and
 --version <= 0.3 s, status and check --offline <= 0.5 s (the median wall time).
 
-    python bench/startup.py [--rounds 9] [--busy 0]
+    python bench/startup.py [--rounds 9] [--busy 0] [--installed VENV]
 
 ``--busy N`` starts N CPU burners (common.cpu_burners) for the whole measurement: the bars hold
 on a busy machine too, where a cron-driven ``status`` competes with other work.
@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 
 from common import (
+    add_installed_option,
     child_env,
     cpu_burners,
     header,
     median,
+    product_python,
     table,
     verdict,
     write_config,
@@ -33,9 +35,9 @@ from common import (
 BARS_S = {"--help": 0.3, "--version": 0.3, "status": 0.5, "check --offline": 0.5}
 
 
-def console_script() -> str:
-    """The ``dropzone`` a user runs: the console script beside this Python."""
-    return str(Path(sys.executable).with_name("dropzone"))
+def console_script(python: Path) -> str:
+    """The ``dropzone`` a user runs: the console script beside ``python``."""
+    return str(python.with_name("dropzone"))
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -55,8 +57,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9, help="runs of each command")
     parser.add_argument("--busy", type=int, default=0, help="CPU burners to run alongside")
+    add_installed_option(parser)
     args = parser.parse_args()
-    header("start-up of a command (issue 17)", {"rounds": args.rounds, "busy": args.busy})
+    python = product_python(args.installed)
+    sizes = {"rounds": args.rounds, "busy": args.busy, "python": python}
+    header("start-up of a command (issue 17)", sizes)
     with (
         tempfile.TemporaryDirectory(prefix="dropzone-startup-") as scratch,
         cpu_burners(args.busy),
@@ -76,7 +81,7 @@ def main() -> int:
             },
         )
         env = child_env(config)
-        dropzone = console_script()
+        dropzone = console_script(python)
         timed([dropzone, "ledger", "migrate"], env)  # status reads a ledger that exists
         commands = {name: [dropzone, *name.split()] for name in BARS_S}
         walls: dict[str, list[float]] = {name: [] for name in commands}

@@ -25,6 +25,10 @@ within 0.3 s of the bare loop's. Ratios are medians of the paired runs (each dro
 against the bare run beside it), the order alternating. ``--busy N`` starts N CPU burners (a
 Python busy loop each) for the whole measurement: the machine the figures must hold on too.
 
+With more than one size, the median CPU of each size is split by a straight line through them
+into what a run costs once (imports, configuration, the ledger's opening, shutdown) and what a
+job adds: which of the two a CPU ratio at some size comes from. The split has no bar.
+
 Both sides run as installed code runs: dropzone's modules compiled to bytecode first (a
 development checkout under PYTHONDONTWRITEBYTECODE compiled them at every start), or, with
 ``--installed VENV``, in a virtual environment holding dropzone as ``pip install .`` installs it,
@@ -206,6 +210,41 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> list[tuple[str, ...]]:
     return rows
 
 
+def cost_split(cpu_by_size: dict[int, float]) -> tuple[float, float]:
+    """The least-squares line through (jobs, CPU seconds): the CPU a run costs whatever its
+    size (imports, configuration, the ledger's opening, shutdown) and the CPU each job adds."""
+    sizes = list(cpu_by_size)
+    mean_jobs = sum(sizes) / len(sizes)
+    mean_cpu = sum(cpu_by_size.values()) / len(sizes)
+    spread = sum((jobs - mean_jobs) ** 2 for jobs in sizes)
+    per_job = sum((jobs - mean_jobs) * (cpu - mean_cpu) for jobs, cpu in cpu_by_size.items())
+    per_job /= spread
+    return mean_cpu - per_job * mean_jobs, per_job
+
+
+def split_rows(cpu_by_side: dict[str, dict[int, float]]) -> list[tuple[str, ...]]:
+    """Where the CPU ratio comes from: the cost every run pays once, and the cost of a job
+    (no bar of its own; the CPU bar is over whole runs)."""
+    (bare_fixed, bare_job), (dz_fixed, dz_job) = (
+        cost_split(cpu_by_side[side]) for side in ("bare", "dropzone")
+    )
+    sizes = ",".join(str(jobs) for jobs in cpu_by_side["bare"])
+    return [
+        ("CPU split", f"over {sizes} jobs", "", "", "", "", ""),
+        ("  bare loop", "", "", f"{bare_fixed:.3f} once", f"{1000 * bare_job:.3f}", "", ""),
+        ("  dropzone", "", "", f"{dz_fixed:.3f} once", f"{1000 * dz_job:.3f}", "", ""),
+        (
+            "  dropzone/bare",
+            "",
+            "",
+            f"{dz_fixed - bare_fixed:+.3f} s once",
+            f"{dz_job / bare_job:.3f}x a job",
+            "",
+            "",
+        ),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="500,2000", help="object counts, comma-separated")
@@ -227,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu_burners(args.busy),
     ):
         scratch = Path(folder)
+        cpu_by_side: dict[str, dict[int, float]] = {"bare": {}, "dropzone": {}}
         for jobs in sizes:
             runs: dict[str, list[Run]] = {"bare": [], "dropzone": []}
             for repeat in range(args.repeats):
@@ -242,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
             rows += report(jobs, runs)
+            for side, side_runs in runs.items():
+                cpu_by_side[side][jobs] = median([run.cpu_s for run in side_runs])
+    if len(cpu_by_side["bare"]) > 1:
+        rows += split_rows(cpu_by_side)
     print(table(rows))
     return 0
 

@@ -17,7 +17,7 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
-from dropzone import __version__
+from dropzone import __version__, heap
 from dropzone.commands.completion import HOW_TO_INSTALL, SHELLS, completes_files
 from dropzone.commands.exit_codes import (
     EXIT_CODES,
@@ -246,15 +246,20 @@ def _reader_gone() -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    from dropzone import log  # noqa: PLC0415 - structlog only once a command runs
-
-    log.configure(getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None))
-    action = args.command
-    if action == "ledger":
-        action = f"ledger {args.ledger_command}"
+    action = ""
     try:
-        return _command(action)(args)
+        with heap.loading():
+            args = build_parser().parse_args(argv)
+            from dropzone import log  # noqa: PLC0415 - structlog only once a command runs
+
+            log.configure(
+                getattr(args, "log_format", "auto"), level=getattr(args, "log_level", None)
+            )
+            action = args.command
+            if action == "ledger":
+                action = f"ledger {args.ledger_command}"
+            command = _command(action)
+        return command(args)
     except DropzoneError as exc:
         from dropzone.commands import exits  # noqa: PLC0415 - only a failed command needs it
 

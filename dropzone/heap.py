@@ -1,0 +1,39 @@
+"""Python's cyclic garbage collector while a command loads (issue 17: the CPU a run costs).
+
+A command's first moments import boto3, pydantic and the models built on it, structlog and
+the daemon: some 100,000 objects the collector tracks, which live as long as the process. With
+the collector on, every collection their making triggered walked all those made so far, and
+every full collection of a long run walked them all again: ``dropzone run --once`` over one
+file cost 0.45 s of CPU here, 0.36 s without that (``bench/job_cost.py``, issue 17). :func:`loading` keeps the collector off while
+a command loads, then moves what loaded into the permanent generation (``gc.freeze``), which no
+collection visits. Once a process: what loads once a process is what is worth freezing (a
+test calling ``main`` many times freezes at its first call only, not each test's leftovers).
+"""
+
+from __future__ import annotations
+
+import gc
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_frozen = False
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """The collector off for the block (as it was after it), and what the block's first use
+    in this process loaded frozen out of later collections."""
+    global _frozen  # noqa: PLW0603 - once a process, by definition process-wide
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if not _frozen:
+            gc.freeze()
+            _frozen = True
+        if enabled:
+            gc.enable()

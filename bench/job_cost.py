@@ -4,7 +4,8 @@
                              [--repeats 3] [--busy 0] [--installed VENV]
 
 Each side is a whole process started fresh, timed from spawn to exit, and charged the CPU it
-used (user + system, from ``wait4``), which a busy machine distorts far less than wall time:
+used (user + system, from ``wait4``; the system part is printed too), which a busy machine
+distorts far less than wall time:
 
 - **bare**: ``bench/bare_loop.py``, which imports only what it uses: boto3 paginates the prefix
   (parsing timestamps as dropzone's client does), then ``--concurrency`` threads share one
@@ -78,11 +79,13 @@ FIRST_CREATE_SLACK_S = 0.3
 
 
 class Run:
-    """One whole-process run: wall and CPU seconds, and spawn to the first Create."""
+    """One whole-process run: wall and CPU seconds (the kernel's share of them apart: fsync,
+    writes, futex waits), and spawn to the first Create."""
 
-    def __init__(self, wall_s: float, cpu_s: float, first_create_s: float) -> None:
+    def __init__(self, wall_s: float, cpu_s: float, system_s: float, first_create_s: float) -> None:
         self.wall_s = wall_s
         self.cpu_s = cpu_s
+        self.system_s = system_s
         self.first_create_s = first_create_s
 
 
@@ -99,7 +102,7 @@ def timed_child(argv: list[str], env: dict[str, str], log: Path, first: list[flo
         raise SystemExit(f"{' '.join(argv[:4])} exited {child.returncode}:\n{tail}")
     if not first:
         raise SystemExit(f"{' '.join(argv[:4])} sent no Create")
-    return Run(wall, usage.ru_utime + usage.ru_stime, first[0] - started)
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, first[0] - started)
 
 
 def one_run(
@@ -189,6 +192,7 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> list[tuple[str, ...]]:
                 f"{median([r.wall_s for r in side_runs]):.3f}",
                 f"{median([r.cpu_s for r in side_runs]):.3f}",
                 f"{1000 * median([r.cpu_s for r in side_runs]) / jobs:.2f}",
+                f"{median([r.system_s for r in side_runs]):.3f}",
                 f"{median([r.first_create_s for r in side_runs]):.3f}",
                 " ".join(f"{jobs / r.wall_s:.0f}" for r in side_runs),
             )
@@ -202,6 +206,7 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> list[tuple[str, ...]]:
             f"{throughput} {verdict(throughput_ratio >= THROUGHPUT_BAR)}",
             "",
             f"{cpu} {verdict(cpu_ratio <= CPU_BAR)}",
+            "",
             "",
             f"{first} {verdict(first_gap <= FIRST_CREATE_SLACK_S)}",
             "",
@@ -230,15 +235,16 @@ def split_rows(cpu_by_side: dict[str, dict[int, float]]) -> list[tuple[str, ...]
     )
     sizes = ",".join(str(jobs) for jobs in cpu_by_side["bare"])
     return [
-        ("CPU split", f"over {sizes} jobs", "", "", "", "", ""),
-        ("  bare loop", "", "", f"{bare_fixed:.3f} once", f"{1000 * bare_job:.3f}", "", ""),
-        ("  dropzone", "", "", f"{dz_fixed:.3f} once", f"{1000 * dz_job:.3f}", "", ""),
+        ("CPU split", f"over {sizes} jobs", "", "", "", "", "", ""),
+        ("  bare loop", "", "", f"{bare_fixed:.3f} once", f"{1000 * bare_job:.3f}", "", "", ""),
+        ("  dropzone", "", "", f"{dz_fixed:.3f} once", f"{1000 * dz_job:.3f}", "", "", ""),
         (
             "  dropzone/bare",
             "",
             "",
             f"{dz_fixed - bare_fixed:+.3f} s once",
             f"{dz_job / bare_job:.3f}x a job",
+            "",
             "",
             "",
         ),
@@ -258,7 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = [int(size) for size in args.jobs.split(",")]
     header("what a job costs, whole processes (issue 17)", vars(args))
     rows: list[tuple[str, ...]] = [
-        ("run", "jobs/s", "wall (s)", "CPU (s)", "CPU/job (ms)", "to 1st Create (s)", "runs")
+        (
+            "run",
+            "jobs/s",
+            "wall (s)",
+            "CPU (s)",
+            "CPU/job (ms)",
+            "of it system (s)",
+            "to 1st Create (s)",
+            "runs",
+        )
     ]
     with (
         MotoS3({BUCKET: 0}, prefixed={f"{PREFIX}{size}/": size for size in sizes}) as moto,
@@ -278,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs[side].append(run)
                     print(
                         f"  {jobs} run {repeat + 1} {side:8} wall {run.wall_s:.3f} s "
-                        f"CPU {run.cpu_s:.3f} s first Create {run.first_create_s:.3f} s",
+                        f"CPU {run.cpu_s:.3f} s (system {run.system_s:.3f}) "
+                        f"first Create {run.first_create_s:.3f} s",
                         flush=True,
                     )
             rows += report(jobs, runs)

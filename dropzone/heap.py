@@ -4,10 +4,11 @@ A command's first moments import boto3, pydantic and the models built on it, str
 the daemon: some 100,000 objects the collector tracks, which live as long as the process. With
 the collector on, every collection their making triggered walked all those made so far, and
 every full collection of a long run walked them all again: ``dropzone run --once`` over one
-file cost 0.45 s of CPU here, 0.36 s without that (``bench/job_cost.py``, issue 17). :func:`loading` keeps the collector off while
-a command loads, then moves what loaded into the permanent generation (``gc.freeze``), which no
-collection visits. Once a process: what loads once a process is what is worth freezing (a
-test calling ``main`` many times freezes at its first call only, not each test's leftovers).
+file cost 0.45 s of CPU here, 0.36 s without that (``bench/job_cost.py``, issue 17).
+:func:`loading` keeps the collector off while a command loads, then moves what loaded into the
+permanent generation (``gc.freeze``), which no collection visits. Once a process: what loads
+once a process is what is worth freezing (a test calling ``main`` many times freezes at its
+first call only, not each test's leftovers).
 """
 
 from __future__ import annotations

@@ -125,6 +125,8 @@ def test_job_cost_reports_cpu_wall_and_first_create_ratios() -> None:
     out = run_bench("job_cost.py", "--jobs", "10,20", "--repeats", "1", "--busy", "1")
     assert re.search(r"^20 bare loop\s+\d", out, re.MULTILINE), out
     assert re.search(r"^20 dropzone run --once\s+\d", out, re.MULTILINE), out
+    each_run = r"^  20 run 1 dropzone .* \(system \d+\.\d+\) first Create"
+    assert re.search(each_run, out, re.MULTILINE), out
     ratios = r"^20 ratios\s+throughput \d+\.\d+x .*(PASS|FAIL)\s+CPU \d+\.\d+x .*(PASS|FAIL)"
     assert re.search(ratios, out, re.MULTILINE), out
     assert re.search(r"^CPU split\s+over 10,20 jobs", out, re.MULTILINE), out

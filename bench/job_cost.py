@@ -1,7 +1,7 @@
 """What a job costs: ``dropzone run --once`` against a bare concurrent loop, whole processes.
 
     python bench/job_cost.py [--jobs 500,2000] [--concurrency 8] [--latency-ms 20]
-                             [--repeats 3] [--busy 0] [--installed VENV]
+                             [--repeats 3] [--busy 0] [--installed VENV] [--wrap CMD]
 
 Each side is a whole process started fresh, timed from spawn to exit, and charged the CPU it
 used (user + system, from ``wait4``; the system part is printed too), which a busy machine
@@ -26,6 +26,14 @@ within 0.3 s of the bare loop's. Ratios are medians of the paired runs (each dro
 against the bare run beside it), the order alternating. ``--busy N`` starts N CPU burners (a
 Python busy loop each) for the whole measurement: the machine the figures must hold on too.
 
+Each run's voluntary context switches (``wait4``) are printed a job: a thread gives up the CPU
+for a lock, the GIL, a socket or the disk, and each costs a wake-up. ``--wrap CMD`` runs each
+child under a command (``{side}`` in it is ``bare`` or ``dropzone``), for a profiler::
+
+    python bench/job_cost.py --jobs 2000 --repeats 1 \\
+        --wrap 'perf record -q -F 1999 --call-graph dwarf,8192 -o /tmp/cpu-{side}.data --'
+    python bench/job_cost.py --jobs 2000 --repeats 1 --wrap 'strace -f -c -o /tmp/st-{side}.txt'
+
 With more than one size, the median CPU of each size is split by a straight line through them
 into what a run costs once (imports, configuration, the ledger's opening, shutdown) and what a
 job adds: which of the two a CPU ratio at some size comes from. The split has no bar.
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -80,12 +89,16 @@ FIRST_CREATE_SLACK_S = 0.3
 
 class Run:
     """One whole-process run: wall and CPU seconds (the kernel's share of them apart: fsync,
-    writes, futex waits), and spawn to the first Create."""
+    writes, futex waits), the times it gave up the CPU to wait (voluntary context switches:
+    a lock, the GIL, a socket, the disk), and spawn to the first Create."""
 
-    def __init__(self, wall_s: float, cpu_s: float, system_s: float, first_create_s: float) -> None:
+    def __init__(
+        self, wall_s: float, cpu_s: float, system_s: float, switches: int, first_create_s: float
+    ) -> None:
         self.wall_s = wall_s
         self.cpu_s = cpu_s
         self.system_s = system_s
+        self.switches = switches
         self.first_create_s = first_create_s
 
 
@@ -102,7 +115,8 @@ def timed_child(argv: list[str], env: dict[str, str], log: Path, first: list[flo
         raise SystemExit(f"{' '.join(argv[:4])} exited {child.returncode}:\n{tail}")
     if not first:
         raise SystemExit(f"{' '.join(argv[:4])} sent no Create")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, first[0] - started)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, usage.ru_stime, usage.ru_nvcsw, first[0] - started)
 
 
 def one_run(
@@ -165,6 +179,8 @@ def one_run(
                 "json",
             ]
             env = child_env(config)
+        if args.wrap:
+            argv = [*shlex.split(args.wrap.replace("{side}", side)), *argv]
         run = timed_child(argv, env, scratch / f"{side}.log", first)
         creates = sum(emulator.state()["create_calls"].values())
     if creates != jobs:
@@ -193,6 +209,7 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> list[tuple[str, ...]]:
                 f"{median([r.cpu_s for r in side_runs]):.3f}",
                 f"{1000 * median([r.cpu_s for r in side_runs]) / jobs:.2f}",
                 f"{median([r.system_s for r in side_runs]):.3f}",
+                f"{median([r.switches for r in side_runs]) / jobs:.1f}",
                 f"{median([r.first_create_s for r in side_runs]):.3f}",
                 " ".join(f"{jobs / r.wall_s:.0f}" for r in side_runs),
             )
@@ -206,6 +223,7 @@ def report(jobs: int, runs: dict[str, list[Run]]) -> list[tuple[str, ...]]:
             f"{throughput} {verdict(throughput_ratio >= THROUGHPUT_BAR)}",
             "",
             f"{cpu} {verdict(cpu_ratio <= CPU_BAR)}",
+            "",
             "",
             "",
             f"{first} {verdict(first_gap <= FIRST_CREATE_SLACK_S)}",
@@ -235,18 +253,16 @@ def split_rows(cpu_by_side: dict[str, dict[int, float]]) -> list[tuple[str, ...]
     )
     sizes = ",".join(str(jobs) for jobs in cpu_by_side["bare"])
     return [
-        ("CPU split", f"over {sizes} jobs", "", "", "", "", "", ""),
-        ("  bare loop", "", "", f"{bare_fixed:.3f} once", f"{1000 * bare_job:.3f}", "", "", ""),
-        ("  dropzone", "", "", f"{dz_fixed:.3f} once", f"{1000 * dz_job:.3f}", "", "", ""),
+        ("CPU split", f"over {sizes} jobs", "", "", "", "", "", "", ""),
+        ("  bare loop", "", "", f"{bare_fixed:.3f} once", f"{1000 * bare_job:.3f}", *[""] * 4),
+        ("  dropzone", "", "", f"{dz_fixed:.3f} once", f"{1000 * dz_job:.3f}", *[""] * 4),
         (
             "  dropzone/bare",
             "",
             "",
             f"{dz_fixed - bare_fixed:+.3f} s once",
             f"{dz_job / bare_job:.3f}x a job",
-            "",
-            "",
-            "",
+            *[""] * 4,
         ),
     ]
 
@@ -258,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--busy", type=int, default=0, help="CPU burners to run alongside")
+    parser.add_argument(
+        "--wrap",
+        default="",
+        help="a command each child runs under, {side} standing for bare or dropzone (a "
+        "profiler: its figures are then the profiler's, not the product's)",
+    )
     add_installed_option(parser)
     args = parser.parse_args(argv)
     args.python = product_python(args.installed)
@@ -271,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CPU (s)",
             "CPU/job (ms)",
             "of it system (s)",
+            "switches/job",
             "to 1st Create (s)",
             "runs",
         )
@@ -294,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(
                         f"  {jobs} run {repeat + 1} {side:8} wall {run.wall_s:.3f} s "
                         f"CPU {run.cpu_s:.3f} s (system {run.system_s:.3f}) "
+                        f"switches {run.switches} "
                         f"first Create {run.first_create_s:.3f} s",
                         flush=True,
                     )

@@ -121,12 +121,18 @@ def test_startup_reports_each_command_with_its_cpu() -> None:
     assert "load after:" in out
 
 
-def test_job_cost_reports_cpu_wall_and_first_create_ratios() -> None:
-    out = run_bench("job_cost.py", "--jobs", "10,20", "--repeats", "1", "--busy", "1")
+def test_job_cost_reports_cpu_wall_and_first_create_ratios(tmp_path: Path) -> None:
+    # Each child under a wrapper that leaves a mark, as a profiler would run it.
+    wrap = f"sh -c 'touch {tmp_path}/{{side}}-$$; exec \"$@\"' wrapper"
+    out = run_bench(
+        "job_cost.py", "--jobs", "10,20", "--repeats", "1", "--busy", "1", "--wrap", wrap
+    )
     assert re.search(r"^20 bare loop\s+\d", out, re.MULTILINE), out
     assert re.search(r"^20 dropzone run --once\s+\d", out, re.MULTILINE), out
-    each_run = r"^  20 run 1 dropzone .* \(system \d+\.\d+\) first Create"
+    each_run = r"^  20 run 1 dropzone .* \(system \d+\.\d+\) switches \d+ first Create"
     assert re.search(each_run, out, re.MULTILINE), out
+    marks = sorted(mark.name.split("-")[0] for mark in tmp_path.iterdir())
+    assert marks == ["bare", "bare", "dropzone", "dropzone"], marks
     ratios = r"^20 ratios\s+throughput \d+\.\d+x .*(PASS|FAIL)\s+CPU \d+\.\d+x .*(PASS|FAIL)"
     assert re.search(ratios, out, re.MULTILINE), out
     assert re.search(r"^CPU split\s+over 10,20 jobs", out, re.MULTILINE), out

@@ -17,6 +17,7 @@ from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.daemon.parts import WatchSet
 from dropzone.emulator import Emulator
+from dropzone.jobs.made import JobsMade
 from dropzone.jobs.submitter import Submitter
 from dropzone.jobs.watch import Watch
 from dropzone.ledger import SqliteLedger, State
@@ -57,12 +58,13 @@ class World:
                 "w", self.bucket, key, put["ETag"].strip('"'), 10, State.PENDING, now()
             )
 
-    def daemon(self, concurrency: int) -> Daemon:
+    def daemon(self, concurrency: int, jobs_made: JobsMade | None = None) -> Daemon:
         submitter = Submitter(
             ledger=self.ledger,
             api=self.api,
             watches={"w": Watch(self.rule, TosBucket(self.s3, self.bucket).head)},
             clock=now,
+            jobs_made=jobs_made,
         )
         return Daemon(
             ledger=self.ledger,
@@ -136,3 +138,37 @@ def test_a_drain_gives_back_the_claims_no_worker_took(world: World) -> None:
     )
     assert world.creates() == 1, "nothing was sent for the claims given back"
     assert daemon.work.in_flight == 0
+
+
+def test_jobs_made_are_recorded_by_the_next_claims_and_by_workers_gone_idle(
+    world: World,
+) -> None:
+    """The daemon's way: a job made waits for the next claim's transaction. Every one is in
+    the ledger once the workers find nothing more to claim, each entry with one Create."""
+    world.upload(12)
+    jobs_made = JobsMade()
+    daemon = world.daemon(concurrency=4, jobs_made=jobs_made)
+    workers = daemon.work.start_workers(4)
+    try:
+        wait_for(lambda: world.ledger.counts()[State.SUBMITTED] == 12, "12 submitted")
+    finally:
+        daemon.stop()
+        for worker in workers:
+            worker.join(30)
+    assert len(jobs_made) == 0
+    assert {entry.job_id is not None for entry in world.ledger.entries()} == {True}
+    assert world.creates() == 12
+    assert all(calls == 1 for calls in world.ark.state()["create_calls"].values())
+
+
+def test_a_job_made_after_the_last_claim_is_recorded_by_the_drain(world: World) -> None:
+    world.upload(1)
+    jobs_made = JobsMade()
+    daemon = world.daemon(concurrency=1, jobs_made=jobs_made)
+    assert daemon.submit_one(), "the entry claimed and its Create answered"
+    assert len(jobs_made) == 1
+    assert world.ledger.counts()[State.SUBMITTING] == 1, "its outcome waits for a claim"
+    daemon.stop()
+    assert daemon.run() == 0
+    assert len(jobs_made) == 0
+    assert world.ledger.counts()[State.SUBMITTED] == 1

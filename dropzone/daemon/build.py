@@ -18,6 +18,7 @@ from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.loop import Daemon, DaemonOptions
 from dropzone.daemon.parts import NO_NOTICES, NO_OPS, NO_TRACKING, WatchSet
 from dropzone.daemon.wakeup import Wakeup
+from dropzone.jobs.made import JobsMade
 from dropzone.jobs.policy import RetryPolicy
 from dropzone.jobs.prior import PriorJobs
 from dropzone.jobs.reachability import Reachability
@@ -248,7 +249,10 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
     """``baseline_anyway``: a first start baselines what is there even when the platform
     holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator).
     ``env``: given, a SIGHUP reads the config (``config``, as ``-c``) again; not, it is kept."""
-    submitter = build_submitter(settings, ledger=ledger, api=api, s3=s3, reachability=reachability)
+    # The daemon's workers record a job made with their next claim (dropzone.jobs.made).
+    submitter = build_submitter(
+        settings, ledger=ledger, api=api, s3=s3, reachability=reachability, jobs_made=JobsMade()
+    )
     tracker = Tracker(
         ledger=ledger,
         api=api,
@@ -296,8 +300,10 @@ def build_submitter(
     api: ArkClient,
     s3: S3Client,
     reachability: Reachability | None = None,
+    jobs_made: JobsMade | None = None,
 ) -> Submitter:
-    """The exactly-once protocol for the watches of ``settings`` (``submit`` needs no more)."""
+    """The exactly-once protocol for the watches of ``settings`` (``submit`` needs no more;
+    ``jobs_made``: for the daemon, whose claims record them)."""
     return Submitter(
         ledger=ledger,
         api=api,
@@ -310,6 +316,7 @@ def build_submitter(
         # that is the wait before "no job listed" counts as "no job made".
         late_create_s=2 * settings.ark.timeout_s,
         signature_validity_s=settings.ark.signature_validity_s,
+        jobs_made=jobs_made,
     )
 
 

@@ -3,7 +3,9 @@
 A worker with nothing in hand takes the next entry this node has claimed, and when there is
 none, claims up to ``claim_ahead`` due entries in one transaction (one durable commit for as
 many Creates, where a claim each cost a synced commit each: the largest CPU cost a job had
-beyond the bare call). Claims are committed before any of their Creates is sent, so a crash
+beyond the bare call). The same transaction records the jobs made since the last claim
+(:mod:`dropzone.jobs.made`), and a worker that finds nothing to claim, or a drain, records
+those left alone. Claims are committed before any of their Creates is sent, so a crash
 anywhere leaves a state the next start knows how to finish: a claim never sent is reconciled
 by its tag like any other. A drain gives back the claims no worker took. An entry whose
 outcome could not be written (a full disk) is settled by its tag later, as a restart would.
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
     from dropzone.daemon.parts import OpsEvents, WatchSet
     from dropzone.jobs.submitter import Submitter
-    from dropzone.ledger import Entry, Ledger
+    from dropzone.ledger import Entry, JobMade, Ledger
 
 IDLE_WAIT_S = 1.0
 _MIN_WAIT_S = 0.05
@@ -84,6 +86,8 @@ class SubmitWork:
         self._claim_ahead = max(1, claim_ahead)
         self._claimed: deque[Entry] = deque()  # claimed here, held, no worker's yet
         self._claimed_lock = threading.Lock()
+        self._claim_done = threading.Condition(self._claimed_lock)
+        self._claiming = False  # a worker is claiming, outside the lock
         self._log = get_logger()
 
     @property
@@ -130,6 +134,21 @@ class SubmitWork:
                 self._release(entry.id)
         return count
 
+    def record_jobs_made(self) -> None:
+        """Write the jobs made that no claim took with it yet; a failed write keeps them for
+        the next (a drain's failure leaves their entries to be reconciled by tag)."""
+        jobs_made = self.submitter.jobs_made
+        if jobs_made is None or not len(jobs_made):
+            return
+        made = jobs_made.take()
+        try:
+            refused = self.ledger.record_jobs_made(made)
+        except LedgerError as exc:
+            jobs_made.give_back(made)
+            self._log.error("ledger.failed", error=str(exc), jobs_made=len(made))
+            return
+        self._refused(refused)
+
     def submit_one(self) -> bool:
         """Submit the next entry claimed here, claiming when there is none; False when
         nothing was due."""
@@ -152,6 +171,7 @@ class SubmitWork:
         """Give back the claims no worker took (at a drain): pending again, no Create sent
         for them. One that cannot be given back stays ``submitting`` under this node's claim,
         and is reconciled by its tag (a later start, or another node)."""
+        self.record_jobs_made()
         with self._claimed_lock:
             waiting = list(self._claimed)
             self._claimed.clear()
@@ -217,6 +237,7 @@ class SubmitWork:
         return max(_MIN_WAIT_S, min(IDLE_WAIT_S, left))
 
     def unsettled(self) -> int:
+        self.record_jobs_made()  # else counted as submitting still
         counts = self.ledger.counts()
         unsettled = (State.WAITING, State.PENDING, State.SUBMITTING)
         return sum(counts.get(state, 0) for state in unsettled)
@@ -239,6 +260,7 @@ class SubmitWork:
                 self._log.exception("worker.failed")
                 busy = False
             if not busy:
+                self.record_jobs_made()  # a claim that found nothing wrote them, unless it failed
                 if was_busy:  # only then: run_once need not look again at every idle turn
                     self.idle.notify()
                 self.wake.wait(mark, self._idle_wait_s())
@@ -255,29 +277,90 @@ class SubmitWork:
         self._ops.outcome(watch, state)
 
     def _next_claimed(self) -> Entry | None:
+        """The next entry claimed here. The next claim is made while some claimed are left,
+        by the worker that took one of the last: the others take theirs meanwhile, where they
+        all waited for each claim's durable commit."""
         with self._claimed_lock:
-            if not self._claimed and not self._stop_event.is_set():
-                for entry in self._claim(self._claim_ahead):
-                    self._hold(entry.id)  # held from its claim: nothing here reconciles it
-                    self._claimed.append(entry)
+            while not self._claimed and self._claiming:
+                self._claim_done.wait()  # another worker's claim, whose entries are for all
+            entry = self._claimed.popleft() if self._claimed else None
+            refill = (
+                len(self._claimed) < self._refill_below
+                and not self._claiming
+                and not self._stop_event.is_set()
+            )
+            self._claiming = self._claiming or refill
+        if not refill:
+            return entry
+        try:
+            self._refill()
+        except LedgerError as exc:
+            if entry is None:
+                raise
+            self._log.error("ledger.failed", error=str(exc))  # the entry in hand goes on
+        if entry is not None:
+            return entry
+        with self._claimed_lock:
             return self._claimed.popleft() if self._claimed else None
 
+    @property
+    def _refill_below(self) -> int:
+        # Half a claim left: the next claim's commit is made while they are sent.
+        return (self._claim_ahead + 1) // 2
+
+    def _refill(self) -> None:
+        claimed: list[Entry] = []
+        try:
+            claimed = self._claim(self._claim_ahead)
+        finally:
+            with self._claimed_lock:
+                for entry in claimed:
+                    self._hold(entry.id)  # held from its claim: nothing here reconciles it
+                    self._claimed.append(entry)
+                self._claiming = False
+                self._claim_done.notify_all()
+
     def _claim(self, limit: int) -> list[Entry]:
+        jobs_made = self.submitter.jobs_made
+        made = jobs_made.take() if jobs_made is not None else []
+        try:
+            return self._claim_recording(made, limit)
+        except LedgerError:
+            if jobs_made is not None:
+                jobs_made.give_back(made)
+            raise
+
+    def _claim_recording(self, made: list[JobMade], limit: int) -> list[Entry]:
+        """Claim, the jobs ``made`` recorded in the first claim's transaction."""
         now = self._clock()
         watches = self._watches()
         if not watches.caps:
-            return self.ledger.claim_due(limit, now, node=self.node)
+            claim = self.ledger.settle_and_claim(made, limit, now, node=self.node)
+            self._refused(claim.refused)
+            return claim.entries
         # With a cost guard, claim per watch: a capped watch's active jobs and attempts in
         # flight (on every node) are counted and its free slots claimed in one transaction.
         for name in watches.names:
-            cap = watches.caps.get(name)
-            if cap is None:
-                claimed = self.ledger.claim_due(limit, now, watch=name, node=self.node)
-            else:
-                claimed = self.ledger.claim_capped(name, cap, limit, now, node=self.node)
-            if claimed:
-                return claimed
+            claim = self.ledger.settle_and_claim(
+                made, limit, now, watch=name, cap=watches.caps.get(name), node=self.node
+            )
+            self._refused(claim.refused)
+            made = []
+            if claim.entries:
+                return claim.entries
         return []
+
+    def _refused(self, refused: list[JobMade]) -> None:
+        """Jobs made whose claim another node took over before they were written: theirs to
+        record now (it finds the job by its tag), as when the write came at once."""
+        for job in refused:
+            self._log.warning(
+                "claim.lost",
+                entry_id=job.entry_id,
+                token=job.fence,
+                job_id=job.job_id,
+                node=self.node,
+            )
 
     def _idle_wait_s(self) -> float:
         """How long an idle worker waits for a wake-up. With a cost guard, the entries due may

@@ -24,7 +24,7 @@ from dropzone.jobs.policy import (
     decide,
     transient_retry,
 )
-from dropzone.ledger import Entry, State
+from dropzone.ledger import Entry, JobMade, State
 from dropzone.log import get_logger
 from dropzone.sources.base import SourceError
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from dropzone.ark.models import CreateJobRequest, Job
     from dropzone.config import WatchRule
+    from dropzone.jobs.made import JobsMade
     from dropzone.jobs.prior import PriorJobs
     from dropzone.jobs.reachability import Reachability
     from dropzone.jobs.watch import JobApi, Watch
@@ -89,6 +90,7 @@ class Submitter:
         signature_validity_s: float = 900.0,
         reachability: Reachability | None = None,
         prior_jobs: PriorJobs | None = None,
+        jobs_made: JobsMade | None = None,
     ) -> None:
         """``late_create_s``: how long after it was sent a Create may still make a job (it may
         be on its way, or being carried out); until then, no job listed proves nothing.
@@ -96,7 +98,9 @@ class Submitter:
         ``reachability``: while it tells of an outage, per-file retry lines go to debug (the
         outage itself is logged once, there).
         ``prior_jobs``: where a version's job is looked up before its Create (None: not looked
-        up, the guard is the only check)."""
+        up, the guard is the only check).
+        ``jobs_made``: where a job made waits to be recorded by the daemon's next claim (None:
+        recorded at once, in a transaction of its own)."""
         self._ledger = ledger
         self._api = api
         self._watches = dict(watches)
@@ -107,6 +111,7 @@ class Submitter:
         self._signature_validity = timedelta(seconds=signature_validity_s)
         self._reachability = reachability
         self._prior_jobs = prior_jobs
+        self.jobs_made = jobs_made
         self._log = get_logger()
 
     def replace_watches(self, watches: Mapping[str, Watch]) -> None:
@@ -148,9 +153,13 @@ class Submitter:
         if self._reachability is not None:
             self._reachability.create_answered()
         output_dir = request.output_dir_tos_location.object_key
-        self._ledger.record_submitted(
-            entry.id, job_id, output_dir, self._clock(), fence=entry.claim_token
-        )
+        if self.jobs_made is not None and entry.claim_token is not None:
+            made = JobMade(entry.id, job_id, output_dir, self._clock(), entry.claim_token)
+            self.jobs_made.add(made)
+        else:
+            self._ledger.record_submitted(
+                entry.id, job_id, output_dir, self._clock(), fence=entry.claim_token
+            )
         log.info("job.submitted", job_id=job_id, output_dir=output_dir, attempt=entry.attempts)
         return State.SUBMITTED
 

@@ -42,10 +42,12 @@ do: a ledger that cannot be opened is the operator's configuration, a failed wri
 from dropzone.ledger.diff import Listed, Page, PageDiff, diff_page
 from dropzone.ledger.model import (
     TRANSITIONS,
+    Claim,
     ClaimLost,
     Entry,
     EntryNotFound,
     InvalidTransition,
+    JobMade,
     LedgerError,
     LedgerFailed,
     LedgerLocked,
@@ -69,10 +71,12 @@ from dropzone.ledger.store import LedgerStore
 __all__ = [
     "SCHEMA_VERSION",
     "TRANSITIONS",
+    "Claim",
     "ClaimLost",
     "Entry",
     "EntryNotFound",
     "InvalidTransition",
+    "JobMade",
     "Ledger",
     "LedgerError",
     "LedgerFailed",

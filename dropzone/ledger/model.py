@@ -214,6 +214,27 @@ class Version(NamedTuple):
 
 
 @dataclass(frozen=True)
+class JobMade:
+    """An attempt's job, made, to be recorded with the next write of the daemon's (a claim's
+    transaction, or :meth:`~dropzone.ledger.protocol.LedgerWrites.record_jobs_made`): its entry
+    goes to ``submitted`` then, if its claim (``fence``) is still the entry's."""
+
+    entry_id: int
+    job_id: str
+    output_dir: str | None
+    at: datetime
+    fence: int
+
+
+class Claim(NamedTuple):
+    """What a claim's transaction did: the entries it claimed, and the jobs made it was to
+    record whose claims it found taken over (their new owner finds the job by its tag)."""
+
+    entries: list[Entry]
+    refused: list[JobMade]
+
+
+@dataclass(frozen=True)
 class Recorded:
     """What merging a listing page recorded: ``entries``, the versions to be told of one by
     one (pending, or noted), by key; ``baseline``, how many plain baseline versions went in

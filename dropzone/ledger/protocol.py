@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
     from dropzone.ledger.diff import Listed, Page
     from dropzone.ledger.model import (
+        Claim,
         Entry,
+        JobMade,
         NodeLease,
         OnChange,
         Recorded,
@@ -84,6 +86,17 @@ class LedgerWrites(Protocol):
     def claim_capped(
         self, watch: str, cap: int, limit: int, now: datetime, *, node: str | None = None
     ) -> list[Entry]: ...
+    def settle_and_claim(
+        self,
+        made: Sequence[JobMade],
+        limit: int,
+        now: datetime,
+        *,
+        watch: str | None = None,
+        cap: int | None = None,
+        node: str | None = None,
+    ) -> Claim: ...
+    def record_jobs_made(self, made: Sequence[JobMade]) -> list[JobMade]: ...
     def claim_one(
         self, entry_id: int, now: datetime, *, node: str | None = None
     ) -> Entry | None: ...

@@ -57,6 +57,12 @@ class Guarded:
         """The write of one attempt: conditioned on its claim's token as well (a last value)."""
         return self._statement(fenced=True)
 
+    @cached_property
+    def fenced_update(self) -> str:
+        """:attr:`fenced_sql` returning nothing: a write whose caller needs only whether it
+        matched (its row count), not the entry."""
+        return self.fenced_sql.removesuffix(" RETURNING *")
+
     def _statement(self, *, fenced: bool) -> str:
         sets = ("state = ?",) if self.move is not None else ()
         assignments = ", ".join((*sets, *self.sets, "updated_at = ?"))

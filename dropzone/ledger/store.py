@@ -314,8 +314,7 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         One conditional UPDATE: however many threads or processes claim at once, each entry
         is claimed by exactly one of them. The attempt count goes up by one.
         """
-        with self.write() as tx:
-            return self._claim(tx, limit, now, watch, node)
+        return self.settle_and_claim((), limit, now, watch=watch, node=node).entries
 
     def claim_capped(
         self, watch: str, cap: int, limit: int, now: datetime, *, node: str | None = None
@@ -323,12 +322,45 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         """As :meth:`claim_due` for one watch with ``max_active_jobs = cap``: its jobs still
         active and its attempts in flight (on any node) are counted, and the claim takes only
         the free slots, in one transaction that holds the watch's cap."""
+        return self.settle_and_claim((), limit, now, watch=watch, cap=cap, node=node).entries
+
+    def settle_and_claim(
+        self,
+        made: Sequence[model.JobMade],
+        limit: int,
+        now: datetime,
+        *,
+        watch: str | None = None,
+        cap: int | None = None,
+        node: str | None = None,
+    ) -> model.Claim:
+        """Record the jobs ``made`` and claim (:meth:`claim_due`, or :meth:`claim_capped` with
+        a ``cap``, which needs ``watch``) in one durable transaction: an attempt's outcome
+        shares the commit of the next claim, where it had one of its own (a transaction, a
+        commit and the entry read back, for a row the worker does not read)."""
         with self.write() as tx:
+            if cap is None:
+                refused = _record_made(tx, made)
+                return model.Claim(self._claim(tx, limit, now, watch, node), refused)
+            if watch is None:
+                raise ValueError("a capped claim is one watch's")
             self.lock_watch(tx, watch)
+            # Recorded after the count or before it, an attempt is one of the cap's either way:
+            # in flight while submitting, an active job once submitted.
+            refused = _record_made(tx, made)
             in_flight = tx.rows(sql.IN_FLIGHT, (watch, State.SUBMITTING))[0]["in_flight"]
             active = tx.rows(sql.ACTIVE_JOBS, (watch, State.SUBMITTED))[0]["active"]
             free = min(limit, cap - int(in_flight) - int(active))
-            return self._claim(tx, free, now, watch, node) if free > 0 else []
+            claimed = self._claim(tx, free, now, watch, node) if free > 0 else []
+            return model.Claim(claimed, refused)
+
+    def record_jobs_made(self, made: Sequence[model.JobMade]) -> list[model.JobMade]:
+        """Record the jobs ``made`` in one transaction (not durable: as any attempt's outcome,
+        :meth:`_apply`); returns those whose claim was taken over meanwhile (not recorded)."""
+        if not made:
+            return []
+        with self.write(durable=False) as tx:
+            return _record_made(tx, made)
 
     def _claim(
         self, tx: Tx, limit: int, now: datetime, watch: str | None, node: str | None
@@ -512,6 +544,18 @@ def _guarded(
     if not rows:
         _refuse(tx, entry_id, write.target, fence)
     return entry_of(rows[0])
+
+
+def _record_made(tx: Tx, made: Sequence[model.JobMade]) -> list[model.JobMade]:
+    """Each job made recorded as its entry's outcome, where its claim is still the entry's;
+    those refused, returned."""
+    refused: list[model.JobMade] = []
+    for job in made:
+        sets = (job.job_id, job.output_dir, None)
+        values = sql.SUBMITTED.values(sets, to_text(job.at), job.entry_id, (job.fence,))
+        if tx.run(sql.SUBMITTED.fenced_update, values) != 1:
+            refused.append(job)
+    return refused
 
 
 def _refuse(tx: Tx, entry_id: int, target: State, fence: int | None) -> None:

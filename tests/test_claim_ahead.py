@@ -90,6 +90,17 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) ->
         time.sleep(0.02)
 
 
+def submit_all(daemon: Daemon, world: World, count: int) -> None:
+    """Four workers until ``count`` entries are submitted, then stopped and joined."""
+    workers = daemon.work.start_workers(4)
+    try:
+        wait_for(lambda: world.ledger.counts()[State.SUBMITTED] == count, f"{count} submitted")
+    finally:
+        daemon.stop()
+        for worker in workers:
+            worker.join(30)
+
+
 @pytest.fixture
 def world(tmp_path: Path, moto_endpoint: str) -> Iterator[World]:
     with Emulator(AK, SK, queue_s=3600, run_s=3600, seed=3) as ark:
@@ -104,14 +115,7 @@ def test_workers_claim_several_entries_a_transaction_and_send_one_create_each(
     world: World,
 ) -> None:
     world.upload(12)
-    daemon = world.daemon(concurrency=4)
-    workers = daemon.work.start_workers(4)
-    try:
-        wait_for(lambda: world.ledger.counts()[State.SUBMITTED] == 12, "12 submitted")
-    finally:
-        daemon.stop()
-        for worker in workers:
-            worker.join(30)
+    submit_all(world.daemon(concurrency=4), world, 12)
     entries = list(world.ledger.entries())
     tokens = {entry.claim_token for entry in entries}
     assert len(tokens) <= 12 - 3, f"the first claim took 4 entries at once: {tokens}"
@@ -147,14 +151,7 @@ def test_jobs_made_are_recorded_by_the_next_claims_and_by_workers_gone_idle(
     the ledger once the workers find nothing more to claim, each entry with one Create."""
     world.upload(12)
     jobs_made = JobsMade()
-    daemon = world.daemon(concurrency=4, jobs_made=jobs_made)
-    workers = daemon.work.start_workers(4)
-    try:
-        wait_for(lambda: world.ledger.counts()[State.SUBMITTED] == 12, "12 submitted")
-    finally:
-        daemon.stop()
-        for worker in workers:
-            worker.join(30)
+    submit_all(world.daemon(concurrency=4, jobs_made=jobs_made), world, 12)
     assert len(jobs_made) == 0
     assert {entry.job_id is not None for entry in world.ledger.entries()} == {True}
     assert world.creates() == 12

@@ -345,7 +345,7 @@ class SubmitWork:
                 made, limit, now, watch=name, cap=watches.caps.get(name), node=self.node
             )
             self._refused(claim.refused)
-            made = []
+            made.clear()  # written: nothing for the next watch's claim, nor to give back
             if claim.entries:
                 return claim.entries
         return []

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog.testing
 
 from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
@@ -169,3 +170,27 @@ def test_a_job_made_after_the_last_claim_is_recorded_by_the_drain(world: World) 
     assert daemon.run() == 0
     assert len(jobs_made) == 0
     assert world.ledger.counts()[State.SUBMITTED] == 1
+
+
+def test_a_worker_lives_through_a_ledger_that_fails_its_claim_and_its_wait(
+    world: World,
+) -> None:
+    """The ledger failing every call (a server's connections cut, here closed under it): the
+    claim's failure is logged, and so is the look at the next due entry that decides the
+    worker's wait, which ended the worker's thread before."""
+    daemon = world.daemon(concurrency=1)
+    world.ledger.close()
+    with structlog.testing.capture_logs() as logged:
+        [worker] = daemon.work.start_workers(1)
+        try:
+
+            def failures() -> int:
+                daemon.wake()  # the wait after a failure is a second's, not the test's
+                return sum(line["event"] in {"worker.failed", "ledger.failed"} for line in logged)
+
+            wait_for(lambda: failures() >= 4 or not worker.is_alive(), "failed turns")
+            assert worker.is_alive(), f"the worker's thread ended: {logged}"
+        finally:
+            daemon.stop()
+            worker.join(30)
+    assert not worker.is_alive()

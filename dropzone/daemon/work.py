@@ -263,7 +263,7 @@ class SubmitWork:
                 self.record_jobs_made()  # a claim that found nothing wrote them, unless it failed
                 if was_busy:  # only then: run_once need not look again at every idle turn
                     self.idle.notify()
-                self.wake.wait(mark, self._idle_wait_s())
+                self.wake.wait(mark, self._idle_wait_or_default())
 
     def _claim_lost(self, exc: ClaimLost) -> None:
         """This node was stalled or cut off past its lease, and another took the attempt over:
@@ -361,6 +361,16 @@ class SubmitWork:
                 job_id=job.job_id,
                 node=self.node,
             )
+
+    def _idle_wait_or_default(self) -> float:
+        # The ledger that failed the claim may fail the look at the next due entry too (a
+        # server's connections cut): the worker waits its longest and lives, where the error
+        # ended its thread.
+        try:
+            return self._idle_wait_s()
+        except LedgerError as exc:
+            self._log.error("ledger.failed", error=str(exc))
+            return IDLE_WAIT_S
 
     def _idle_wait_s(self) -> float:
         """How long an idle worker waits for a wake-up. With a cost guard, the entries due may

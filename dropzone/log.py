@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
+import json
 import logging
 import os
 import re
@@ -116,11 +117,20 @@ def redact(
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask secret-named fields and registered secret values."""
     secrets = _secrets()
-    for name in list(event_dict):
+    texts: list[str] = []
+    for name, value in event_dict.items():
         if _names_a_secret(name):
             event_dict[name] = MASK
-        elif secrets.pattern is not None:
-            event_dict[name] = _scrub(event_dict[name], secrets)
+        elif type(value) is str:
+            texts.append(value)
+        elif secrets.pattern is not None and value is not None:
+            event_dict[name] = _scrub(value, secrets)
+    # Nearly every line holds no secret: its text fields are searched at once, and scrubbed
+    # one by one only on a hit (a hit across two fields' join is a false alarm, not a miss).
+    if secrets.pattern is not None and secrets.pattern.search("\0".join(texts)) is not None:
+        for name, value in event_dict.items():
+            if type(value) is str:
+                event_dict[name] = _masked(value, secrets)
     return event_dict
 
 
@@ -159,8 +169,22 @@ def _exceptions_and_renderer(
         )
     return (
         structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
-        structlog.processors.JSONRenderer(ensure_ascii=False),
+        structlog.processors.JSONRenderer(serializer=_json_line),
     )
+
+
+def _shown(value: object) -> object:
+    # What redaction let through as an object is printed as its repr, as structlog does.
+    structlog_form = getattr(value, "__structlog__", None)
+    return structlog_form() if callable(structlog_form) else repr(value)
+
+
+# One encoder for every line: json.dumps with options builds a new one each call.
+_encode_line = json.JSONEncoder(ensure_ascii=False, default=_shown).encode
+
+
+def _json_line(event_dict: object, **_renderer_options: object) -> str:
+    return _encode_line(event_dict)
 
 
 @dataclass

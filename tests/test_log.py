@@ -138,3 +138,24 @@ def test_no_color_turns_the_console_colour_off(
     text = stream.getvalue()
     assert "poll.completed" in text
     assert ("\x1b[" in text) is coloured
+
+
+def test_text_fields_are_masked_one_by_one_and_only_where_a_secret_is() -> None:
+    """A line's text fields are searched together: the field holding a secret (raw or
+    URL-encoded) is masked, its neighbours are left whole, and a secret's halves in two
+    fields are two harmless texts, not a secret."""
+    stream = io.StringIO()
+    log.configure("json", stream=stream)
+    log.register_secrets([SECRET, TOKEN])
+    half = len(SECRET) // 2
+    logger = log.get_logger()
+    logger.info("a", url=f"?t={quote(TOKEN, safe='')}", key="in/x.jsonl", nested={"v": SECRET})
+    logger.info("b", head=SECRET[:half], tail=SECRET[half:], session_token="plain")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["url"], first["key"], first["nested"]) == (
+        "?t=[secure]",
+        "in/x.jsonl",
+        {"v": "[secure]"},
+    )
+    assert (second["head"], second["tail"]) == (SECRET[:half], SECRET[half:])
+    assert second["session_token"] == "[secure]"

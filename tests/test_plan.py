@@ -385,6 +385,42 @@ def test_description_is_cut_to_300_utf16_units() -> None:
     assert 298 <= utf16_units(text) <= 300
 
 
+def test_description_of_exactly_300_utf16_units_is_kept_whole() -> None:
+    """The count is the console's to the unit: 300 stays whole, 301 is cut."""
+    whole = plan.description(plan.ObjectRef("b", "🙂" * 141, "e"))  # 18 + 2 x 141 units
+    assert utf16_units(whole) == 300
+    assert not whole.endswith("…")
+    cut = plan.description(plan.ObjectRef("b", "🙂" * 141 + "x", "e"))
+    assert cut.endswith("…")
+    assert utf16_units(cut) <= 300
+
+
+def test_the_watch_tags_are_shared_and_only_the_version_tag_is_new() -> None:
+    rule = make_rule(tags={"team": "nlp", "cost": "a"})
+    one = plan.job_tags(rule, plan.ObjectRef("b", PREFIX + "x.jsonl", "e1"))
+    other = plan.job_tags(rule, plan.ObjectRef("b", PREFIX + "y.jsonl", "e2"))
+    assert [(t.key, t.value) for t in one] == [
+        ("team", "nlp"),
+        ("cost", "a"),
+        (plan.INPUT_TAG_KEY, plan.input_tag("b", PREFIX + "x.jsonl", "e1")),
+        (plan.WATCH_TAG_KEY, "chat"),
+    ]
+    assert one[2] != other[2]
+    assert [one[0], one[1], one[3]] == [other[0], other[1], other[3]]
+
+
+def test_a_rule_tag_with_a_reserved_key_takes_dropzones_value_in_its_place() -> None:
+    # Unvalidated on purpose: load_settings refuses a reserved tag key, planning must not
+    # send it twice for a rule that did not pass through it.
+    rule = RULE.model_copy(update={"tags": {plan.WATCH_TAG_KEY: "theirs", "team": "nlp"}})
+    tags = plan.job_tags(rule, plan.ObjectRef("b", PREFIX + "x.jsonl", "e1"))
+    assert [(t.key, t.value) for t in tags] == [
+        (plan.WATCH_TAG_KEY, "chat"),
+        ("team", "nlp"),
+        (plan.INPUT_TAG_KEY, plan.input_tag("b", PREFIX + "x.jsonl", "e1")),
+    ]
+
+
 # --- a watch feeding on its own results -----------------------------------------------------
 
 

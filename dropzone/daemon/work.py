@@ -263,7 +263,7 @@ class SubmitWork:
                 self.record_jobs_made()  # a claim that found nothing wrote them, unless it failed
                 if was_busy:  # only then: run_once need not look again at every idle turn
                     self.idle.notify()
-                self.wake.wait(mark, self._idle_wait_or_default())
+                self.wake.wait(mark, self._idle_wait_s())
 
     def _claim_lost(self, exc: ClaimLost) -> None:
         """This node was stalled or cut off past its lease, and another took the attempt over:
@@ -362,16 +362,6 @@ class SubmitWork:
                 node=self.node,
             )
 
-    def _idle_wait_or_default(self) -> float:
-        # The ledger that failed the claim may fail the look at the next due entry too (a
-        # server's connections cut): the worker waits its longest and lives, where the error
-        # ended its thread.
-        try:
-            return self._idle_wait_s()
-        except LedgerError as exc:
-            self._log.error("ledger.failed", error=str(exc))
-            return IDLE_WAIT_S
-
     def _idle_wait_s(self) -> float:
         """How long an idle worker waits for a wake-up. With a cost guard, the entries due may
         all be held back by their watch's cap: looking again every 50 ms re-counted the ledger
@@ -379,7 +369,13 @@ class SubmitWork:
         frees when a job ends (tracking wakes the workers) or once a second at the latest."""
         if self._watches().caps:
             return IDLE_WAIT_S
-        return min(IDLE_WAIT_S, self.seconds_to_next_due())
+        try:
+            return min(IDLE_WAIT_S, self.seconds_to_next_due())
+        except LedgerError as exc:
+            # The ledger that failed the claim may fail this look too (a server's connections
+            # cut): the worker waits its longest and lives, where the error ended its thread.
+            self._log.error("ledger.failed", error=str(exc))
+            return IDLE_WAIT_S
 
     def _hold(self, entry_id: int) -> bool:
         with self._in_flight_lock:

@@ -145,7 +145,7 @@ def add_installed_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def product_python(venv: str | None) -> Path:
+def product_python(venv: str | None, source: Path = REPO) -> Path:
     """The Python whose ``dropzone`` (and bare loop) the children run, as installed.
 
     Without ``venv``: this interpreter, once dropzone's modules are compiled to bytecode, as
@@ -155,6 +155,7 @@ def product_python(venv: str | None) -> Path:
     environment, made with dropzone installed from this checkout (its dependencies only, not
     the dev extras: rich, a dev dependency, makes importing structlog 0.035 s dearer, and
     click and rich make importing httpx dearer), dropzone reinstalled when it exists.
+    ``source``: the tree installed there (another revision's, for ``ab.py``).
     """
     if venv is None:
         compileall.compile_dir(REPO / "dropzone", quiet=1)
@@ -167,7 +168,7 @@ def product_python(venv: str | None) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
         refresh = []
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", *refresh, str(REPO)],
+        [str(python), "-m", "pip", "install", "--quiet", *refresh, str(source)],
         capture_output=True,
         text=True,
         check=False,

@@ -139,3 +139,21 @@ def test_job_cost_reports_cpu_wall_and_first_create_ratios(tmp_path: Path) -> No
     split = r"^  dropzone/bare\s+[+-]\d+\.\d+ s once\s+-?\d+\.\d+x a job"
     assert re.search(split, out, re.MULTILINE), out
     assert "load after:" in out
+
+
+def test_ab_pairs_two_versions_and_reports_the_paired_difference() -> None:
+    # The same environment on both sides (an A/A run): the script's own path, not a speed.
+    python = sys.executable
+    out = run_bench(
+        "ab.py", "--pairs", "3", "--jobs", "5", "--python-a", python, "--python-b", python
+    )
+    first = r"^  1 \(ab\)\s+\d+\.\d{3}\s+\d+\.\d{3}\s+[+-]\d+\.\d{3}"
+    assert re.search(first, out, re.MULTILINE), out
+    assert re.search(r"^  2 \(ba\)", out, re.MULTILINE), out
+    paired = (
+        r"b - a, paired: median [+-]\d+\.\d{3} s, mean [+-]\d+\.\d{3} s \(95% interval "
+        r"[+-]\d+\.\d{3} to [+-]\d+\.\d{3}, sd \d+\.\d{3}\); b used less in \d of 3 pairs, more "
+        r"in \d \(sign test p = \d\.\d{3}\)"
+    )
+    assert re.search(paired, out), out
+    assert re.search(r"^(told apart|not told apart)", out, re.MULTILINE), out

@@ -82,7 +82,8 @@ def test_status_and_check_offline_import_neither_boto3_nor_httpx(tmp_path: Path)
 def test_run_once_of_a_bucket_watch_imports_no_part_it_has_no_use_for(tmp_path: Path) -> None:
     """No folder watch (watchdog), no webhook (Standard Webhooks), no event feed (Kafka, the
     feeds' modules), no --dry-run (the preview), no /metrics, heartbeat or systemd (the ops
-    server's modules), no validation (the preflight's)."""
+    server's modules), no metrics at all (nothing could read them), no validation (the
+    preflight's)."""
     modules, done = _imported(tmp_path, "run", "--once", "--log-format", "json")
     assert "daemon.started" in done.stdout + done.stderr, done.stderr[-2000:]
     assert "dropzone.daemon.build" in modules
@@ -96,6 +97,8 @@ def test_run_once_of_a_bucket_watch_imports_no_part_it_has_no_use_for(tmp_path: 
         "dropzone.ops.http",
         "dropzone.ops.health",
         "dropzone.ops.systemd",
+        "dropzone.ops.metrics",
+        "prometheus_client",
         "dropzone.preflight",
     }
     assert unused & modules == set()

@@ -29,7 +29,6 @@ from dropzone.jobs.watch import Watch
 from dropzone.ledger import LedgerError, State
 from dropzone.log import get_logger
 from dropzone.notify.service import NotifyService
-from dropzone.ops.metrics import Metrics
 from dropzone.runtime import UsageError, utc_now
 from dropzone.sources.tos import TosBucket
 from dropzone.watches.bucket import BucketWatch
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     from dropzone.ledger import Ledger
     from dropzone.ops.events import DaemonOps
     from dropzone.ops.http import OpsServer
+    from dropzone.ops.metrics import Metrics
     from dropzone.watches.folder import FolderWatch
 
 
@@ -73,9 +73,16 @@ def build(
     and systemd notify (``run --once`` has none); ``config``: the ``-c`` value a SIGHUP
     reads again."""
     credentials = runtime.credentials_for(settings, env)
-    metrics = Metrics([rule.name for rule in settings.watches])
     reachability = Reachability(utc_now)
-    observer = runtime.fan_out(metrics.api_call, reachability.observe)
+    metrics: Metrics | None = None
+    observer = reachability.observe
+    if observed:
+        # Only a daemon that serves /metrics counts: ``run --once`` has no reader for them,
+        # and would pay prometheus_client's import and every call's count for nothing.
+        from dropzone.ops.metrics import Metrics  # noqa: PLC0415
+
+        metrics = Metrics([rule.name for rule in settings.watches])
+        observer = runtime.fan_out(metrics.api_call, reachability.observe)
     ledger = runtime.open_ledger(settings, daemon=True)
     api: ArkClient | None = None
     server = None
@@ -89,7 +96,7 @@ def build(
         )
         lease = node_lease(settings, ledger, api)
         held: dict[str, str] = {}
-        ops = _daemon_ops(settings, env, ledger, metrics) if observed else None
+        ops = _daemon_ops(settings, env, ledger, metrics) if metrics is not None else None
         daemon = build_daemon(
             settings,
             ledger=ledger,
@@ -109,7 +116,7 @@ def build(
             from dropzone.daemon.feeds import start_feeds  # noqa: PLC0415
 
             ops.metrics.track_node(lease)
-            feeds = start_feeds(settings, daemon, s3, metrics)
+            feeds = start_feeds(settings, daemon, s3, ops.metrics)
             server = _serve_ops(settings, ops, ledger, reachability, held, lease, feeds)
         yield DaemonParts(daemon, ledger, api, server)
     finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -188,6 +190,44 @@ def test_connection_refused_never_reached(clock: FakeClock) -> None:
         client.create(_request())
     assert not caught.value.may_have_reached
     assert isinstance(caught.value.__cause__, Exception)
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections whose far end is ``port`` on this machine (IPv4)."""
+    established = "01"
+    count = 0
+    for line in Path("/proc/net/tcp").read_text(encoding="ascii").splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[3] == established:
+            count += 1
+    return count
+
+
+def test_concurrent_calls_each_have_a_connection_kept_alive_until_close(
+    emulator: Emulator, clock: FakeClock
+) -> None:
+    """Eight threads at once, three calls each: every call answered, no more connections
+    than calls at once (each kept for the next call), and close() ends them all."""
+    port = int(emulator.url.rsplit(":", 1)[1].rstrip("/"))
+    threads, rounds = 8, 3
+    start = threading.Barrier(threads)
+    made: list[str] = []
+
+    def create(worker: int) -> None:
+        start.wait(timeout=30)
+        for turn in range(rounds):
+            key = f"data/{worker}-{turn}.jsonl"
+            made.append(client.create(_request(key=key, tag=f"t-{worker}-{turn}")))
+
+    with _client(emulator, clock) as client:
+        workers = [threading.Thread(target=create, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert len(set(made)) == threads * rounds
+        assert 1 <= _connections_to(port) <= threads
+    assert _connections_to(port) == 0
 
 
 def test_observer_sees_every_call(emulator: Emulator, clock: FakeClock) -> None:

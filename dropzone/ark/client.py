@@ -8,6 +8,8 @@ tree of ``errors.py``.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,19 +106,39 @@ class ArkClient:
         self._clock = clock
         self._observer = observer
         self.limiter = RateLimiter(max_requests_per_second)
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            headers={"User-Agent": USER_AGENT},
-        )
-        self._headers = dict(self._http.headers)  # httpx's defaults, with ours
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._transport = transport
+        # One TLS context for every connection: each client would load the CA bundle again.
+        self._verify = httpx.create_ssl_context()
+        # A call takes a client no other call is using, made when none is free: a client
+        # whose pool all the workers shared was a lock they queued on, and every request
+        # scanned all its connections for an idle one. So each connection has its client.
+        self._spare: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
+        self._clients: list[httpx.Client] = []
+        self._clients_lock = threading.Lock()
+        self._spare.put(self._new_client())
+        self._headers = dict(self._clients[0].headers)  # httpx's defaults, with ours
         self._urls: dict[tuple[tuple[str, str], ...], httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"ArkClient(endpoint={self._base!r}, region={self._region!r})"
 
     def close(self) -> None:
-        self._http.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+    def _new_client(self) -> httpx.Client:
+        client = httpx.Client(
+            transport=self._transport,
+            timeout=self._timeout,
+            headers={"User-Agent": USER_AGENT},
+            verify=self._verify,
+        )
+        with self._clients_lock:
+            self._clients.append(client)
+        return client
 
     def __enter__(self) -> Self:
         return self
@@ -290,7 +312,11 @@ class ArkClient:
             "POST", self._url_for(query), headers={**self._headers, **headers}, content=body
         )
         try:
-            return self._http.send(request)
+            client = self._spare.get_nowait()
+        except queue.Empty:
+            client = self._new_client()
+        try:
+            return client.send(request)
         except httpx.TransportError as exc:
             raise translate_transport_error(exc) from exc
         except httpx.DecodingError as exc:
@@ -300,6 +326,8 @@ class ArkClient:
                 may_have_reached=True,
                 code=PROTOCOL_ERROR,
             ) from exc
+        finally:
+            self._spare.put(client)
 
     def _url_for(self, query: tuple[tuple[str, str], ...]) -> httpx.URL:
         url = self._urls.get(query)

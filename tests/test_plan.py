@@ -535,3 +535,20 @@ def test_property_request_validates_and_wires(key: str, etag: str) -> None:
         plan.INPUT_TAG_KEY: plan.input_tag("my-bucket-name", key, etag),
         plan.WATCH_TAG_KEY: "chat",
     }
+
+
+@given(key=_keys(), etag=st.text(min_size=1, max_size=40))
+def test_property_the_body_sent_is_the_wire_form_as_json_writes_it(key: str, etag: str) -> None:
+    """The bytes a Create signs and sends are, byte for byte, ``json.dumps`` of its wire form
+    (compact, non-ASCII unescaped), whatever the key holds."""
+    request = plan.plan_request(plan.ObjectRef("my-bucket-name", key, etag), RULE, NOW)
+    written = json.dumps(request.wire(), ensure_ascii=False, separators=(",", ":"))
+    assert request.wire_json() == written.encode("utf-8")
+
+
+def test_the_body_sent_escapes_as_json_does() -> None:
+    key = PREFIX + '团队/a "quoted"\\ \t\u2028\x7f é.jsonl'
+    request = plan.plan_request(plan.ObjectRef("my-bucket-name", key, "e"), RULE, NOW)
+    written = json.dumps(request.wire(), ensure_ascii=False, separators=(",", ":"))
+    assert request.wire_json() == written.encode("utf-8")
+    assert f'"ObjectKey":"{PREFIX}团队/a \\"quoted\\"' in written

@@ -55,6 +55,10 @@ class CallObserver(Protocol):
     def __call__(self, action: str, outcome: str, seconds: float, detail: str = "") -> None: ...
 
 
+# One encoder for every body: json.dumps with options builds a new one each call.
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -154,7 +158,8 @@ class ArkClient:
         """A Create signed now (after the rate limit's wait), to be sent by :meth:`send_create`
         as it is: one attempt is one signature, so its bytes are valid only until
         ``signed_at`` plus the platform's signature lifetime, however late they go out."""
-        return SignedCreate(request, self._sign("CreateBatchInferenceJob", request.wire()))
+        call = self._sign_body("CreateBatchInferenceJob", request.wire_json())
+        return SignedCreate(request, call)
 
     def send_create(self, signed: SignedCreate) -> str:
         """Send a signed Create; the job's ID, or Duplicate when the guard names an active job."""
@@ -267,7 +272,9 @@ class ArkClient:
         return self._deliver(self._sign(action, payload))
 
     def _sign(self, action: str, payload: Mapping[str, object]) -> SignedCall:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return self._sign_body(action, _compact_json(payload).encode("utf-8"))
+
+    def _sign_body(self, action: str, body: bytes) -> SignedCall:
         query = (("Action", action), ("Version", API_VERSION))
         self.limiter.acquire()
         now = self._clock()

@@ -141,8 +141,10 @@ class BucketWatch:
 
     def _report(self, recorded: list[Entry]) -> None:
         # A plain baseline is only counted (one summary line for it, not one per object).
+        # Bound once a page: each call through the module's lazy logger makes a logger anew.
+        log = self._log.bind()
         for entry in recorded:
-            self._log.info(
+            log.info(
                 "object.detected",
                 key=entry.key,
                 etag=entry.etag,

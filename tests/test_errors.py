@@ -48,6 +48,8 @@ NEVER_ESCAPE = {
     "emulator's serving loop, caught by the function that serves",
     "dropzone.config.env._EnvProblem": "one environment override's problem, caught in its "
     "module and made a line of the ConfigError that lists them all",
+    "dropzone.ledger.store._NothingToCommit": "control flow: a claim that changed nothing worth "
+    "keeping rolls its transaction back by it, caught by the claim itself",
     "dropzone.notify.targets.DeliveryFailed": "one try of one notice that did not deliver: the "
     "notifier puts the notice off (or gives it up) and logs why, so it never leaves a round",
 }

@@ -57,6 +57,31 @@ def test_an_unchanged_poll_writes_nothing(ledger: SqliteLedger) -> None:
     assert ledger._conn.total_changes == changes_before
 
 
+def test_a_claim_that_finds_nothing_commits_nothing(ledger: SqliteLedger, path: Path) -> None:
+    """An idle worker claims about once a second: a claim with nothing due and no job made
+    to record writes nothing (it committed a new token, a synced write of the disk, each
+    time), and the next claim's token still rises."""
+    first = add(ledger, "in/a.jsonl")
+    [claimed] = ledger.claim_due(1, at(1))
+    watcher = sqlite3.connect(path)
+    try:
+        # data_version changes when another connection commits to the database.
+        version = watcher.execute("PRAGMA data_version").fetchone()[0]
+        for second in range(2, 6):
+            assert ledger.claim_due(8, at(second)) == []
+            assert ledger.settle_and_claim((), 8, at(second), watch=W, cap=5).entries == []
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == version
+        add(ledger, "in/b.jsonl")
+        [later] = ledger.claim_due(8, at(7))
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] != version
+    finally:
+        watcher.close()
+    assert claimed.id == first.id
+    assert claimed.claim_token is not None
+    assert later.claim_token is not None
+    assert later.claim_token > claimed.claim_token
+
+
 def test_sqlite_ledger_implements_the_protocol(ledger: SqliteLedger) -> None:
     """SqliteLedger is a Ledger (checked by mypy here; the daemon only knows the protocol)."""
     as_protocol: Ledger = ledger
@@ -205,11 +230,12 @@ def test_a_claim_is_synced_at_its_commit_and_an_outcome_rides_on_the_next(
         ledger.schedule_retry(
             again.id, at(60), "429", at(4), transient=False, fence=again.claim_token
         )
-        ledger.claim_due(1, at(5))  # nothing due: still a durable commit (the token moves)
+        ledger.claim_due(1, at(5))  # nothing due: committed all the same, to sync the retry
+        ledger.claim_due(1, at(6))  # nothing due, nothing to sync: rolled back
     finally:
         ledger._conn.set_trace_callback(None)
     assert {claimed.id, again.id} == {first.id, second.id}
-    levels = [s for s in ran if s.startswith(("PRAGMA synchronous", "COMMIT"))]
+    levels = [s for s in ran if s.startswith(("PRAGMA synchronous", "COMMIT", "ROLLBACK"))]
     assert levels == [
         "COMMIT",  # the first claim, under FULL as opened
         "PRAGMA synchronous = NORMAL",
@@ -219,7 +245,8 @@ def test_a_claim_is_synced_at_its_commit_and_an_outcome_rides_on_the_next(
         "PRAGMA synchronous = NORMAL",
         "COMMIT",  # a retry scheduled
         "PRAGMA synchronous = FULL",
-        "COMMIT",  # a claim that found nothing
+        "COMMIT",  # a claim that found nothing, the retry synced with it
+        "ROLLBACK",  # a claim that found nothing, nothing left to sync
     ]
 
 

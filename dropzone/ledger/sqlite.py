@@ -219,6 +219,7 @@ class SqliteLedger(LedgerStore):
         self._file_lock = file_lock
         self._lock = threading.Lock()
         self._durable = True  # the connection's synchronous setting: FULL (from _prepare)
+        self._unsynced = False  # a commit made under NORMAL that no FULL commit synced yet
         self.path = path
         self._identities = _identities(path, file_lock)
 
@@ -316,12 +317,16 @@ class SqliteLedger(LedgerStore):
                 conn.execute("BEGIN IMMEDIATE")
                 yield _Tx(conn)
                 conn.execute("COMMIT")
+                self._unsynced = not durable
             except sqlite3.Error as exc:
                 self._rollback()
                 raise LedgerFailed(f"ledger {self.path}: {exc}") from exc
             except BaseException:
                 self._rollback()
                 raise
+
+    def unsynced(self) -> bool:
+        return self._unsynced
 
     def _sync(self, *, durable: bool) -> None:
         """FULL syncs the log at the commit; NORMAL leaves the commit in the log unsynced

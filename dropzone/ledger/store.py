@@ -87,6 +87,11 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         knows them."""
         return int(tx.rows("SELECT coalesce(max(id), 0) AS highest FROM entries")[0]["highest"])
 
+    def unsynced(self) -> bool:
+        """Whether a commit made with ``durable=False`` may not be on disk yet (a store that
+        keeps every commit durable has none)."""
+        return False
+
     @abstractmethod
     def displaced(self) -> str | None:
         """Why what is written now would be lost to the next start, or None."""
@@ -338,21 +343,29 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         a ``cap``, which needs ``watch``) in one durable transaction: an attempt's outcome
         shares the commit of the next claim, where it had one of its own (a transaction, a
         commit and the entry read back, for a row the worker does not read)."""
-        with self.write() as tx:
-            if cap is None:
-                refused = _record_made(tx, made)
-                return model.Claim(self._claim(tx, limit, now, watch, node), refused)
-            if watch is None:
-                raise ValueError("a capped claim is one watch's")
-            self.lock_watch(tx, watch)
-            # Recorded after the count or before it, an attempt is one of the cap's either way:
-            # in flight while submitting, an active job once submitted.
-            refused = _record_made(tx, made)
-            in_flight = tx.rows(sql.IN_FLIGHT, (watch, State.SUBMITTING))[0]["in_flight"]
-            active = tx.rows(sql.ACTIVE_JOBS, (watch, State.SUBMITTED))[0]["active"]
-            free = min(limit, cap - int(in_flight) - int(active))
-            claimed = self._claim(tx, free, now, watch, node) if free > 0 else []
-            return model.Claim(claimed, refused)
+        if cap is not None and watch is None:
+            raise ValueError("a capped claim is one watch's")
+        try:
+            with self.write() as tx:
+                if cap is None or watch is None:
+                    refused = _record_made(tx, made)
+                    claimed = self._claim(tx, limit, now, watch, node)
+                else:
+                    self.lock_watch(tx, watch)
+                    # Recorded after the count or before it, an attempt is one of the cap's
+                    # either way: in flight while submitting, an active job once submitted.
+                    refused = _record_made(tx, made)
+                    in_flight = tx.rows(sql.IN_FLIGHT, (watch, State.SUBMITTING))[0]
+                    active = tx.rows(sql.ACTIVE_JOBS, (watch, State.SUBMITTED))[0]
+                    free = min(limit, cap - int(in_flight["in_flight"]) - int(active["active"]))
+                    claimed = self._claim(tx, free, now, watch, node) if free > 0 else []
+                # Nothing claimed, nothing recorded, no earlier outcome left to sync: only the
+                # token moved. An idle worker claims about once a second, and each such
+                # commit synced the disk.
+                _roll_back_unless(bool(claimed or made) or self.unsynced())
+                return model.Claim(claimed, refused)
+        except _NothingToCommit:
+            return model.Claim([], [])
 
     def record_jobs_made(self, made: Sequence[model.JobMade]) -> list[model.JobMade]:
         """Record the jobs ``made`` in one transaction (not durable: as any attempt's outcome,
@@ -544,6 +557,15 @@ def _guarded(
     if not rows:
         _refuse(tx, entry_id, write.target, fence)
     return entry_of(rows[0])
+
+
+class _NothingToCommit(Exception):
+    """Raised in a write transaction that changed nothing worth keeping: rolled back."""
+
+
+def _roll_back_unless(changed: bool) -> None:
+    if not changed:
+        raise _NothingToCommit
 
 
 def _record_made(tx: Tx, made: Sequence[model.JobMade]) -> list[model.JobMade]:

@@ -230,6 +230,17 @@ def test_concurrent_calls_each_have_a_connection_kept_alive_until_close(
     assert _connections_to(port) == 0
 
 
+def test_a_call_after_close_is_refused_as_httpx_refuses_it(
+    emulator: Emulator, clock: FakeClock
+) -> None:
+    client = _client(emulator, clock)
+    client.create(_request())
+    client.close()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        client.create(_request(key="data/b.jsonl", tag="t-b"))
+    assert _connections_to(int(emulator.url.rsplit(":", 1)[1].rstrip("/"))) == 0
+
+
 def test_observer_sees_every_call(emulator: Emulator, clock: FakeClock) -> None:
     """The metrics hook hears each call's action and status."""
     recorder = CallRecorder()

@@ -82,6 +82,29 @@ def test_a_claim_that_finds_nothing_commits_nothing(ledger: SqliteLedger, path: 
     assert later.claim_token > claimed.claim_token
 
 
+def test_an_outcome_stays_to_be_synced_across_a_durable_commit_that_changed_nothing(
+    ledger: SqliteLedger,
+) -> None:
+    """A FULL commit that changed no row writes no frame and syncs nothing (a role already
+    held, asked for again before every poll): the next empty claim still commits, to sync
+    the outcome written under NORMAL before it."""
+    entry = add(ledger, "in/a.jsonl")
+    assert ledger.hold_role("poll", "node-a", at(0))
+    [claimed] = ledger.claim_due(1, at(1))
+    fence = claimed.claim_token
+    ledger.schedule_retry(entry.id, at(60), "429", at(2), transient=False, fence=fence)
+    assert ledger.hold_role("poll", "node-a", at(2))  # held already: a durable commit, no row
+    ran: list[str] = []
+    ledger._conn.set_trace_callback(ran.append)
+    try:
+        assert ledger.claim_due(1, at(3)) == []
+        assert ledger.claim_due(1, at(4)) == []
+    finally:
+        ledger._conn.set_trace_callback(None)
+    ends = [s for s in ran if s in {"COMMIT", "ROLLBACK"}]
+    assert ends == ["COMMIT", "ROLLBACK"]
+
+
 def test_sqlite_ledger_implements_the_protocol(ledger: SqliteLedger) -> None:
     """SqliteLedger is a Ledger (checked by mypy here; the daemon only knows the protocol)."""
     as_protocol: Ledger = ledger

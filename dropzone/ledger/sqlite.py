@@ -314,10 +314,14 @@ class SqliteLedger(LedgerStore):
             conn = self._conn
             try:
                 self._sync(durable=durable)
+                changes = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 yield _Tx(conn)
                 conn.execute("COMMIT")
-                self._unsynced = not durable
+                # A commit that changed no row writes no frame, and a FULL one then syncs
+                # nothing: what an earlier NORMAL commit left unsynced stays so.
+                if conn.total_changes != changes:
+                    self._unsynced = not durable
             except sqlite3.Error as exc:
                 self._rollback()
                 raise LedgerFailed(f"ledger {self.path}: {exc}") from exc

@@ -155,22 +155,23 @@ def _console_traceback(*, colors: bool) -> ExceptionTransformer:
     return render
 
 
-def _exceptions_and_renderer(
-    fmt: Literal["json", "console"], stream: TextIO
-) -> tuple[structlog.typing.Processor | None, structlog.typing.Processor]:
-    """What turns an exception into text and what renders the line; JSON does both in its
-    renderer (``_json_rendering``)."""
-    if fmt == "console":
-        # https://no-color.org: a NO_COLOR that is set and not empty turns colour off.
-        colors = stream.isatty() and not os.environ.get("NO_COLOR")
+def _rendering(fmt: Literal["json", "console"], stream: TextIO) -> list[structlog.typing.Processor]:
+    """The processors that make a line of an event: its level, timestamp and exception as
+    text, then redaction, then the renderer. JSON does all of it in one (``_json_rendering``)."""
+    if fmt == "json":
+        return [_json_rendering]
+    # https://no-color.org: a NO_COLOR that is set and not empty turns colour off.
+    colors = stream.isatty() and not os.environ.get("NO_COLOR")
+    return [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.ExceptionRenderer(_console_traceback(colors=colors)),
+        redact,  # last before the renderer, which gets nothing left to format but text
         # plain_traceback: the renderer then takes the text made above as it is.
-        return (
-            structlog.processors.ExceptionRenderer(_console_traceback(colors=colors)),
-            structlog.dev.ConsoleRenderer(
-                colors=colors, exception_formatter=structlog.dev.plain_traceback
-            ),
-        )
-    return None, _json_rendering
+        structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        ),
+    ]
 
 
 def _shown(value: object) -> object:
@@ -230,20 +231,8 @@ def configure(
     out = stream if stream is not None else sys.stdout
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
-    exceptions, renderer = _exceptions_and_renderer(fmt, out)
-    processors: list[structlog.typing.Processor] = [structlog.contextvars.merge_contextvars]
-    if exceptions is None:
-        processors.append(renderer)  # JSON: it does all the rest itself, redaction last
-    else:
-        processors += [
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            exceptions,
-            redact,  # last before the renderer, which gets nothing left to format but text
-            renderer,
-        ]
     structlog.configure(
-        processors=processors,
+        processors=[structlog.contextvars.merge_contextvars, *_rendering(fmt, out)],
         wrapper_class=_filtering(level or DEFAULT_LEVEL),
         # WriteLogger: a line written and flushed as PrintLogger's print(flush=True) does,
         # without print's two writes and its keyword handling.

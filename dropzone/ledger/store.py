@@ -343,14 +343,14 @@ class LedgerStore(Queries, OperatorWrites, Leases, Outbox, ABC):
         a ``cap``, which needs ``watch``) in one durable transaction: an attempt's outcome
         shares the commit of the next claim, where it had one of its own (a transaction, a
         commit and the entry read back, for a row the worker does not read)."""
-        if cap is not None and watch is None:
-            raise ValueError("a capped claim is one watch's")
         try:
             with self.write() as tx:
-                if cap is None or watch is None:
+                if cap is None:
                     refused = _record_made(tx, made)
                     claimed = self._claim(tx, limit, now, watch, node)
                 else:
+                    if watch is None:
+                        raise ValueError("a capped claim is one watch's")
                     self.lock_watch(tx, watch)
                     # Recorded after the count or before it, an attempt is one of the cap's
                     # either way: in flight while submitting, an active job once submitted.

@@ -1,4 +1,4 @@
-"""Workers claim ahead: one claim transaction takes as many due entries as there are workers.
+"""Workers claim ahead: one claim transaction takes a worker's worth of due entries or more.
 
 In-process over real connections (moto's S3, the emulator on loopback, an on-disk ledger):
 claims are fewer than entries, every entry still gets exactly one Create, and a drain gives
@@ -17,6 +17,7 @@ import structlog.testing
 from dropzone.config import WatchRule
 from dropzone.daemon import Daemon, DaemonOptions
 from dropzone.daemon.parts import WatchSet
+from dropzone.daemon.work import claim_size
 from dropzone.emulator import Emulator
 from dropzone.jobs.made import JobsMade
 from dropzone.jobs.submitter import Submitter
@@ -59,7 +60,12 @@ class World:
                 "w", self.bucket, key, put["ETag"].strip('"'), 10, State.PENDING, now()
             )
 
-    def daemon(self, concurrency: int, jobs_made: JobsMade | None = None) -> Daemon:
+    def daemon(
+        self,
+        concurrency: int,
+        jobs_made: JobsMade | None = None,
+        requests_per_second: Callable[[], float] | None = None,
+    ) -> Daemon:
         submitter = Submitter(
             ledger=self.ledger,
             api=self.api,
@@ -73,6 +79,7 @@ class World:
             submitter=submitter,
             options=DaemonOptions(concurrency=concurrency, poll_interval_s=3600),
             clock=now,
+            requests_per_second=requests_per_second,
         )
 
     def creates(self) -> int:
@@ -122,6 +129,46 @@ def test_workers_claim_several_entries_a_transaction_and_send_one_create_each(
     assert len(tokens) <= 12 - 3, f"the first claim took 4 entries at once: {tokens}"
     assert world.creates() == 12
     assert all(calls == 1 for calls in world.ark.state()["create_calls"].values())
+
+
+@pytest.mark.parametrize(
+    ("workers", "requests_per_second", "size"),
+    [
+        (8, 5.0, 8),  # the default cap: a worker's worth, as before
+        (8, 40.0, 20),  # what the cap lets go out in half a second
+        (8, 100_000.0, 32),  # four a worker at most
+        (4, 0.01, 4),
+        (1, 1.0, 1),
+    ],
+)
+def test_a_claim_takes_what_the_cap_lets_go_out_in_half_a_second(
+    workers: int, requests_per_second: float, size: int
+) -> None:
+    assert claim_size(workers, requests_per_second) == size
+
+
+@pytest.mark.parametrize(("requests_per_second", "claimed"), [(5.0, 2), (1000.0, 8)])
+def test_the_daemons_claims_follow_its_request_cap_at_each_claim(
+    world: World, requests_per_second: float, claimed: int
+) -> None:
+    """Two workers; one claim made by a worker: two entries under the default cap, eight (four
+    a worker) when the cap lets them all go out within half a second. The cap is read at each
+    claim (a replica's share changes as nodes come and go)."""
+    world.upload(12)
+    cap = [requests_per_second]
+    daemon = world.daemon(concurrency=2, requests_per_second=lambda: cap[0])
+    assert daemon.submit_one(), "one claim, its first entry submitted"
+    assert daemon.work.in_flight == claimed - 1, "the rest of the claim held by this node"
+    tokens = [entry.claim_token for entry in world.ledger.entries() if entry.claim_token]
+    assert len(tokens) == claimed
+    assert len(set(tokens)) == 1, "one claim, one token"
+    cap[0] = 5.0
+    for _ in range(claimed):  # the claim's entries, then a new claim at the new cap
+        assert daemon.submit_one()
+    fresh = [entry for entry in world.ledger.entries() if entry.claim_token not in tokens]
+    assert len([entry for entry in fresh if entry.claim_token is not None]) == 2
+    daemon.stop()
+    assert daemon.run() == 0
 
 
 def test_a_drain_gives_back_the_claims_no_worker_took(world: World) -> None:

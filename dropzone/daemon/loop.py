@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dropzone.daemon.lease import LeaseKeeper
 from dropzone.daemon.parts import NO_NOTICES, NO_OPS, NO_TRACKING, no_reload
 from dropzone.daemon.wakeup import Wakeup
-from dropzone.daemon.work import IDLE_WAIT_S, SubmitWork
+from dropzone.daemon.work import IDLE_WAIT_S, SubmitWork, claim_size
 from dropzone.ledger import LedgerError
 from dropzone.log import get_logger
 from dropzone.sources.base import SourceConfigError, SourceError
@@ -66,11 +66,14 @@ class Daemon:
         first_starts_held: dict[str, str] | None = None,
         lease: LeaseKeeper | None = None,
         notices: Notices = NO_NOTICES,
+        requests_per_second: Callable[[], float] | None = None,
     ) -> None:
         """``wake``: what a folder watch calls when it records new work (built before the
         daemon, with the watches); ``first_starts_held``: watch -> why its first start waits,
-        shared with /healthz; ``lease``: this node's (its id, renewed while the daemon runs).
-        Each is new when nothing else needs it."""
+        shared with /healthz; ``lease``: this node's (its id, renewed while the daemon runs);
+        ``requests_per_second``: the Ark request cap this node has now (its share of the
+        account's), which sizes its claims (None: a worker's worth each). Each is new when
+        nothing else needs it."""
         self.ledger = ledger
         self.lease = lease or LeaseKeeper(ledger=ledger, ttl_s=_LEASE_TTL_S, clock=clock)
         self.watches = watches
@@ -94,7 +97,11 @@ class Daemon:
             stop_event=self.stop_event,
             wake=wake if wake is not None else Wakeup(),
             node=self.lease.node,
-            claim_ahead=options.concurrency,
+            claim_ahead=(
+                options.concurrency
+                if requests_per_second is None
+                else lambda: claim_size(options.concurrency, requests_per_second())
+            ),
         )
         self.last_poll: dict[str, PollResult] = {}
         self._listed_at: dict[str, float] = {}  # when each watch was last listed (monotonic)

@@ -33,6 +33,18 @@ if TYPE_CHECKING:
 IDLE_WAIT_S = 1.0
 _MIN_WAIT_S = 0.05
 _UNRECORDED = "its outcome could not be recorded"
+# A claim takes what the workers may send within about this long. Each claim is a durable
+# commit, so a larger one costs a job less; its entries wait in memory until a worker sends
+# them, and one claimed more than a second before its Create is re-dated (one commit more).
+CLAIM_HORIZON_S = 0.5
+MAX_CLAIM_PER_WORKER = 4
+
+
+def claim_size(workers: int, requests_per_second: float) -> int:
+    """How many due entries one claim takes: a worker's worth at least, and as many as the
+    request cap lets go out within :data:`CLAIM_HORIZON_S`, up to four a worker."""
+    by_rate = int(requests_per_second * CLAIM_HORIZON_S)
+    return max(1, workers, min(MAX_CLAIM_PER_WORKER * workers, by_rate))
 
 
 @dataclass
@@ -51,6 +63,10 @@ class RunTally:
         return self.outcomes[State.REJECTED] + self.outcomes[State.INVALID]
 
 
+def _fixed(size: int) -> Callable[[], int]:
+    return lambda: size
+
+
 class SubmitWork:
     """``watches`` is read at each claim: the daemon swaps its set on a reload."""
 
@@ -65,11 +81,11 @@ class SubmitWork:
         stop_event: threading.Event,
         wake: Wakeup,
         node: str,
-        claim_ahead: int = 1,
+        claim_ahead: int | Callable[[], int] = 1,
     ) -> None:
         """``node``: this process's id in the ledger, stamped on its claims. ``claim_ahead``:
-        how many due entries one claim takes at most (the daemon's worker count: the claims
-        taken ahead wait for about one Create's time)."""
+        how many due entries one claim takes at most, or what tells it at each claim (the
+        daemon's :func:`claim_size`, from the request cap this node has now)."""
         self.ledger = ledger
         self.node = node
         self.submitter = submitter
@@ -83,7 +99,9 @@ class SubmitWork:
         self._in_flight: set[int] = set()
         self._unrecorded: set[int] = set()
         self._in_flight_lock = threading.Lock()
-        self._claim_ahead = max(1, claim_ahead)
+        self._claim_ahead: Callable[[], int] = (
+            claim_ahead if callable(claim_ahead) else _fixed(max(1, claim_ahead))
+        )
         self._claimed: deque[Entry] = deque()  # claimed here, held, no worker's yet
         self._claimed_lock = threading.Lock()
         self._claim_done = threading.Condition(self._claimed_lock)
@@ -280,12 +298,14 @@ class SubmitWork:
         """The next entry claimed here. The next claim is made while some claimed are left,
         by the worker that took one of the last: the others take theirs meanwhile, where they
         all waited for each claim's durable commit."""
+        limit = max(1, self._claim_ahead())
         with self._claimed_lock:
             while not self._claimed and self._claiming:
                 self._claim_done.wait()  # another worker's claim, whose entries are for all
             entry = self._claimed.popleft() if self._claimed else None
             refill = (
-                len(self._claimed) < self._refill_below
+                # Half a claim left: the next claim's commit is made while they are sent.
+                len(self._claimed) < (limit + 1) // 2
                 and not self._claiming
                 and not self._stop_event.is_set()
             )
@@ -293,7 +313,7 @@ class SubmitWork:
         if not refill:
             return entry
         try:
-            self._refill()
+            self._refill(limit)
         except LedgerError as exc:
             if entry is None:
                 raise
@@ -303,15 +323,10 @@ class SubmitWork:
         with self._claimed_lock:
             return self._claimed.popleft() if self._claimed else None
 
-    @property
-    def _refill_below(self) -> int:
-        # Half a claim left: the next claim's commit is made while they are sent.
-        return (self._claim_ahead + 1) // 2
-
-    def _refill(self) -> None:
+    def _refill(self, limit: int) -> None:
         claimed: list[Entry] = []
         try:
-            claimed = self._claim(self._claim_ahead)
+            claimed = self._claim(limit)
         finally:
             with self._claimed_lock:
                 for entry in claimed:

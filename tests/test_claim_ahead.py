@@ -65,6 +65,7 @@ class World:
         concurrency: int,
         jobs_made: JobsMade | None = None,
         requests_per_second: Callable[[], float] | None = None,
+        warm_up: Callable[[], None] | None = None,
     ) -> Daemon:
         submitter = Submitter(
             ledger=self.ledger,
@@ -80,6 +81,7 @@ class World:
             options=DaemonOptions(concurrency=concurrency, poll_interval_s=3600),
             clock=now,
             requests_per_second=requests_per_second,
+            warm_up=warm_up,
         )
 
     def creates(self) -> int:
@@ -241,3 +243,31 @@ def test_a_worker_lives_through_a_ledger_that_fails_its_claim_and_its_wait(
             daemon.stop()
             worker.join(30)
     assert not worker.is_alive()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_run_once_readies_the_ark_client_beside_its_listing(world: World, fails: bool) -> None:
+    """``run --once`` hands the client's warm-up to a thread as its listing starts; one that
+    fails costs nothing but a debug line (the first call meets the same problem and says so)."""
+    world.upload(3)
+    called: list[str] = []
+
+    def warm_up() -> None:
+        called.append("started")
+        world.api.warm_up()
+        called.append("done")
+        if fails:
+            raise OSError("no CA bundle here")
+
+    daemon = world.daemon(concurrency=2, warm_up=warm_up)
+    with structlog.testing.capture_logs() as logged:
+        assert daemon.run_once() == 0
+
+        def failed() -> list[str]:
+            return [line["log_level"] for line in logged if line["event"] == "ark.warm_up_failed"]
+
+        wait_for(lambda: "done" in called and (bool(failed()) or not fails), "the warm-up")
+    assert called == ["started", "done"]
+    assert failed() == (["debug"] if fails else [])
+    assert world.ledger.counts()[State.SUBMITTED] == 3
+    assert world.creates() == 3

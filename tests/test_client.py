@@ -241,6 +241,27 @@ def test_a_call_after_close_is_refused_as_httpx_refuses_it(
     assert _connections_to(int(emulator.url.rsplit(":", 1)[1].rstrip("/"))) == 0
 
 
+def test_warm_up_readies_the_client_that_calls_then_use(
+    emulator: Emulator, clock: FakeClock
+) -> None:
+    """Built, a client has made nothing (no TLS context, no client); warm_up makes them, once
+    however often it is called, and calls go out through them as through any. After close
+    it makes nothing, and a call is refused as before."""
+    port = int(emulator.url.rsplit(":", 1)[1].rstrip("/"))
+    client = _client(emulator, clock)
+    client.warm_up()
+    client.warm_up()
+    assert _connections_to(port) == 0, "readied, not connected"
+    made = [client.create(_request(key=f"data/{i}.jsonl", tag=f"t-{i}")) for i in range(3)]
+    assert len(set(made)) == 3
+    assert _connections_to(port) == 1, "one after another, one client, one connection"
+    client.close()
+    client.warm_up()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        client.create(_request(key="data/z.jsonl", tag="t-z"))
+    assert _connections_to(port) == 0
+
+
 def test_observer_sees_every_call(emulator: Emulator, clock: FakeClock) -> None:
     """The metrics hook hears each call's action and status."""
     recorder = CallRecorder()

@@ -40,6 +40,7 @@ from dropzone.ark.models import (
 from dropzone.ark.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Collection, Iterator, Mapping
 
 
@@ -113,7 +114,10 @@ class ArkClient:
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._transport = transport
         # One TLS context for every connection: each client would load the CA bundle again.
-        self._verify = httpx.create_ssl_context()
+        # Made with the first client, not here: loading the bundle is 20-30 ms of CPU, which
+        # a daemon spends while its first listing is in flight (warm_up).
+        self._verify: ssl.SSLContext | None = None
+        self._verify_lock = threading.Lock()
         # A call takes a client no other call is using, made when none is free: a client
         # whose pool all the workers shared was a lock they queued on, and every request
         # scanned all its connections for an idle one. So each connection has its client.
@@ -123,8 +127,7 @@ class ArkClient:
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
         self._closed = False
-        self._spare.append(self._new_client())
-        self._headers = dict(self._clients[0].headers)  # httpx's defaults, with ours
+        self._headers: dict[str, str] = {}  # httpx's defaults with ours, from the first client
         self._urls: dict[tuple[tuple[str, str], ...], httpx.URL] = {}
 
     def __repr__(self) -> str:
@@ -137,12 +140,26 @@ class ArkClient:
         for client in clients:
             client.close()
 
+    def warm_up(self) -> None:
+        """Make the TLS context and a first client now, unless a call has: a daemon does this
+        beside its first listing, whose wait would otherwise come before them."""
+        with self._clients_lock:
+            if self._clients or self._closed:
+                return
+        self._spare.append(self._new_client())
+
+    def _tls(self) -> ssl.SSLContext:
+        with self._verify_lock:  # callers at once wait for the one context
+            if self._verify is None:
+                self._verify = httpx.create_ssl_context()
+            return self._verify
+
     def _new_client(self) -> httpx.Client:
         client = httpx.Client(
             transport=self._transport,
             timeout=self._timeout,
             headers={"User-Agent": USER_AGENT},
-            verify=self._verify,
+            verify=self._tls(),
         )
         with self._clients_lock:
             if self._closed:
@@ -150,6 +167,8 @@ class ArkClient:
                 # As httpx says of a request sent through a closed client.
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
             self._clients.append(client)
+            if not self._headers:
+                self._headers = dict(client.headers)
         return client
 
     def __enter__(self) -> Self:
@@ -323,14 +342,14 @@ class ArkClient:
         # Built here and handed to ``send``: ``post`` merged the client's URL, parameters,
         # headers and cookies into each request anew, a third of a Create's CPU beyond the
         # socket work (bench/job_cost.py).
-        request = httpx.Request(
-            "POST", self._url_for(query), headers={**self._headers, **headers}, content=body
-        )
         try:
             client = self._spare.pop()
         except IndexError:
             client = self._new_client()
         try:
+            request = httpx.Request(
+                "POST", self._url_for(query), headers={**self._headers, **headers}, content=body
+            )
             return client.send(request)
         except httpx.TransportError as exc:
             raise translate_transport_error(exc) from exc

@@ -298,6 +298,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
         lease=lease or node_lease(settings, ledger, api),
         notices=notices if notices is not None else NO_NOTICES,
         requests_per_second=lambda: api.limiter.rate,
+        warm_up=api.warm_up,
     )
 
 

@@ -67,13 +67,15 @@ class Daemon:
         lease: LeaseKeeper | None = None,
         notices: Notices = NO_NOTICES,
         requests_per_second: Callable[[], float] | None = None,
+        warm_up: Callable[[], None] | None = None,
     ) -> None:
         """``wake``: what a folder watch calls when it records new work (built before the
         daemon, with the watches); ``first_starts_held``: watch -> why its first start waits,
         shared with /healthz; ``lease``: this node's (its id, renewed while the daemon runs);
         ``requests_per_second``: the Ark request cap this node has now (its share of the
-        account's), which sizes its claims (None: a worker's worth each). Each is new when
-        nothing else needs it."""
+        account's), which sizes its claims (None: a worker's worth each); ``warm_up``: what
+        readies the Ark client (its TLS context, a first client), run beside ``run_once``'s
+        listing. Each is new when nothing else needs it."""
         self.ledger = ledger
         self.lease = lease or LeaseKeeper(ledger=ledger, ttl_s=_LEASE_TTL_S, clock=clock)
         self.watches = watches
@@ -86,6 +88,7 @@ class Daemon:
         self._roles_held: set[str] = set()
         self._reload = reload
         self.first_starts_held = first_starts_held if first_starts_held is not None else {}
+        self._warm_up = warm_up
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.work = SubmitWork(
@@ -343,6 +346,23 @@ class Daemon:
         self._exit_code = 1
         return True
 
+    def _start_warm_up(self) -> None:
+        """The Ark client readied while the first page is listed (a wait for the store's
+        answer), where a cron-started run spent 20-30 ms of CPU on it before its first call.
+        Not sooner: the TLS context is made holding the interpreter's lock, and would hold up
+        the listing's start instead. (The daemon's Ark loops call at once: no need there.)"""
+        if self._warm_up is None:
+            return
+        warm_up = self._warm_up
+
+        def ready() -> None:
+            try:
+                warm_up()
+            except Exception:  # noqa: BLE001 - the first call meets it again, and says so
+                self._log.debug("ark.warm_up_failed", exc_info=True)
+
+        threading.Thread(target=ready, name="warm-up", daemon=True).start()
+
     def _start_ark_loops(self) -> list[threading.Thread]:
         loops = [threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)]
         if self.options.track_interval_s > 0:
@@ -393,6 +413,7 @@ class Daemon:
         folders_ok = self.start_folders()
         # Started before the listing: they submit a page's files while the next is listed.
         workers = self.work.start_workers(self.options.concurrency)
+        self._start_warm_up()
         polled = self.poll_all() and folders_ok
         deadline = time.monotonic() + self.options.once_max_wait_s
         while not self.stop_event.is_set() and time.monotonic() < deadline:

@@ -75,3 +75,32 @@ def test_a_capped_claim_counts_a_job_made_as_one_of_its_cap(ledger: Ledger) -> N
     ledger.record_phase(made.entry_id, "Completed", None, at(4))
     freed = ledger.settle_and_claim([], 5, at(5), watch=W, cap=2, node="n1")
     assert len(freed.entries) == 1
+
+
+def test_a_job_made_is_recorded_as_record_submitted_records_it(ledger: Ledger) -> None:
+    """A job made, recorded by the claim's transaction, is what the fenced
+    ``record_submitted`` of its attempt writes: the two paths cannot drift apart."""
+    batched, alone = _made(ledger, "a"), _made(ledger, "b")
+    ledger.settle_and_claim([batched], 8, at(3), node="n1")
+    ledger.record_submitted(
+        alone.entry_id, alone.job_id, alone.output_dir, alone.at, fence=alone.fence
+    )
+
+    def outcome(entry_id: int) -> dict[str, object]:
+        written = vars(ledger.get(entry_id)).copy()
+        for identity in ("id", "key", "job_id", "output_dir", "claim_token"):
+            del written[identity]
+        return written
+
+    assert outcome(batched.entry_id) == outcome(alone.entry_id)
+    assert ledger.get(batched.entry_id).job_id == batched.job_id
+
+
+def test_more_jobs_made_than_one_statement_takes_are_all_recorded(ledger: Ledger) -> None:
+    """A drain's many in one transaction, one of them refused (its claim taken over)."""
+    made = [_made(ledger, f"k{i:03d}") for i in range(230)]
+    stale = made[150]
+    ledger.take_over(ledger.get(stale.entry_id), "n2", at(2))
+    assert ledger.record_jobs_made(made) == [stale]
+    counts = ledger.counts()
+    assert (counts[State.SUBMITTED], counts[State.SUBMITTING]) == (229, 1)

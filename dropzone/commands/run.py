@@ -7,9 +7,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dropzone import plan, runtime
+from dropzone import runtime
 from dropzone.commands.output import print_json
-from dropzone.daemon.build import build
 from dropzone.sources.base import SourceError
 
 if TYPE_CHECKING:
@@ -17,18 +16,25 @@ if TYPE_CHECKING:
 
     from dropzone.commands.preview import WatchPreview
     from dropzone.config import Settings, WatchRule
+    from dropzone.sources.ahead import ListedAhead
 
 
 def run(args: argparse.Namespace) -> int:
     settings = runtime.settings_from(args.config)
     if args.dry_run:
         return dry_run(settings)
+    listed_ahead = _first_pages_asked(settings) if args.once else None
+    # Imported only now: loading the daemon (its modules, its parts) overlaps the answers to
+    # the listings just asked.
+    from dropzone.daemon.build import build  # noqa: PLC0415
+
     with build(
         settings,
         os.environ,
         config=args.config,
         observed=not args.once,
         baseline_anyway=args.baseline_anyway,
+        listed_ahead=listed_ahead,
     ) as parts:
         daemon = parts.daemon
 
@@ -39,6 +45,19 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, lambda _n, _f: daemon.reload_requested.set())
         return daemon.run_once() if args.once else daemon.run()
+
+
+def _first_pages_asked(settings: Settings) -> ListedAhead:
+    """Each bucket watch's first listing page asked for now, ahead of ``run --once``'s one
+    listing (the daemon's own listings come on their interval, and ask as they go)."""
+    from dropzone.sources.ahead import ListedAhead  # noqa: PLC0415 - as build: run's alone
+    from dropzone.sources.tos import list_arguments  # noqa: PLC0415
+
+    ahead = ListedAhead(runtime.s3_client(settings, runtime.credentials_for(settings)))
+    for rule in settings.watches:
+        if rule.local_dir is None:
+            ahead.ask(list_arguments(rule.bucket, rule.prefix))
+    return ahead
 
 
 def dry_run(settings: Settings) -> int:
@@ -67,6 +86,8 @@ def _dry_run_watch(rule: WatchRule, preview: WatchPreview) -> int:
         record: dict[str, Any] = {"watch": rule.name, "key": obj.key, "etag": obj.etag}
         record["action"] = seen.verdict.value
         if seen.verdict is Verdict.SUBMIT:
+            from dropzone import plan  # noqa: PLC0415 - pydantic's models, --dry-run's alone
+
             ref = plan.ObjectRef(rule.bucket, obj.key, obj.etag, obj.size)
             record["request"] = plan.plan_request(ref, rule, runtime.utc_now()).wire()
             planned += 1

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from dropzone.ops.events import DaemonOps
     from dropzone.ops.http import OpsServer
     from dropzone.ops.metrics import Metrics
+    from dropzone.sources.ahead import ListedAhead
     from dropzone.watches.folder import FolderWatch
 
 
@@ -68,10 +69,12 @@ def build(
     config: str | None = None,
     observed: bool = True,
     baseline_anyway: bool = False,
+    listed_ahead: ListedAhead | None = None,
 ) -> Iterator[DaemonParts]:
     """A daemon for ``settings``. ``observed``: with metrics, /healthz on ``daemon.listen``
     and systemd notify (``run --once`` has none); ``config``: the ``-c`` value a SIGHUP
-    reads again."""
+    reads again; ``listed_ahead``: first pages asked for already, and its S3 client the
+    daemon's."""
     credentials = runtime.credentials_for(settings, env)
     reachability = Reachability(utc_now)
     metrics: Metrics | None = None
@@ -90,7 +93,11 @@ def build(
     notices: NotifyService | None = None
     try:
         api = runtime.ark_client(settings, credentials, observer=observer)
-        s3 = runtime.s3_client(settings, credentials)
+        s3 = (
+            listed_ahead.s3
+            if listed_ahead is not None
+            else runtime.s3_client(settings, credentials)
+        )
         notices = NotifyService(
             settings, ledger=ledger, clock=utc_now, observer=metrics, results=S3Results(s3)
         )
@@ -110,6 +117,7 @@ def build(
             env=env,
             lease=lease,
             notices=notices,
+            listed_ahead=listed_ahead,
         )
         if ops is not None:
             # Imported here: run --once has no feeds, and their modules cost it start-up time.
@@ -252,10 +260,12 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
     env: Mapping[str, str] | None = None,
     lease: LeaseKeeper | None = None,
     notices: NotifyService | None = None,
+    listed_ahead: ListedAhead | None = None,
 ) -> Daemon:
     """``baseline_anyway``: a first start baselines what is there even when the platform
     holds the watch's jobs (``run --baseline-anyway``; otherwise it waits for the operator).
-    ``env``: given, a SIGHUP reads the config (``config``, as ``-c``) again; not, it is kept."""
+    ``env``: given, a SIGHUP reads the config (``config``, as ``-c``) again; not, it is kept.
+    ``listed_ahead``: first pages asked for already, taken by the watches' first listings."""
     # The daemon's workers record a job made with their next claim (dropzone.jobs.made).
     submitter = build_submitter(
         settings, ledger=ledger, api=api, s3=s3, reachability=reachability, jobs_made=JobsMade()
@@ -269,7 +279,7 @@ def build_daemon(  # noqa: PLR0913 - the parts a daemon is made of, each its own
     )
     first_start = FirstStart(api, ledger_knows(ledger), baseline_anyway=baseline_anyway)
     wake = Wakeup()
-    make = _WatchMaker(ledger, s3, first_start, wake)
+    make = _WatchMaker(ledger, s3, first_start, wake, listed_ahead)
     watches = make(settings, WatchSet())
 
     def reload(running: WatchSet) -> WatchSet | None:
@@ -364,6 +374,7 @@ class _WatchMaker:
     s3: S3Client
     first_start: FirstStart
     wake: Wakeup
+    listed_ahead: ListedAhead | None = None
 
     def __call__(self, settings: Settings, running: WatchSet) -> WatchSet:
         kept = {folder.rule.name: folder for folder in running.folders}
@@ -393,7 +404,7 @@ class _WatchMaker:
         buckets = tuple(
             BucketWatch(
                 rule,
-                TosBucket(self.s3, rule.bucket).pages,
+                TosBucket(self.s3, rule.bucket, self.listed_ahead).pages,
                 self.ledger,
                 utc_now,
                 self.first_start,

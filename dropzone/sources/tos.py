@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from dropzone.ark.signer import Credentials
+    from dropzone.sources.ahead import ListedAhead
 
 # Answers that no retry fixes: the operator must change the configuration or the bucket.
 _PERMANENT_CODES = frozenset(
@@ -135,30 +136,46 @@ def _stored(item: Any) -> StoredObject:  # noqa: ANN401 - a boto3 listing entry
     )
 
 
+PAGE_SIZE = 1000
+
+
+def list_arguments(
+    bucket: str, prefix: str, page_size: int = PAGE_SIZE, token: str | None = None
+) -> dict[str, Any]:
+    """A ListObjectsV2 request of a listing: its first page's without ``token``."""
+    # EncodingType given here, not left to botocore: botocore decodes keys only when the
+    # answer echoes EncodingType, and S3-compatible stores that encode without echoing would
+    # hand back "a%20b.jsonl" for "a b.jsonl". Given, it is decoded in _stored.
+    arguments: dict[str, Any] = {
+        "Bucket": bucket,
+        "Prefix": prefix,
+        "MaxKeys": page_size,
+        "EncodingType": "url",
+    }
+    if token:
+        arguments["ContinuationToken"] = token
+    return arguments
+
+
 class TosBucket:
     """One bucket, read (and for reports and uploads, written) through the S3 API."""
 
-    def __init__(self, s3: S3Client, bucket: str) -> None:
+    def __init__(self, s3: S3Client, bucket: str, ahead: ListedAhead | None = None) -> None:
+        """``ahead``: where a listing's first page may have been asked for already."""
         self.s3 = s3
         self.bucket = bucket
+        self._ahead = ahead
 
-    def pages(self, prefix: str, page_size: int = 1000) -> Iterator[ListingPage]:
+    def pages(self, prefix: str, page_size: int = PAGE_SIZE) -> Iterator[ListingPage]:
         """The listing under ``prefix``, one page at a time, never the whole of it in memory."""
         token: str | None = None
         while True:
-            # EncodingType given here, not left to botocore: botocore decodes keys only when the
-            # answer echoes EncodingType, and S3-compatible stores that encode without echoing
-            # would hand back "a%20b.jsonl" for "a b.jsonl". Given, it is decoded in _stored.
-            kwargs: dict[str, Any] = {
-                "Bucket": self.bucket,
-                "Prefix": prefix,
-                "MaxKeys": page_size,
-                "EncodingType": "url",
-            }
-            if token:
-                kwargs["ContinuationToken"] = token
+            kwargs = list_arguments(self.bucket, prefix, page_size, token)
+            asked = self._ahead.take(kwargs) if self._ahead is not None and not token else None
             try:
-                response = self.s3.list_objects_v2(**kwargs)
+                response = (
+                    asked.result() if asked is not None else self.s3.list_objects_v2(**kwargs)
+                )
             except (BotoCoreError, ClientError) as exc:
                 raise translate(exc, f"listing s3://{self.bucket}/{prefix}") from exc
             objects = tuple(_stored(item) for item in response.get("Contents", ()))

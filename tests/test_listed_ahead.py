@@ -1,0 +1,77 @@
+"""A listing's first page asked for ahead (``run --once`` asks while the daemon loads): taken
+once by the listing that starts with it, which then makes no call for it; its failure is the
+listing's, as if the call had been made there. Over moto's S3 on loopback."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from dropzone.sources.ahead import ListedAhead
+from dropzone.sources.base import SourceConfigError
+from dropzone.sources.tos import TosBucket, list_arguments
+from tests.harness import jsonl, new_bucket, s3_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def _counting_lists(s3: S3Client) -> list[dict[str, Any]]:
+    """The ListObjectsV2 requests the client sends, as botocore is about to send them."""
+    sent: list[dict[str, Any]] = []
+
+    def seen(params: dict[str, Any], **_: object) -> None:
+        sent.append(params)
+
+    s3.meta.events.register("before-call.s3.ListObjectsV2", seen)
+    return sent
+
+
+def _keys(bucket: TosBucket, prefix: str, page_size: int) -> list[str]:
+    return [obj.key for page in bucket.pages(prefix, page_size) for obj in page.objects]
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> S3Client:
+    return s3_client(moto_endpoint)
+
+
+def test_a_page_asked_ahead_starts_the_listing_without_a_call_of_its_own(s3: S3Client) -> None:
+    name = new_bucket(s3, "ahead")
+    for i in range(3):
+        s3.put_object(Bucket=name, Key=f"in/{i}.jsonl", Body=jsonl())
+    sent = _counting_lists(s3)
+    ahead = ListedAhead(s3)
+    ahead.ask(list_arguments(name, "in/", page_size=2))
+    bucket = TosBucket(s3, name, ahead)
+    assert _keys(bucket, "in/", page_size=2) == ["in/0.jsonl", "in/1.jsonl", "in/2.jsonl"]
+    assert len(sent) == 2, "the first page asked ahead, the second by the listing"
+    assert "continuation-token" not in sent[0]["query_string"]
+    assert "continuation-token" in sent[1]["query_string"]
+    # Taken once: the next listing, and one of another prefix, make their own calls.
+    assert _keys(bucket, "in/", page_size=2) == ["in/0.jsonl", "in/1.jsonl", "in/2.jsonl"]
+    assert _keys(bucket, "other/", page_size=2) == []
+    assert len(sent) == 5
+
+
+def test_a_page_asked_with_other_arguments_is_not_taken(s3: S3Client) -> None:
+    name = new_bucket(s3, "ahead")
+    s3.put_object(Bucket=name, Key="in/a.jsonl", Body=jsonl())
+    ahead = ListedAhead(s3)
+    ahead.ask(list_arguments(name, "in/", page_size=5))
+    sent = _counting_lists(s3)
+    assert _keys(TosBucket(s3, name, ahead), "in/", page_size=1000) == ["in/a.jsonl"]
+    assert len(sent) == 1, "the listing's own page size: its own call"
+    assert ahead.take(list_arguments(name, "in/", page_size=5)) is not None
+
+
+def test_a_failure_asked_ahead_is_the_listings_as_if_it_had_called(s3: S3Client) -> None:
+    ahead = ListedAhead(s3)
+    ahead.ask(list_arguments("no-such-bucket-ahead", "in/"))
+    bucket = TosBucket(s3, "no-such-bucket-ahead", ahead)
+    with pytest.raises(SourceConfigError, match="no-such-bucket-ahead") as raised:
+        _keys(bucket, "in/", page_size=1000)
+    with pytest.raises(SourceConfigError) as again:  # made by the listing itself this time
+        _keys(bucket, "in/", page_size=1000)
+    assert str(raised.value) == str(again.value)

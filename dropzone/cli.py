@@ -217,6 +217,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands that go on loading in a heap.loading() block of their own (the collector off, then
+# what they loaded frozen there): run builds a daemon before it runs it.
+_LOADING_ON = frozenset({"run"})
+
+
 def _command(action: str) -> Callable[[argparse.Namespace], int]:
     if action == "completion":
         from dropzone.commands.completion import completion  # noqa: PLC0415 - see _COMMANDS
@@ -248,7 +253,7 @@ def _reader_gone() -> int:
 def _main(argv: Sequence[str] | None) -> int:
     action = ""
     try:
-        with heap.loading():
+        with heap.loading() as load:
             args = build_parser().parse_args(argv)
             from dropzone import log  # noqa: PLC0415 - structlog only once a command runs
 
@@ -259,6 +264,8 @@ def _main(argv: Sequence[str] | None) -> int:
             if action == "ledger":
                 action = f"ledger {args.ledger_command}"
             command = _command(action)
+            if action in _LOADING_ON:
+                load.defer()
         return command(args)
     except DropzoneError as exc:
         from dropzone.commands import exits  # noqa: PLC0415 - only a failed command needs it

@@ -5,37 +5,32 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from dropzone import runtime
+from dropzone import heap, runtime
 from dropzone.commands.output import print_json
 from dropzone.sources.base import SourceError
 
 if TYPE_CHECKING:
     import argparse
+    from contextlib import AbstractContextManager
 
     from dropzone.commands.preview import WatchPreview
     from dropzone.config import Settings, WatchRule
+    from dropzone.daemon.build import DaemonParts
     from dropzone.sources.ahead import ListedAhead
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = runtime.settings_from(args.config)
-    if args.dry_run:
-        return dry_run(settings)
-    listed_ahead = _first_pages_asked(settings) if args.once else None
-    # Imported only now: loading the daemon (its modules, its parts) overlaps the answers to
-    # the listings just asked.
-    from dropzone.daemon.build import build  # noqa: PLC0415
-
-    with build(
-        settings,
-        os.environ,
-        config=args.config,
-        observed=not args.once,
-        baseline_anyway=args.baseline_anyway,
-        listed_ahead=listed_ahead,
-    ) as parts:
+    with ExitStack() as stack:
+        # The command line's loading block left its freeze to this one (dropzone.heap).
+        with heap.loading():
+            settings = runtime.settings_from(args.config)
+            if not args.dry_run:
+                parts = stack.enter_context(_daemon_parts(settings, args))
+        if args.dry_run:
+            return dry_run(settings)
         daemon = parts.daemon
 
         def stop(_signum: int, _frame: object) -> None:
@@ -45,6 +40,24 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, lambda _n, _f: daemon.reload_requested.set())
         return daemon.run_once() if args.once else daemon.run()
+
+
+def _daemon_parts(
+    settings: Settings, args: argparse.Namespace
+) -> AbstractContextManager[DaemonParts]:
+    listed_ahead = _first_pages_asked(settings) if args.once else None
+    # Imported only now: loading the daemon (its modules, its parts) overlaps the answers to
+    # the listings just asked.
+    from dropzone.daemon.build import build  # noqa: PLC0415
+
+    return build(
+        settings,
+        os.environ,
+        config=args.config,
+        observed=not args.once,
+        baseline_anyway=args.baseline_anyway,
+        listed_ahead=listed_ahead,
+    )
 
 
 def _first_pages_asked(settings: Settings) -> ListedAhead:

@@ -75,3 +75,18 @@ def test_a_failure_asked_ahead_is_the_listings_as_if_it_had_called(s3: S3Client)
     with pytest.raises(SourceConfigError) as again:  # made by the listing itself this time
         _keys(bucket, "in/", page_size=1000)
     assert str(raised.value) == str(again.value)
+
+
+def test_two_watches_listing_alike_ask_once_and_both_list(s3: S3Client) -> None:
+    """Two watches on one prefix (two models, say): one call asked ahead, taken by the first
+    listing; the second makes its own."""
+    name = new_bucket(s3, "ahead")
+    s3.put_object(Bucket=name, Key="in/a.jsonl", Body=jsonl())
+    sent = _counting_lists(s3)
+    ahead = ListedAhead(s3)
+    ahead.ask(list_arguments(name, "in/"))
+    ahead.ask(list_arguments(name, "in/"))
+    bucket = TosBucket(s3, name, ahead)
+    assert _keys(bucket, "in/", page_size=1000) == ["in/a.jsonl"]
+    assert _keys(bucket, "in/", page_size=1000) == ["in/a.jsonl"]
+    assert len(sent) == 2, "one asked ahead, one by the second listing"

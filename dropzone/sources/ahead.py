@@ -34,9 +34,12 @@ class ListedAhead:
         self._lock = threading.Lock()
 
     def ask(self, arguments: Mapping[str, Any]) -> None:
-        """Start the call with these arguments (those a listing's first request would pass)."""
+        """Start the call with these arguments (those a listing's first request would pass);
+        once, however many watches list alike (the first to list takes it, the others call)."""
         answer: Future[dict[str, Any]] = Future()
         with self._lock:
+            if _asked(arguments) in self._asked:
+                return
             self._asked[_asked(arguments)] = answer
         threading.Thread(
             target=self._call, args=(answer, dict(arguments)), name="list-ahead", daemon=True

@@ -361,7 +361,9 @@ class Daemon:
             except Exception:  # noqa: BLE001 - the first call meets it again, and says so
                 self._log.debug("ark.warm_up_failed", exc_info=True)
 
-        threading.Thread(target=ready, name="warm-up", daemon=True).start()
+        # Not a daemon thread: the interpreter waits for it at exit (20-30 ms at most), where a
+        # run with nothing to do ended while it was inside OpenSSL and crashed (SIGSEGV).
+        threading.Thread(target=ready, name="warm-up").start()
 
     def _start_ark_loops(self) -> list[threading.Thread]:
         loops = [threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)]

@@ -42,7 +42,12 @@ class ListedAhead:
                 return
             self._asked[_asked(arguments)] = answer
         threading.Thread(
-            target=self._call, args=(answer, dict(arguments)), name="list-ahead", daemon=True
+            # Not a daemon thread: one no listing took (the run failed first) is waited for at
+            # exit, within the S3 client's time-outs, rather than left inside botocore while
+            # the interpreter finalizes (a daemon thread there can crash the process).
+            target=self._call,
+            args=(answer, dict(arguments)),
+            name="list-ahead",
         ).start()
 
     def take(self, arguments: Mapping[str, Any]) -> Future[dict[str, Any]] | None:

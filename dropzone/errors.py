@@ -46,7 +46,8 @@ message lines; none reaches the terminal as a traceback.
     │       └── Held                      the account or its setup must change (a hint says how)
     │           ├── AuthError             the credentials or the clock are wrong
     │           ├── AccountError          the account cannot do it yet
-    │           └── EndpointError         what answered is not Ark's management API
+    │           ├── EndpointError         what answered is not Ark's management API
+    │           └── TrustStoreError       the CA certificates to verify Ark by cannot be loaded
     └── LedgerError                       the ledger's family: the second parent of the classes
                                           marked [+LedgerError], so that code catching whatever
                                           the ledger raises (the daemon logs it and goes on)

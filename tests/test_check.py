@@ -97,6 +97,23 @@ def test_an_unreachable_ark_is_named_and_offline_skips_it(stage: Stage) -> None:
 
 
 @pytest.mark.slow
+def test_unusable_ca_certificates_are_named_as_such(stage: Stage, tmp_path: Path) -> None:
+    """SSL_CERT_FILE naming a file that holds no certificates: the Ark line names the setting
+    and the file, says nothing was sent and what to do; exit 1, no traceback."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    done = stage.dropzone("check", env={"SSL_CERT_FILE": str(bundle)})
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    ark = _lines(done.stderr)[f"ark {stage.emulator.url} project 'default'"]
+    assert ark.startswith(
+        f"FAILED: nothing was sent: the CA certificates could not be loaded "
+        f"from SSL_CERT_FILE={bundle}: "
+    )
+    assert "point SSL_CERT_FILE at a PEM bundle" in ark
+
+
+@pytest.mark.slow
 def test_a_ledger_is_opened_for_writing_without_changing_it(stage: Stage) -> None:
     """An existing ledger: a write transaction begun and rolled back; the file is unchanged."""
     stage.put("a.jsonl")

@@ -293,3 +293,31 @@ def test_bad_endpoint_is_refused_early() -> None:
     """An endpoint without a scheme is a clear error at construction."""
     with pytest.raises(ValueError, match="scheme"):
         ArkClient(endpoint="open.volcengineapi.com", region="r", credentials=Credentials("a", "b"))
+
+
+@pytest.mark.parametrize("bundle", ["missing", "not-certificates"])
+def test_unusable_ca_certificates_hold_and_are_read_again(
+    emulator: Emulator,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    bundle: str,
+) -> None:
+    """SSL_CERT_FILE naming no file, or one that holds no certificates: the call is held (no
+    request sent, what to do said, the file named), and the next call after the file is put
+    right goes through, in the same client."""
+    path = tmp_path / "ca.pem"
+    if bundle == "not-certificates":
+        path.write_text("this is not a certificate\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    with _client(emulator, clock) as client:
+        with pytest.raises(errors.TrustStoreError) as caught:
+            client.create(_request())
+        assert isinstance(caught.value, errors.Held)
+        assert f"SSL_CERT_FILE={path}" in caught.value.message
+        assert "SSL_CERT_FILE" in caught.value.hint
+        assert caught.value.event == "ark.tls_unusable"
+        assert emulator.state()["jobs"] == []
+        monkeypatch.delenv("SSL_CERT_FILE")
+        client.create(_request())
+    assert emulator.state()["create_calls"] == {"bkt/data/a.jsonl": 1}

@@ -435,6 +435,30 @@ def test_auth_failures_and_connection_errors_hold_the_entry(stage: Stage) -> Non
 
 
 @pytest.mark.slow
+def test_unusable_ca_certificates_hold_the_entry_and_say_which_file(stage: Stage) -> None:
+    """SSL_CERT_FILE naming no file: one line says which setting and what to do, no traceback,
+    the entry stays pending uncounted (no claim left behind), and the next run submits it."""
+    stage.daemon.update(once_max_wait_s=0.5)
+    key = stage.put("a.jsonl")
+    missing = str(stage.tmp / "no-such-ca.pem")
+    held = cli(stage, "run", "--once", env={"SSL_CERT_FILE": missing})
+    assert "Traceback" not in held.stderr + held.stdout
+    [told] = events(held, "ark.tls_unusable")
+    assert f"SSL_CERT_FILE={missing}" in told["message"]
+    assert "SSL_CERT_FILE" in told["hint"]
+    assert not events(held, "worker.failed")
+    [row] = ledger(stage)
+    assert (row["state"], row["transient_failures"]) == ("pending", 0)
+    assert stage.create_calls() == {}
+    due = row["next_attempt_at"]
+    wait_for(lambda: datetime.now(UTC) > due, timeout=10, what="the entry's retry to fall due")
+    stage.daemon["once_max_wait_s"] = 60
+    fixed = stage.dropzone("run", "--once")
+    assert fixed.returncode == 0, fixed.stderr + fixed.stdout[-2000:]
+    one_job_each(stage, [key])
+
+
+@pytest.mark.slow
 def test_clock_skew_is_logged_with_the_measured_skew(tmp_path: Path, moto_endpoint: str) -> None:
     """An Ark whose clock is 20 minutes ahead refuses the signature: `ark.auth_failed` with
     code InvalidTimestamp and clock_skew_s about 1200; the entry stays `pending`, and is

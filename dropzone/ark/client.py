@@ -8,6 +8,7 @@ tree of ``errors.py``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 
 SERVICE = "ark"
+_TRUST_SETTINGS = ("SSL_CERT_FILE", "SSL_CERT_DIR")  # httpx's, in the order it reads them
 USER_AGENT = "dropzone/0.1"
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
@@ -83,6 +85,18 @@ class SignedCreate:
     @property
     def signed_at(self) -> datetime:
         return self.call.signed_at
+
+
+def _trust_store_error(exc: OSError) -> errors.TrustStoreError:
+    """Which setting named the certificates, as httpx reads them (a file before a folder)."""
+    named = [f"{name}={os.environ[name]}" for name in _TRUST_SETTINGS if os.environ.get(name)]
+    source = named[0] if named else "certifi's bundle"
+    return errors.TrustStoreError(
+        f"the CA certificates could not be loaded from {source}: {exc}",
+        code="CACertificatesUnusable",
+        hint="point SSL_CERT_FILE at a PEM bundle (or SSL_CERT_DIR at a folder of them) that "
+        "this user can read, or unset both to use certifi's",
+    )
 
 
 class ArkClient:
@@ -151,7 +165,10 @@ class ArkClient:
     def _tls(self) -> ssl.SSLContext:
         with self._verify_lock:  # callers at once wait for the one context
             if self._verify is None:
-                self._verify = httpx.create_ssl_context()
+                try:
+                    self._verify = httpx.create_ssl_context()
+                except OSError as exc:  # ssl.SSLError is one: a file that is not certificates
+                    raise _trust_store_error(exc) from exc
             return self._verify
 
     def _new_client(self) -> httpx.Client:

@@ -15,8 +15,10 @@
         ├── AuthError(code, skew_s)    the credentials or the clock are wrong
         ├── AccountError(code)         the account cannot do it yet: the service not activated,
         │                              the account overdue, the model not opened
-        └── EndpointError              what answered is not Ark's management API (a 4xx without
-                                       Ark's error envelope): the endpoint setting is wrong
+        ├── EndpointError              what answered is not Ark's management API (a 4xx without
+        │                              Ark's error envelope): the endpoint setting is wrong
+        └── TrustStoreError            the CA certificates to verify Ark by cannot be loaded
+                                       (SSL_CERT_FILE or SSL_CERT_DIR): nothing was sent
 
 :data:`KNOWN_CODES` is the table of every code dropzone knows, its branch and, for those that
 hold, what the operator must do. A code not in it is sorted by its HTTP status (429 throttled,
@@ -117,6 +119,8 @@ class Held(ArkError):
     """Nothing a retry of this request fixes, and no input is to blame: the operator must act
     (``hint`` says how); entries wait ``pending`` meanwhile."""
 
+    event = "ark.account_blocked"  # the log line that tells the operator
+
     def __init__(
         self,
         message: str,
@@ -132,6 +136,8 @@ class Held(ArkError):
 
 class AuthError(Held):
     """Wrong key, signature or token, or a clock too far off (``skew_s`` when measured)."""
+
+    event = "ark.auth_failed"
 
     def __init__(
         self,
@@ -155,6 +161,14 @@ class AccountError(Held):
 class EndpointError(Held):
     """The answer is not the management API's (no error envelope): ``[ark] endpoint`` names
     another service, such as the data-plane host, or a proxy."""
+
+
+class TrustStoreError(Held):
+    """The CA certificates the client verifies Ark by could not be loaded, so no request was
+    sent. Not the account's fault, but as held: each call tries the certificates again, so a
+    bundle put right in place is used without a restart."""
+
+    event = "ark.tls_unusable"
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ def _held_problem(exc: errors.Held) -> str:
         )
     if isinstance(exc, errors.EndpointError):
         return f"this is not Ark's management API ({exc.describe()[:160]}): {exc.hint}"
+    if isinstance(exc, errors.TrustStoreError):
+        return f"nothing was sent: {exc.message}; {exc.hint}"
     return f"the account is refused ({exc.describe()}): {exc.hint}"
 
 

@@ -358,7 +358,7 @@ class Daemon:
         def ready() -> None:
             try:
                 warm_up()
-            except Exception:  # noqa: BLE001 - the first call meets it again, and says so
+            except Exception:  # noqa: BLE001 - the first call meets it again and is held, told why
                 self._log.debug("ark.warm_up_failed", exc_info=True)
 
         # Not a daemon thread: the interpreter waits for it at exit (20-30 ms at most), where a

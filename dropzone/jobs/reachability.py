@@ -143,7 +143,7 @@ class Reachability:
             self.on_held(code)
         if seen is not None:
             return
-        event = "ark.auth_failed" if isinstance(error, errors.AuthError) else "ark.account_blocked"
+        event = error.event
         skew = error.skew_s if isinstance(error, errors.AuthError) else None
         self._log.error(
             event,

@@ -407,7 +407,7 @@ class Submitter:
             self._reachability.hold(exc)
             return
         self._bind(entry).error(
-            "ark.auth_failed" if isinstance(exc, errors.AuthError) else "ark.account_blocked",
+            exc.event,
             code=exc.code,
             message=exc.message,
             hint=exc.hint,

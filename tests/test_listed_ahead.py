@@ -4,17 +4,24 @@ listing's, as if the call had been made there. Over moto's S3 on loopback."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from dropzone.ledger import SqliteLedger
 from dropzone.sources.ahead import ListedAhead
 from dropzone.sources.base import SourceConfigError
 from dropzone.sources.tos import TosBucket, list_arguments
-from tests.harness import jsonl, new_bucket, s3_client
+from tests.harness import jsonl, new_bucket, s3_client, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from tests.harness import Stage
 
 
 def _counting_lists(s3: S3Client) -> list[dict[str, Any]]:
@@ -93,3 +100,47 @@ def test_two_watches_listing_alike_ask_once_and_both_list(s3: S3Client) -> None:
     assert _keys(bucket, "in/", page_size=1000) == ["in/a.jsonl"]
     assert _keys(bucket, "in/", page_size=1000) == ["in/a.jsonl"]
     assert len(sent) == 2, "one asked ahead, one by the second listing"
+
+
+class _Listener:
+    """A TCP port on loopback that notes who connects to it, and closes each connection."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.peers: list[tuple[str, int]] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed by the test
+            while True:
+                conn, peer = self._socket.accept()
+                self.peers.append(peer)
+                conn.close()
+
+    def connections_before_now(self) -> int:
+        """Connections made before this call: one of ours is accepted after any waiting in
+        the queue, so once ours is seen every earlier one has been."""
+        with socket.create_connection(self._socket.getsockname()) as ours:
+            me = ours.getsockname()
+            wait_for(lambda: me in self.peers, what="the listener to accept ours")
+        return self.peers.index(me)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def test_a_run_the_ledger_refuses_has_asked_for_nothing(stage: Stage) -> None:
+    """``run --once`` opens its ledger before it asks for any page: one another process holds
+    is reported at once, and the store was not called (cron starting a run while the last one
+    still works must not cost a listing request each time)."""
+    stage.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    store = _Listener()
+    try:
+        with SqliteLedger.open(stage.ledger_path, lock=True):
+            refused = stage.dropzone("run", "--once", env={"DROPZONE_TOS__ENDPOINT": store.url})
+        assert refused.returncode == 2, refused.stderr
+        assert f"pid {os.getpid()}" in refused.stderr
+        assert store.connections_before_now() == 0
+    finally:
+        store.close()

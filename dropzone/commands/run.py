@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     import argparse
     from contextlib import AbstractContextManager
 
+    from dropzone.ark.signer import Credentials
     from dropzone.commands.preview import WatchPreview
     from dropzone.config import Settings, WatchRule
     from dropzone.daemon.build import DaemonParts
+    from dropzone.ledger import Ledger
     from dropzone.sources.ahead import ListedAhead
 
 
@@ -45,10 +47,22 @@ def run(args: argparse.Namespace) -> int:
 def _daemon_parts(
     settings: Settings, args: argparse.Namespace
 ) -> AbstractContextManager[DaemonParts]:
-    listed_ahead = _first_pages_asked(settings) if args.once else None
-    # Imported only now: loading the daemon (its modules, its parts) overlaps the answers to
-    # the listings just asked.
-    from dropzone.daemon.build import build  # noqa: PLC0415
+    credentials = runtime.credentials_for(settings)
+    ledger: Ledger | None = None
+    listed_ahead = None
+    if args.once:
+        # The ledger first: a run refused by it (another run holds the file, the server is
+        # down) has sent no request. Then the first pages, whose answers the loading of the
+        # daemon below (its modules, its parts) overlaps.
+        ledger = runtime.open_ledger(settings, daemon=True)
+        try:
+            listed_ahead = _first_pages_asked(settings, credentials)
+            from dropzone.daemon.build import build  # noqa: PLC0415
+        except BaseException:
+            ledger.close()
+            raise
+    else:
+        from dropzone.daemon.build import build  # noqa: PLC0415
 
     return build(
         settings,
@@ -56,20 +70,21 @@ def _daemon_parts(
         config=args.config,
         observed=not args.once,
         baseline_anyway=args.baseline_anyway,
+        credentials=credentials,
+        ledger=ledger,
         listed_ahead=listed_ahead,
     )
 
 
-def _first_pages_asked(settings: Settings) -> ListedAhead:
+def _first_pages_asked(settings: Settings, credentials: Credentials) -> ListedAhead:
     """Each bucket watch's first listing page asked for now, ahead of ``run --once``'s one
     listing (the daemon's own listings come on their interval, and ask as they go)."""
     from dropzone.sources.ahead import ListedAhead  # noqa: PLC0415 - as build: run's alone
     from dropzone.sources.tos import list_arguments  # noqa: PLC0415
 
-    ahead = ListedAhead(runtime.s3_client(settings, runtime.credentials_for(settings)))
-    for rule in settings.watches:
-        if rule.local_dir is None:
-            ahead.ask(list_arguments(rule.bucket, rule.prefix))
+    ahead = ListedAhead(runtime.s3_client(settings, credentials))
+    for rule in settings.bucket_watches:
+        ahead.ask(list_arguments(rule.bucket, rule.prefix))
     return ahead
 
 

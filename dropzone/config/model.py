@@ -416,6 +416,12 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @property
+    def bucket_watches(self) -> tuple[WatchRule, ...]:
+        """The rules that list their bucket: those without ``local_dir`` (a folder watch's
+        source is its folder, and what it uploads the bucket's listing never sees)."""
+        return tuple(rule for rule in self.watches if rule.local_dir is None)
+
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, any secret shown as ``[secure]``."""
         plain = redact(self.model_dump(by_alias=True))

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from dropzone.ark.client import ArkClient
+    from dropzone.ark.signer import Credentials
     from dropzone.config import Settings, WatchRule
     from dropzone.daemon.feeds import Feeds
     from dropzone.jobs.watch import Preflight
@@ -62,20 +63,24 @@ class DaemonParts:
 
 
 @contextmanager
-def build(
+def build(  # noqa: PLR0913 - beside the settings, each part a caller may have made already
     settings: Settings,
     env: Mapping[str, str],
     *,
     config: str | None = None,
     observed: bool = True,
     baseline_anyway: bool = False,
+    credentials: Credentials | None = None,
+    ledger: Ledger | None = None,
     listed_ahead: ListedAhead | None = None,
 ) -> Iterator[DaemonParts]:
     """A daemon for ``settings``. ``observed``: with metrics, /healthz on ``daemon.listen``
     and systemd notify (``run --once`` has none); ``config``: the ``-c`` value a SIGHUP
-    reads again; ``listed_ahead``: first pages asked for already, and its S3 client the
-    daemon's."""
-    credentials = runtime.credentials_for(settings, env)
+    reads again. What the caller made already, before loading this module (``run --once``):
+    ``credentials``; ``ledger``, opened for a daemon, closed with the daemon's parts;
+    ``listed_ahead``, first pages asked for, and its S3 client the daemon's."""
+    if credentials is None:
+        credentials = runtime.credentials_for(settings, env)
     reachability = Reachability(utc_now)
     metrics: Metrics | None = None
     observer = reachability.observe
@@ -86,7 +91,8 @@ def build(
 
         metrics = Metrics([rule.name for rule in settings.watches])
         observer = runtime.fan_out(metrics.api_call, reachability.observe)
-    ledger = runtime.open_ledger(settings, daemon=True)
+    if ledger is None:
+        ledger = runtime.open_ledger(settings, daemon=True)
     api: ArkClient | None = None
     server = None
     feeds: Feeds | None = None
@@ -380,7 +386,7 @@ class _WatchMaker:
         kept = {folder.rule.name: folder for folder in running.folders}
         folders: list[FolderWatch] = []
         for rule in settings.watches:
-            if rule.local_dir is None:
+            if rule.local_dir is None:  # a bucket watch, made below
                 continue
             same = kept.get(rule.name)
             if same is not None and same.rule == rule:
@@ -410,8 +416,7 @@ class _WatchMaker:
                 self.first_start,
                 on_new=self.wake.notify,
             )
-            for rule in settings.watches
-            if rule.local_dir is None
+            for rule in settings.bucket_watches
         )
         caps = {
             r.name: r.max_active_jobs for r in settings.watches if r.max_active_jobs is not None

@@ -83,7 +83,7 @@ def test_run_once_of_a_bucket_watch_imports_no_part_it_has_no_use_for(tmp_path: 
     """No folder watch (watchdog), no webhook (Standard Webhooks), no event feed (Kafka, the
     feeds' modules), no --dry-run (the preview), no /metrics, heartbeat or systemd (the ops
     server's modules), no metrics at all (nothing could read them), no validation (the
-    preflight's)."""
+    preflight's), no managed transfers (boto3's session and s3transfer: nothing uploads)."""
     modules, done = _imported(tmp_path, "run", "--once", "--log-format", "json")
     assert "daemon.started" in done.stdout + done.stderr, done.stderr[-2000:]
     assert "dropzone.daemon.build" in modules
@@ -100,5 +100,7 @@ def test_run_once_of_a_bucket_watch_imports_no_part_it_has_no_use_for(tmp_path: 
         "dropzone.ops.metrics",
         "prometheus_client",
         "dropzone.preflight",
+        "boto3",
+        "s3transfer",
     }
     assert unused & modules == set()

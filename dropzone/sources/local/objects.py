@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import S3Transfer, TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
@@ -119,7 +119,10 @@ def upload_file(
     if existing is not None and _same_content(existing, fingerprint):
         return existing
     try:
-        bucket.s3.upload_file(str(file.path), bucket.bucket, key, Config=config)
+        # S3Transfer, not the client's upload_file: the client is botocore's (sources/tos.py).
+        # boto3-stubs types the config as botocore's Config; boto3's upload_file passes this.
+        with S3Transfer(bucket.s3, config) as transferring:  # type: ignore[arg-type]
+            transferring.upload_file(str(file.path), bucket.bucket, key)
     except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
         # boto3 wraps the ClientError without chaining it explicitly; its context has it.
         cause = exc.__context__ if isinstance(exc, S3UploadFailedError) else exc

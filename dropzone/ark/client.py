@@ -160,6 +160,8 @@ class ArkClient:
         with self._clients_lock:
             if self._clients or self._closed:
                 return
+        # Not made under the lock: a call that starts meanwhile makes a client of its own,
+        # and both serve later calls (the workers use several), where waiting would not.
         self._spare.append(self._new_client())
 
     def _tls(self) -> ssl.SSLContext:

@@ -321,3 +321,17 @@ def test_unusable_ca_certificates_hold_and_are_read_again(
         monkeypatch.delenv("SSL_CERT_FILE")
         client.create(_request())
     assert emulator.state()["create_calls"] == {"bkt/data/a.jsonl": 1}
+
+
+def test_a_certificates_folder_that_is_not_there_holds(
+    emulator: Emulator, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SSL_CERT_DIR naming no folder: OpenSSL would take it and fail every handshake later
+    (an outage, wrongly); held at once instead, the setting named."""
+    missing = tmp_path / "no-such-certs"
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(missing))
+    with _client(emulator, clock) as client, pytest.raises(errors.TrustStoreError) as caught:
+        client.create(_request())
+    assert f"SSL_CERT_DIR={missing}" in caught.value.message
+    assert emulator.state()["jobs"] == []

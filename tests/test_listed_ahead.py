@@ -109,7 +109,8 @@ class _Listener:
         self._socket = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self.peers: list[tuple[str, int]] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._serving = threading.Thread(target=self._serve, daemon=True)
+        self._serving.start()
 
     def _serve(self) -> None:
         with contextlib.suppress(OSError):  # closed by the test
@@ -127,9 +128,14 @@ class _Listener:
         return self.peers.index(me)
 
     def close(self) -> None:
+        # shutdown, not close alone: that wakes the thread waiting in accept().
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)
         self._socket.close()
+        self._serving.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_a_run_the_ledger_refuses_has_asked_for_nothing(stage: Stage) -> None:
     """``run --once`` opens its ledger before it asks for any page: one another process holds
     is reported at once, and the store was not called (cron starting a run while the last one

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -87,6 +88,14 @@ class SignedCreate:
         return self.call.signed_at
 
 
+def _folder_is_there() -> None:
+    """OpenSSL takes a certificates folder that is not there without a word, and fails each
+    handshake after: as unreachable, which it is not. httpx reads it only without a file."""
+    folder = os.environ.get("SSL_CERT_DIR")
+    if folder and not os.environ.get("SSL_CERT_FILE") and not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+
+
 def _trust_store_error(exc: OSError) -> errors.TrustStoreError:
     """Which setting named the certificates, as httpx reads them (a file before a folder)."""
     named = [f"{name}={os.environ[name]}" for name in _TRUST_SETTINGS if os.environ.get(name)]
@@ -94,8 +103,8 @@ def _trust_store_error(exc: OSError) -> errors.TrustStoreError:
     return errors.TrustStoreError(
         f"the CA certificates could not be loaded from {source}: {exc}",
         code="CACertificatesUnusable",
-        hint="point SSL_CERT_FILE at a PEM bundle (or SSL_CERT_DIR at a folder of them) that "
-        "this user can read, or unset both to use certifi's",
+        hint="point SSL_CERT_FILE at a PEM bundle this user can read (or SSL_CERT_DIR at a "
+        "folder of certificates made ready with openssl rehash), or unset both to use certifi's",
     )
 
 
@@ -168,6 +177,7 @@ class ArkClient:
         with self._verify_lock:  # callers at once wait for the one context
             if self._verify is None:
                 try:
+                    _folder_is_there()
                     self._verify = httpx.create_ssl_context()
                 except OSError as exc:  # ssl.SSLError is one: a file that is not certificates
                     raise _trust_store_error(exc) from exc

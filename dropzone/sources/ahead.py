@@ -1,7 +1,7 @@
 """Listing pages asked for before they are needed, each taken once by the listing it starts.
 
-``run --once`` asks for each bucket watch's first page as soon as it has an S3 client, then
-loads the rest of the daemon (its modules, the ledger, the Ark client: about 0.1 s of CPU)
+``run --once`` asks for each bucket watch's first page as soon as it has its ledger and an S3
+client, then loads the rest of the daemon (its modules, the Ark client: about 0.1 s of CPU)
 while the store answers; the listing then starts with an answer in hand instead of waiting for
 it (issue 17: spawn to the first Create). A page asked for is only ever the first of a listing
 about to run, never a snapshot kept for later polls.

@@ -88,18 +88,18 @@ class SignedCreate:
         return self.call.signed_at
 
 
-def _folder_is_there() -> None:
-    """OpenSSL takes a certificates folder that is not there without a word, and fails each
-    handshake after: as unreachable, which it is not. httpx reads it only without a file."""
-    folder = os.environ.get("SSL_CERT_DIR")
-    if folder and not os.environ.get("SSL_CERT_FILE") and not Path(folder).is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
+def _named_certificates() -> tuple[str, str] | None:
+    """The setting httpx reads the CA certificates from (a file before a folder), and its
+    value; None: certifi's bundle."""
+    for name in _TRUST_SETTINGS:
+        value = os.environ.get(name)
+        if value:
+            return name, value
+    return None
 
 
-def _trust_store_error(exc: OSError) -> errors.TrustStoreError:
-    """Which setting named the certificates, as httpx reads them (a file before a folder)."""
-    named = [f"{name}={os.environ[name]}" for name in _TRUST_SETTINGS if os.environ.get(name)]
-    source = named[0] if named else "certifi's bundle"
+def _trust_store_error(named: tuple[str, str] | None, exc: OSError) -> errors.TrustStoreError:
+    source = f"{named[0]}={named[1]}" if named else "certifi's bundle"
     return errors.TrustStoreError(
         f"the CA certificates could not be loaded from {source}: {exc}",
         code="CACertificatesUnusable",
@@ -176,11 +176,15 @@ class ArkClient:
     def _tls(self) -> ssl.SSLContext:
         with self._verify_lock:  # callers at once wait for the one context
             if self._verify is None:
+                named = _named_certificates()
                 try:
-                    _folder_is_there()
+                    # OpenSSL takes a folder that is not there without a word, and then fails
+                    # each handshake: as unreachable, which Ark is not.
+                    if named and named[0] == "SSL_CERT_DIR" and not Path(named[1]).is_dir():
+                        raise FileNotFoundError(f"{named[1]} is not a folder")
                     self._verify = httpx.create_ssl_context()
                 except OSError as exc:  # ssl.SSLError is one: a file that is not certificates
-                    raise _trust_store_error(exc) from exc
+                    raise _trust_store_error(named, exc) from exc
             return self._verify
 
     def _new_client(self) -> httpx.Client:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from dropzone.commands.preview import WatchPreview
     from dropzone.config import Settings, WatchRule
     from dropzone.daemon.build import DaemonParts
-    from dropzone.ledger import Ledger
     from dropzone.sources.ahead import ListedAhead
 
 
@@ -48,21 +47,17 @@ def _daemon_parts(
     settings: Settings, args: argparse.Namespace
 ) -> AbstractContextManager[DaemonParts]:
     credentials = runtime.credentials_for(settings)
-    ledger: Ledger | None = None
-    listed_ahead = None
-    if args.once:
-        # The ledger first: a run refused by it (another run holds the file, the server is
-        # down) has sent no request. Then the first pages, whose answers the loading of the
-        # daemon below (its modules, its parts) overlaps.
-        ledger = runtime.open_ledger(settings, daemon=True)
-        try:
-            listed_ahead = _first_pages_asked(settings, credentials)
-            from dropzone.daemon.build import build  # noqa: PLC0415
-        except BaseException:
-            ledger.close()
-            raise
-    else:
+    # run --once: the ledger first, so that a run it refuses (another run holds the file, the
+    # server is down) has sent no request; then the first pages, whose answers the loading of
+    # the daemon below (its modules, its parts) overlaps.
+    ledger = runtime.open_ledger(settings, daemon=True) if args.once else None
+    try:
+        listed_ahead = _first_pages_asked(settings, credentials) if args.once else None
         from dropzone.daemon.build import build  # noqa: PLC0415
+    except BaseException:
+        if ledger is not None:
+            ledger.close()
+        raise
 
     return build(
         settings,

@@ -27,6 +27,7 @@ from dropzone.commands.exit_codes import (
 from dropzone.emulator.options import configure_parser as configure_emulator_parser
 from dropzone.errors import DropzoneError
 from dropzone.levels import LOG_LEVELS
+from dropzone.stack import with_room
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -234,7 +235,8 @@ def _command(action: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _main(argv)
+        # Deep imports and calls beyond the frame stack's first chunk (dropzone.stack).
+        return with_room(lambda: _main(argv))
     except BrokenPipeError:
         return _reader_gone()
 
